@@ -1,0 +1,97 @@
+"""The `transformers:` backend: local models on CPU or CUDA, HF directories or GGUF files.
+
+`transformers:smollm2-135m` is the embedded default; `transformers:/path/to/dir` or
+`transformers:/path/to/model.gguf` load local weights. Generation is batched with left padding;
+choice log-probabilities come from one forward pass when every choice is a single token.
+"""
+
+import os
+
+from ..models import resolve
+from .base import ChoiceRequest, GenerationRequest, as_messages
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+    if device != "auto":
+        return device
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def set_threads(threads: int = 0):
+    """torch threads = cores (or the configured number): more threads than cores thrash."""
+    import torch
+    n = threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(n)
+
+
+class TransformersBackend:
+    def __init__(self, model: str, device: str = "auto", dtype: str = "auto", threads: int = 0):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        set_threads(threads)
+        self.path, self.identity = resolve(model)
+        self.device = pick_device(device)
+        if dtype == "auto":
+            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        self.tokenizer = AutoTokenizer.from_pretrained(self.path)
+        self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
+        self.model.to(self.device).eval()
+
+    def _encode(self, conversations: list[list[dict]]):
+        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                 for m in conversations]
+        return self.tokenizer(texts, return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(self.device)
+
+    def generate(self, requests: list[GenerationRequest]) -> list[str]:
+        import torch
+        if not requests:
+            return []
+        params = requests[0].params
+        assert all(r.params == params for r in requests), "a batch shares sampling parameters"
+        batch = self._encode([as_messages(r.messages) for r in requests])
+        # One seed per batch, derived from the requests in it, so a batch is reproducible.
+        torch.manual_seed(hash(tuple((r.seed, r.sample) for r in requests)) % (2**31))
+        sampling = params.temperature > 0
+        with torch.no_grad():
+            out = self.model.generate(
+                **batch, max_new_tokens=params.max_new_tokens, do_sample=sampling,
+                temperature=params.temperature if sampling else None,
+                top_p=params.top_p if sampling else None, top_k=None,
+                pad_token_id=self.tokenizer.pad_token_id)
+        new = out[:, batch["input_ids"].shape[1]:]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def choice_logprobs(self, requests: list[ChoiceRequest]) -> list[list[float]]:
+        import torch
+        if not requests:
+            return []
+        batch = self._encode([as_messages(r.messages) for r in requests])
+        with torch.no_grad():
+            logits = self.model(**batch).logits[:, -1, :].float()
+        logprobs = torch.log_softmax(logits, dim=-1)
+        out = []
+        for row, req in zip(logprobs, requests):
+            out.append([self._choice_logprob(row, req, c, i) for i, c in enumerate(req.choices)])
+        return out
+
+    def _choice_logprob(self, next_logprobs, req, choice: str, i: int) -> float:
+        ids = self.tokenizer.encode(choice, add_special_tokens=False)
+        if len(ids) == 1:
+            return float(next_logprobs[ids[0]])
+        return self._sequence_logprob(req, ids)
+
+    def _sequence_logprob(self, req: ChoiceRequest, choice_ids: list[int]) -> float:
+        """Sum of token log-probs of a multi-token choice after the prompt (one extra pass)."""
+        import torch
+        prompt = self._encode([as_messages(req.messages)])["input_ids"]
+        ids = torch.cat([prompt, torch.tensor([choice_ids], device=self.device)], dim=1)
+        with torch.no_grad():
+            logp = torch.log_softmax(self.model(input_ids=ids).logits[0].float(), dim=-1)
+        start = prompt.shape[1]
+        return float(sum(logp[start - 1 + k, t] for k, t in enumerate(choice_ids)))

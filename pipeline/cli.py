@@ -1,0 +1,116 @@
+"""The `cai` command: one thin command per stage plus `run`. No logic lives here."""
+
+import functools
+import os
+import sys
+
+import click
+
+from .config import help_rows, load_config
+from .errors import CaiError
+
+STAGE_HELP = {
+    "generate": "The policy answers the prompts (generate.samples each).",
+    "critique": "The judge critiques and revises each response (critique.rounds rounds).",
+    "pairs": "Critique outcomes become preference pairs (revision ≻ original).",
+    "blend": "Mix AI pairs with the human calibration slice; measure judge-human agreement.",
+    "export": "Write datasets (HF + JSONL) and the dataset card to <run_dir>/dataset.",
+    "train-rm": "Train a reward model (TRL RewardTrainer); held-out human accuracy.",
+    "train-policy": "Train the harmlessness-tuned policy (TRL DPOTrainer).",
+    "evaluate": "Base vs trained policy: refusals on harmful, compliance on safe prompts.",
+}
+
+
+def common_options(fn):
+    @click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                  help="run config YAML (defaults: the embedded demo)")
+    @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                  help="override a config key, e.g. --set generate.samples=4 (repeatable)")
+    @click.option("--run-dir", help="run directory (config key run_dir; default outputs/default)")
+    @functools.wraps(fn)
+    def wrapper(config_path, overrides, run_dir, **kwargs):
+        if run_dir:
+            overrides = (*overrides, f"run_dir={run_dir}")
+        return fn(load_config(config_path, overrides), **kwargs)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="show full tracebacks")
+@click.version_option(package_name="cai")
+def cli(debug):
+    """cai: Constitutional AI from a principles file.
+
+    principles.yaml + prompts -> critiques and revisions -> preference pairs blended with a human
+    calibration slice -> datasets -> reward model -> DPO-tuned policy -> evaluation.
+
+    `cai run` runs every stage; `cai <stage>` runs one (it needs the ones before it to have run).
+    Reruns reuse every cached model call: only what changed is recomputed.
+    """
+    if debug:
+        os.environ["CAI_DEBUG"] = "1"
+
+
+@cli.command("run")
+@common_options
+@click.option("--from", "first", type=click.Choice(list(STAGE_HELP)), help="start at this stage")
+@click.option("--to", "last", type=click.Choice(list(STAGE_HELP)), help="stop after this stage")
+def run_cmd(config, first, last):
+    """Run the whole pipeline (or --from/--to a range of stages)."""
+    from .runner import run_stages
+    names = list(STAGE_HELP)
+    names = names[names.index(first) if first else 0: names.index(last) + 1 if last else None]
+    run_stages(config, names)
+
+
+def _stage_command(name: str):
+    @common_options
+    def command(config):
+        from .runner import run_stages
+        run_stages(config, [name])
+    command.__doc__ = STAGE_HELP[name]
+    return cli.command(name)(command)
+
+
+for _name in STAGE_HELP:
+    _stage_command(_name)
+
+
+@cli.command("config")
+@common_options
+@click.option("--keys", is_flag=True, help="list every config key with its default and meaning")
+def config_cmd(config, keys):
+    """Print the resolved run config as YAML (or the key reference with --keys)."""
+    import yaml
+    if keys:
+        for key, default, desc in help_rows():
+            click.echo(f"{key:<38} {default!r:<28} {desc}")
+    else:
+        click.echo(yaml.safe_dump(config.model_dump(), sort_keys=False), nl=False)
+
+
+def main():
+    try:
+        cli.main(standalone_mode=False)
+    except CaiError as exc:
+        if os.environ.get("CAI_DEBUG"):
+            raise
+        click.echo(f"cai: error: {exc}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        _interrupted()
+    except KeyboardInterrupt:
+        _interrupted()
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+
+
+def _interrupted():
+    click.echo("cai: interrupted. Finished work is saved; run the same command again to resume.",
+               err=True)
+    sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

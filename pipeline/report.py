@@ -1,0 +1,69 @@
+"""metrics.json and summary.md: what a run produced, in numbers and in a page a person reads."""
+
+import json
+
+from .fsutil import atomic_write_text
+
+MANIFEST_STAGES = ["generate", "critique", "pairs", "blend", "export", "train-rm",
+                   "train-policy", "evaluate"]
+
+
+def collect(ctx, stage_stats) -> dict:
+    m = {s: ctx.store.get_manifest(s) for s in MANIFEST_STAGES}
+    meta = {s: (v or {}).get("meta", {}) for s, v in m.items()}
+    return {
+        "constitution": {"name": ctx.constitution.name, "version": ctx.constitution.version,
+                         "content_version": ctx.constitution.content_version},
+        "models": ctx.config.models.model_dump(),
+        "counts": {"responses": len((m["generate"] or {}).get("ids", [])),
+                   "chains": len((m["critique"] or {}).get("ids", [])),
+                   "ai_pairs": len((m["pairs"] or {}).get("ids", [])),
+                   "blend": meta["blend"].get("composition"),
+                   "sft": meta["export"].get("sft")},
+        "judge_agreement": meta["blend"].get("agreement"),
+        "dataset": (m["export"] or {"ids": [None]})["ids"][0],
+        "reward_model": {k: meta["train-rm"].get(k) for k in
+                         ("path", "train_pairs", "train_accuracy", "heldout_accuracy")},
+        "policy": {k: meta["train-policy"].get(k) for k in
+                   ("path", "method", "train_pairs", "final_loss", "reward_accuracy_last")},
+        "evaluation": {k: meta["evaluate"].get(k) for k in ("table", "detector", "samples")},
+        "stages": {s.stage: {"seconds": round(s.seconds, 2), "made": s.made, "reused": s.cached,
+                             "model_calls": s.calls, "dropped": s.dropped} for s in stage_stats},
+    }
+
+
+def write(ctx, stage_stats) -> dict:
+    metrics = collect(ctx, stage_stats)
+    atomic_write_text(ctx.run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str))
+    atomic_write_text(ctx.run_dir / "summary.md", summary(metrics))
+    return metrics
+
+
+def _fmt(x):
+    return "–" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x)
+
+
+def summary(m: dict) -> str:
+    c, a = m["counts"], m["judge_agreement"] or {}
+    lines = [f"# cai run summary", "",
+             f"Constitution `{m['constitution']['name']}` v{m['constitution']['version']} "
+             f"(`{m['constitution']['content_version']}`); policy `{m['models']['policy']}`, "
+             f"judge `{m['models']['judge']}`.", "",
+             f"- {c['responses']} responses → {c['chains']} critique chains → {c['ai_pairs']} AI pairs",
+             f"- blended training set: {c['blend']}; SFT rows: {c['sft']}",
+             f"- judge vs humans (held-out, both orders): accuracy {_fmt(a.get('accuracy'))}, "
+             f"order consistency {_fmt(a.get('order_consistency'))} over {a.get('n', 0)} pairs "
+             "(chance = 0.50; a position-biased judge has consistency 0.00)",
+             f"- reward model: held-out accuracy {_fmt(m['reward_model'].get('heldout_accuracy'))}, "
+             f"train accuracy {_fmt(m['reward_model'].get('train_accuracy'))}",
+             f"- policy (DPO): final loss {_fmt(m['policy'].get('final_loss'))}", "",
+             "| policy | harmful: refusal rate ↑ | safe: compliance rate ↑ |", "|---|---|---|"]
+    for name, row in ((m["evaluation"] or {}).get("table") or {}).items():
+        lines.append(f"| {name} | {_fmt(row['harmful'].get('refusal_rate'))} (n={row['harmful']['n']}) "
+                     f"| {_fmt(row['safe'].get('compliance_rate'))} (n={row['safe']['n']}) |")
+    lines += ["", f"Refusals decided by: {(m['evaluation'] or {}).get('detector')}.", "",
+              "| stage | seconds | made | reused | model calls | dropped |", "|---|---|---|---|---|---|"]
+    for name, s in m["stages"].items():
+        lines.append(f"| {name} | {s['seconds']} | {s['made']} | {s['reused']} | {s['model_calls']} "
+                     f"| {s['dropped'] or ''} |")
+    return "\n".join(lines) + "\n"

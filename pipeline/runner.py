@@ -1,0 +1,54 @@
+"""`cai run` and `cai <stage>`: walk the stages in order, print what each did, write the report."""
+
+import time
+
+from . import report
+from .context import RunContext
+from .fsutil import atomic_write_text
+from .stages import STAGES
+
+
+def quiet_libraries():
+    """Our progress bars and stage lines are the output; library chatter is noise."""
+    import warnings
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*gradient_checkpointing.*")
+    try:
+        import datasets
+        import transformers
+        transformers.logging.set_verbosity_error()
+        datasets.disable_progress_bars()
+        datasets.logging.set_verbosity_error()
+    except ImportError:
+        pass
+
+
+def run_stages(config, names: list[str], echo=print) -> dict:
+    quiet_libraries()
+    ctx = RunContext(config)
+    try:
+        atomic_write_text(ctx.run_dir / "config.yaml", _yaml(config))
+        run_id = ctx.store.start_run(config.fingerprint(), ctx.constitution.content_version)
+        start, done = time.perf_counter(), []
+        try:
+            for name in names:
+                stats = STAGES[name](ctx)
+                done.append(stats)
+                echo(stats.line())
+        except BaseException:
+            ctx.store.finish_run(run_id, "interrupted", {"stages": [s.stage for s in done]})
+            raise
+        metrics = report.write(ctx, done)
+        total = time.perf_counter() - start
+        ctx.store.finish_run(run_id, "finished", {"seconds": total, "calls": ctx.calls_made()})
+        echo(f"{'total':<13} {total:7.1f}s  {ctx.calls_made()} model calls; "
+             f"wrote {ctx.run_dir}/metrics.json and summary.md")
+        return metrics
+    finally:
+        ctx.close()
+
+
+def _yaml(config) -> str:
+    import yaml
+    return yaml.safe_dump(config.model_dump(), sort_keys=False)
+

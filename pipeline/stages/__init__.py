@@ -1,0 +1,18 @@
+"""The stages, in run order. Each module has one entry function `run(ctx) -> StageStats`.
+
+`cai run` walks STAGES; `cai <name>` runs one. A stage reads the manifest its predecessor
+wrote (the ids of that stage's current outputs) and writes its own manifest last.
+"""
+
+from . import blend, critique, evaluate, export, generate, pairs, train_policy, train_rm
+
+STAGES = {
+    "generate": generate.run,
+    "critique": critique.run,
+    "pairs": pairs.run,
+    "blend": blend.run,
+    "export": export.run,
+    "train-rm": train_rm.run,
+    "train-policy": train_policy.run,
+    "evaluate": evaluate.run,
+}

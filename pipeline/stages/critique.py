@@ -1,0 +1,175 @@
+"""critique ⇄ revise: the judge critiques each response against a principle, then revises it.
+
+response records -> critique and revision records -> one chain record per response
+    cai critique --set critique.rounds=3
+
+Per round, each chain gets a principle by weighted rendezvous hashing over principle ids, keyed
+by (seed, response id, round): editing, adding or removing one principle moves only the records
+that principle wins or loses. The judge writes a critique, answers "does it violate?" as a
+Yes/No choice scored by log-probabilities, and, when it does, writes a revision. Revisions that
+are empty, repeat the original or restate the critique are dropped (counted by reason); the next
+round then critiques the previous text again.
+"""
+
+import difflib
+import re
+
+from constitution import assign_principle, render_critique, render_revision
+from constitution.render import DATA_NOTE, examples_for
+
+from ..backends import SamplingParams
+from ..context import StageStats, timed
+from ..errors import CaiError
+from ..hashing import content_hash
+from ..judge import verdicts
+from .common import load_records, require_manifest, save_records
+
+# Preambles a small judge puts before the rewritten reply; stripped, not counted as a failure.
+PREAMBLE = re.compile(r"^\s*(here is|here's)?\s*(the|a|my)?\s*(rewritten|revised|new|improved)"
+                      r"\s*(response|reply|answer|version)?\s*(is)?\s*[:\-]\s*", re.I)
+META = re.compile(r"^\s*(the|this) (assistant'?s? |original |revised )?(response|reply|answer)\b"
+                  r"|^\s*(critique|revision)\s*:", re.I)
+
+
+def similarity(a: str, b: str) -> float:
+    return difflib.SequenceMatcher(None, a.lower(), b.lower(), autojunk=False).ratio()
+
+
+# A small judge runs on past its reply into the prompt template; cut it there.
+RUN_ON = re.compile(r"^\s*```|" + re.escape(DATA_NOTE.split(" data")[0]), re.M)
+
+
+def clean_revision(text: str) -> str:
+    text = PREAMBLE.sub("", text or "", count=1)
+    text = RUN_ON.split(text, maxsplit=1)[0]
+    return text.strip().strip('"').strip()
+
+
+def is_degenerate(text: str) -> bool:
+    """Looping output ("I'm sorry. I'm sorry. ..."): few distinct words for its length."""
+    words = text.lower().split()
+    return len(words) >= 12 and len(set(words)) / len(words) < 0.35
+
+
+def check_revision(revision: str, original: str, critique: str, examples=()) -> str | None:
+    """Why a revision is unusable, or None if it is a real rewrite.
+
+    `examples` are the few-shot revisions the judge was shown: a small judge often copies them.
+    """
+    if not revision:
+        return "revision_empty"
+    if is_degenerate(revision):
+        return "revision_degenerate"
+    if similarity(revision, original) > 0.9:
+        return "revision_same_as_original"
+    if similarity(revision, critique) > 0.6:
+        return "revision_restates_critique"
+    if META.search(revision):
+        return "revision_is_commentary"
+    if any(similarity(revision[:len(e) + 40], e) > 0.6 for e in examples):
+        return "revision_copies_example"
+    return None
+
+
+@timed("critique")
+def run(ctx) -> StageStats:
+    cfg, stats = ctx.config, StageStats("critique")
+    responses = load_records(ctx, require_manifest(ctx, "generate")["ids"])
+    constitution = ctx.constitution
+    principles = constitution.select(cfg.critique.tags)
+    if not principles:
+        raise CaiError(f"{cfg.constitution}: no principle has any of the tags {cfg.critique.tags} "
+                       "(critique.tags)")
+    chains = [{"response_id": rid, "prompt_id": r["prompt_id"], "prompt": r["prompt"],
+               "original": r["text"], "current": r["text"], "current_id": rid, "rounds": []}
+              for rid, r in zip(require_manifest(ctx, "generate")["ids"], responses)]
+    for rnd in range(1, cfg.critique.rounds + 1):
+        _round(ctx, stats, constitution, principles, chains, rnd)
+    records = [_chain_record(c) for c in chains]
+    save_records(ctx, stats, records)
+    ctx.store.put_manifest("critique", [r[0] for r in records], {"rounds": cfg.critique.rounds})
+    stats.metrics = {"chains": len(chains),
+                     "violations": sum(any(x["violates"] for x in c["rounds"]) for c in chains),
+                     "revised": sum(c["current_id"] != c["response_id"] for c in chains)}
+    return stats
+
+
+def _round(ctx, stats, constitution, principles, chains, rnd):
+    cfg, judge = ctx.config, ctx.judge()
+    live = [c for c in chains if not c.get("failed")]
+    for c in live:
+        c["principle"] = assign_principle(principles, f"{c['response_id']}/round{rnd}", cfg.seed)
+    greedy = cfg.critique.temperature
+    crit_params = SamplingParams(cfg.critique.critique_max_new_tokens, greedy, 1.0)
+    crits = judge.generate([render_critique(constitution, c["principle"], c["prompt"], c["current"])
+                            for c in live], crit_params, seed=cfg.seed, desc=f"critique r{rnd}")
+    for c, res in zip(live, crits):
+        c["critique"], c["critique_call"] = (res.text or "").strip(), res.key
+        if res.error or not c["critique"]:
+            c["failed"] = "critique_failed" if res.error else "critique_empty"
+            stats.drop(c["failed"])
+    live = [c for c in live if not c.get("failed")]
+    items = [{"principle": c["principle"], "prompt": c["prompt"], "response": c["current"],
+              "critique": c["critique"]} for c in live]
+    probs, raw, results = verdicts(judge, constitution, items, cfg.critique.calibrate,
+                                   desc=f"verdict r{rnd}")
+    violators = []
+    for c, p, p_raw, res in zip(live, probs, raw, results):
+        if p is None:
+            c["failed"] = "verdict_failed"
+            stats.drop("verdict_failed")
+            continue
+        c["p_violates"], c["p_violates_raw"], c["verdict_call"] = p, p_raw, res.key
+        c["violates"] = p > cfg.critique.violation_threshold
+        if c["violates"]:
+            violators.append(c)
+    _revise(ctx, stats, constitution, violators, rnd)
+    _record_round(ctx, stats, [c for c in live if not c.get("failed")], rnd)
+
+
+def _revise(ctx, stats, constitution, violators, rnd):
+    cfg = ctx.config
+    params = SamplingParams(cfg.critique.revision_max_new_tokens, cfg.critique.temperature, 1.0)
+    revs = ctx.judge().generate(
+        [render_revision(constitution, c["principle"], c["prompt"], c["current"], c["critique"])
+         for c in violators], params, seed=cfg.seed, desc=f"revise r{rnd}")
+    for c, res in zip(violators, revs):
+        text = clean_revision(res.text)
+        c["revision"], c["revision_call"] = text, res.key
+        shown = [e.revision for e in examples_for(constitution, c["principle"])]
+        c["revision_status"] = ("revision_failed" if res.error
+                                else check_revision(text, c["current"], c["critique"], shown) or "kept")
+        if c["revision_status"] != "kept":
+            stats.drop(c["revision_status"])
+
+
+def _record_round(ctx, stats, done, rnd):
+    records = []
+    for c in done:
+        p = c["principle"]
+        crit_id = "crit-" + content_hash(c["current_id"], c["critique_call"], c["verdict_call"])
+        entry = {"round": rnd, "principle": p.id, "principle_version": p.version,
+                 "critique": c["critique"], "p_violates": round(c["p_violates"], 6),
+                 "p_violates_raw": round(c["p_violates_raw"], 6),
+                 "violates": c["violates"], "critique_id": crit_id, "revision_status": None}
+        records.append((crit_id, "critique", {**entry, "parent": c["current_id"],
+                                              "model": ctx.config.models.judge}))
+        if c["violates"]:
+            rev_id = "rev-" + content_hash(crit_id, c["revision_call"])
+            entry.update(revision_status=c["revision_status"], revision=c["revision"],
+                         revision_id=rev_id)
+            records.append((rev_id, "revision", {"critique_id": crit_id, "text": c["revision"],
+                                                 "status": c["revision_status"]}))
+            if c["revision_status"] == "kept":
+                c["current"], c["current_id"] = c["revision"], rev_id
+        c["rounds"].append(entry)
+    ctx.store.put_records(records)  # one transaction per round: a crash loses at most a round
+
+
+def _chain_record(c) -> tuple:
+    ids = [r["critique_id"] for r in c["rounds"]]
+    cid = "chain-" + content_hash(c["response_id"], ids, c.get("failed"))
+    return (cid, "chain", {
+        "response_id": c["response_id"], "prompt_id": c["prompt_id"], "prompt": c["prompt"],
+        "original": c["original"], "final": c["current"], "final_id": c["current_id"],
+        "rounds": c["rounds"], "failed": c.get("failed")})

@@ -1,0 +1,81 @@
+"""export: the blended pairs and the revisions as Hugging Face datasets, JSONL and a dataset card.
+
+blend manifest + chains -> <run_dir>/dataset/
+    prefs/  DatasetDict: train (blended pairs), test (held-out human pairs); TRL's conversational
+            preference format: prompt=[user msg], chosen=[assistant msg], rejected=[assistant msg]
+    sft/    DatasetDict: train; prompt=[user msg], completion=[assistant msg] (final revisions,
+            and originals the judge found no violation in)
+    prefs.jsonl, prefs_test.jsonl, sft.jsonl, README.md (the dataset card)
+    cai export
+
+The directory is written beside its final place and renamed in, and is named in the store by the
+hash of its content: training stages key their outputs on that hash.
+"""
+
+import json
+
+from ..context import StageStats, timed
+from ..fsutil import atomic_dir, write_jsonl
+from ..hashing import content_hash
+from ..card import dataset_card
+from .common import load_records, require_manifest
+
+
+def _pref_row(pid: str, pair: dict) -> dict:
+    return {"id": pid, "source": pair["source"], "kind": pair["kind"],
+            "prompt": [{"role": "user", "content": pair["prompt"]}],
+            "chosen": [{"role": "assistant", "content": pair["chosen"]}],
+            "rejected": [{"role": "assistant", "content": pair["rejected"]}],
+            "provenance": json.dumps(pair["provenance"], ensure_ascii=False, sort_keys=True)}
+
+
+def _sft_row(cid: str, chain: dict) -> dict:
+    return {"id": cid, "revised": chain["final_id"] != chain["response_id"],
+            "prompt": [{"role": "user", "content": chain["prompt"]}],
+            "completion": [{"role": "assistant", "content": chain["final"]}],
+            "principles": [r["principle"] for r in chain["rounds"]]}
+
+
+@timed("export")
+def run(ctx) -> StageStats:
+    stats = StageStats("export")
+    blend = require_manifest(ctx, "blend")
+    train = [_pref_row(i, p) for i, p in zip(blend["ids"], load_records(ctx, blend["ids"]))]
+    held_ids = blend["meta"]["heldout"]
+    test = [_pref_row(i, p) for i, p in zip(held_ids, load_records(ctx, held_ids))]
+    chain_ids = require_manifest(ctx, "critique")["ids"]
+    sft = []
+    for cid, chain in zip(chain_ids, load_records(ctx, chain_ids)):
+        revised = chain["final_id"] != chain["response_id"]
+        if revised or (chain["rounds"] and not any(r["violates"] for r in chain["rounds"])):
+            sft.append(_sft_row(cid, chain))
+        else:
+            stats.drop("sft_unrevised_violation")
+    digest = content_hash(train, test, sft)
+    target = ctx.run_dir / "dataset"
+    if ctx.store.get_artifact("dataset", digest) and (target / ".cai-hash").exists() \
+            and (target / ".cai-hash").read_text() == digest:
+        stats.cached = 1
+    else:
+        _write(ctx, target, train, test, sft, blend["meta"], digest)
+        ctx.store.put_artifact("dataset", digest, target, {"train": len(train), "test": len(test),
+                                                          "sft": len(sft)})
+        stats.made = 1
+    ctx.store.put_manifest("export", [digest], {"path": str(target), "train": len(train),
+                                               "test": len(test), "sft": len(sft)})
+    stats.metrics = {"dataset_hash": digest, "prefs_train": len(train), "prefs_test": len(test),
+                     "sft": len(sft)}
+    return stats
+
+
+def _write(ctx, target, train, test, sft, blend_meta, digest):
+    from datasets import Dataset, DatasetDict
+    with atomic_dir(target) as tmp:
+        DatasetDict({"train": Dataset.from_list(train), "test": Dataset.from_list(test)}) \
+            .save_to_disk(str(tmp / "prefs"))
+        DatasetDict({"train": Dataset.from_list(sft)}).save_to_disk(str(tmp / "sft"))
+        write_jsonl(tmp / "prefs.jsonl", train)
+        write_jsonl(tmp / "prefs_test.jsonl", test)
+        write_jsonl(tmp / "sft.jsonl", sft)
+        (tmp / "README.md").write_text(dataset_card(ctx, train, test, sft, blend_meta, digest))
+        (tmp / ".cai-hash").write_text(digest)

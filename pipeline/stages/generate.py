@@ -1,0 +1,41 @@
+"""generate: the policy answers every prompt, `generate.samples` times.
+
+prompts (builtin, JSONL, CSV or datasets dir) -> response records
+    cai generate --set generate.samples=4
+
+A response id is H(prompt id, prompt text, the model call's key), and the call key covers the
+policy's identity, sampling parameters, seed and sample index: change any and the id changes.
+"""
+
+from ..backends import SamplingParams
+from ..context import StageStats, timed
+from ..hashing import content_hash
+from ..sources import load_prompts
+from .common import save_records
+
+
+@timed("generate")
+def run(ctx) -> StageStats:
+    cfg, stats = ctx.config, StageStats("generate")
+    prompts = load_prompts(cfg.prompts.source, cfg.prompts.field, cfg.prompts.id_field,
+                           cfg.prompts.limit)
+    g = cfg.generate
+    params = SamplingParams(g.max_new_tokens, g.temperature, g.top_p)
+    todo = [(p, s) for p in prompts for s in range(g.samples)]
+    client = ctx.policy()
+    results = client.generate([[{"role": "user", "content": p["prompt"]}] for p, _ in todo],
+                              params, seed=cfg.seed, samples=[s for _, s in todo], desc="generate")
+    records = []
+    for (prompt, sample), res in zip(todo, results):
+        if res.error or not res.text:
+            stats.drop("call_failed" if res.error else "empty_response")
+            continue
+        rid = "resp-" + content_hash(prompt["id"], prompt["prompt"], res.key)
+        records.append((rid, "response", {
+            "prompt_id": prompt["id"], "prompt": prompt["prompt"], "sample": sample,
+            "text": res.text, "model": cfg.models.policy, "params": params.as_dict(),
+            "seed": cfg.seed, "call": res.key}))
+    save_records(ctx, stats, records)
+    ctx.store.put_manifest("generate", [r[0] for r in records], {"prompts": len(prompts)})
+    stats.metrics = {"prompts": len(prompts), "responses": len(records)}
+    return stats

@@ -1,0 +1,63 @@
+"""train-policy: a harmlessness-tuned policy by DPO on the blended pairs (TRL DPOTrainer).
+
+dataset/prefs (train) -> models/policy-<hash>/ (a plain HF directory, LoRA merged)
+    cai train-policy --set train_policy.beta=0.05 --set train_policy.lora=false
+
+With LoRA the reference model is the base with the adapter disabled; without it an explicit
+frozen copy is passed. Named by the hash of its inputs, like every trained model.
+"""
+
+from ..context import StageStats, timed
+from ..errors import ConfigError
+from ..training import (base_model, input_hash, is_complete, load_prefs, lora_config, loss_curve,
+                        save_model, trl_args)
+
+
+@timed("train-policy")
+def run(ctx) -> StageStats:
+    cfg, stats = ctx.config, StageStats("train-policy")
+    if not cfg.train_policy.enabled:
+        stats.drop("disabled")
+        return stats
+    if cfg.train_policy.method != "dpo":
+        raise ConfigError(f"train_policy.method '{cfg.train_policy.method}' is not available; "
+                          "choose 'dpo'")
+    h = input_hash(ctx, "policy", cfg.train_policy)
+    done = ctx.store.get_artifact("policy", h)
+    if done and is_complete(done["path"]):
+        stats.cached, meta, path = 1, done["meta"], done["path"]
+    else:
+        ctx.release_models()
+        path = ctx.run_dir / "models" / f"policy-{h[:12]}"
+        meta = _train(ctx, path)
+        ctx.store.put_artifact("policy", h, path, meta)
+        stats.made = 1
+    ctx.store.put_manifest("train-policy", [h], {"path": str(path), **meta})
+    stats.metrics = {"train_pairs": meta["train_pairs"], "final_loss": meta["final_loss"]}
+    return stats
+
+
+def _train(ctx, path) -> dict:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    cfg = ctx.config.train_policy
+    base_dir, identity = base_model(ctx)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
+    train = load_prefs(ctx, "train")
+    args = trl_args(DPOConfig, cfg, path.parent / ".trainer-policy", ctx, beta=cfg.beta)
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
+                         processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
+    trainer.train()
+    curve = loss_curve(trainer)
+    margins = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
+    meta = {"base": identity, "method": "dpo", "beta": cfg.beta, "lora": cfg.lora,
+            "train_pairs": len(train), "loss": curve,
+            "final_loss": curve[-1]["loss"] if curve else None,
+            "reward_accuracy_last": margins[-1]["rewards/accuracies"] if margins else None}
+    save_model(trainer.model, tokenizer, path, meta)
+    return meta

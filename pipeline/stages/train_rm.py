@@ -1,0 +1,62 @@
+"""train-rm: a reward model on the blended pairs (TRL RewardTrainer), scored on held-out humans.
+
+dataset/prefs (train) -> models/rm-<hash>/ ; accuracy on dataset/prefs (test: held-out human pairs)
+    cai train-rm --set train_rm.epochs=2
+
+The model directory is named by the hash of the dataset, the train_rm config, the base model and
+the seed: unchanged inputs reuse it, changed inputs train a new one.
+"""
+
+from ..context import StageStats, timed
+from ..training import (base_model, input_hash, is_complete, load_prefs, lora_config, loss_curve,
+                        pair_accuracy, reward_scores, save_model, trl_args)
+
+
+@timed("train-rm")
+def run(ctx) -> StageStats:
+    cfg, stats = ctx.config, StageStats("train-rm")
+    if not cfg.train_rm.enabled:
+        stats.drop("disabled")
+        return stats
+    h = input_hash(ctx, "rm", cfg.train_rm)
+    done = ctx.store.get_artifact("rm", h)
+    if done and is_complete(done["path"]):
+        stats.cached, meta, path = 1, done["meta"], done["path"]
+    else:
+        ctx.release_models()
+        path = ctx.run_dir / "models" / f"rm-{h[:12]}"
+        meta = _train(ctx, path, stats)
+        ctx.store.put_artifact("rm", h, path, meta)
+        stats.made = 1
+    ctx.store.put_manifest("train-rm", [h], {"path": str(path), **meta})
+    stats.metrics = {k: meta[k] for k in ("train_accuracy", "heldout_accuracy", "train_pairs")}
+    return stats
+
+
+def _train(ctx, path, stats) -> dict:
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from trl import RewardConfig, RewardTrainer
+
+    cfg = ctx.config.train_rm
+    base_dir, identity = base_model(ctx)
+    tokenizer = AutoTokenizer.from_pretrained(base_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    train, test = load_prefs(ctx, "train"), load_prefs(ctx, "test")
+    args = trl_args(RewardConfig, cfg, path.parent / ".trainer-rm", ctx)
+    trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                            peft_config=lora_config(cfg, "SEQ_CLS"))
+    over = len(train) - len(trainer.train_dataset)
+    if over:
+        stats.drop("pair_over_max_length", over)  # TRL filters pairs longer than max_length
+    trainer.train()
+    device = next(trainer.model.parameters()).device
+    meta = {
+        "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
+        "train_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, train, device)),
+        "heldout_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, test, device)),
+        "loss": loss_curve(trainer)}
+    save_model(trainer.model, tokenizer, path, meta)
+    return meta

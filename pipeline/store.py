@@ -1,0 +1,190 @@
+"""The store: the only module that touches the database.
+
+One SQLite file per run directory (WAL mode), holding
+- calls:     every model call, keyed by a hash of (model identity, parameters, messages, seed, sample);
+             failures are stored too, with their reason;
+- records:   every stage record (response, critique, revision, pair, judgement...), keyed by a hash
+             of what it was made from, so writing one twice is a no-op;
+- manifests: per stage, the ids of the records it produced last and its metadata, written last
+             ("mark done"), so a later stage reads exactly the current outputs of the one before;
+- artifacts: exported datasets and trained models, keyed by the hash of their inputs.
+
+One writer at a time: opening a store takes an exclusive lock on `<run_dir>/.lock`.
+"""
+
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from .errors import RunLocked
+
+DB_NAME = "cai.sqlite"
+
+
+def _m001_initial(db):
+    db.executescript(
+        """
+        CREATE TABLE calls (
+            key TEXT PRIMARY KEY, model TEXT NOT NULL, kind TEXT NOT NULL,
+            request TEXT NOT NULL, response TEXT, error TEXT, created REAL NOT NULL);
+        CREATE TABLE records (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, data TEXT NOT NULL, created REAL NOT NULL);
+        CREATE INDEX records_kind ON records(kind);
+        CREATE TABLE manifests (
+            stage TEXT PRIMARY KEY, ids TEXT NOT NULL, meta TEXT NOT NULL, updated REAL NOT NULL);
+        CREATE TABLE artifacts (
+            name TEXT NOT NULL, input_hash TEXT NOT NULL, path TEXT NOT NULL, meta TEXT NOT NULL,
+            created REAL NOT NULL, PRIMARY KEY (name, input_hash));
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
+            status TEXT NOT NULL, config_hash TEXT, constitution_version TEXT, summary TEXT);
+        """
+    )
+
+
+# Append-only: a new schema change is a new function at the end, never an edit of an old one.
+MIGRATIONS = [_m001_initial]
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for fn in MIGRATIONS:
+        if fn.__name__ not in done:
+            with db:
+                fn(db)
+                db.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, time.time()))
+            applied.append(fn.__name__)
+    return applied
+
+
+def _dumps(obj) -> str:
+    return json.dumps(obj, ensure_ascii=False, sort_keys=True)
+
+
+class Store:
+    def __init__(self, run_dir, *, lock: bool = True):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_file = None
+        if lock:
+            self._take_lock()
+        self.db = sqlite3.connect(self.run_dir / DB_NAME, timeout=30, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        migrate(self.db)
+
+    def _take_lock(self):
+        f = open(self.run_dir / ".lock", "a+")
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.close()
+            raise RunLocked(f"{self.run_dir}: another cai process is using this run directory; "
+                            "wait for it to finish or use another --run-dir") from None
+        f.seek(0), f.truncate(), f.write(str(os.getpid())), f.flush()
+        self._lock_file = f
+
+    def close(self):
+        self.db.close()
+        if self._lock_file:
+            self._lock_file.close()
+            self._lock_file = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- model calls ---------------------------------------------------------------------------
+    def get_calls(self, keys) -> dict:
+        """key -> {"response": ..., "error": ...} for the keys already stored."""
+        out = {}
+        keys = list(keys)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for key, resp, err in self.db.execute(
+                    f"SELECT key, response, error FROM calls WHERE key IN ({marks})", chunk):
+                out[key] = {"response": json.loads(resp) if resp is not None else None, "error": err}
+        return out
+
+    def put_calls(self, rows):
+        """rows: dicts with key, model, kind, request, response, error. One transaction per batch."""
+        now = time.time()
+        with self.db:
+            self.db.executemany(
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r["key"], r["model"], r["kind"], _dumps(r["request"]),
+                  None if r.get("response") is None else _dumps(r["response"]),
+                  r.get("error"), now) for r in rows])
+
+    def count_calls(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
+
+    # -- records -------------------------------------------------------------------------------
+    def put_records(self, records):
+        """records: (id, kind, data) tuples. Ids name contents, so an existing id is kept as is."""
+        now = time.time()
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?)",
+                                [(rid, kind, _dumps(data), now) for rid, kind, data in records])
+
+    def get_records(self, ids) -> dict:
+        out = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            for rid, data in self.db.execute(
+                    f"SELECT id, data FROM records WHERE id IN ({marks})", chunk):
+                out[rid] = json.loads(data)
+        return out
+
+    def count_records(self, kind=None) -> int:
+        if kind is None:
+            return self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+        return self.db.execute("SELECT COUNT(*) FROM records WHERE kind=?", (kind,)).fetchone()[0]
+
+    # -- manifests: a stage's current outputs, written last --------------------------------------
+    def put_manifest(self, stage: str, ids: list, meta: dict):
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?, ?)",
+                            (stage, _dumps(list(ids)), _dumps(meta), time.time()))
+
+    def get_manifest(self, stage: str):
+        row = self.db.execute("SELECT ids, meta FROM manifests WHERE stage=?", (stage,)).fetchone()
+        if row is None:
+            return None
+        return {"ids": json.loads(row[0]), "meta": json.loads(row[1])}
+
+    # -- artifacts: exports and models named by the hash of their inputs -------------------------
+    def put_artifact(self, name: str, input_hash: str, path, meta: dict):
+        with self.db:
+            self.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)",
+                            (name, input_hash, str(path), _dumps(meta), time.time()))
+
+    def get_artifact(self, name: str, input_hash: str):
+        row = self.db.execute("SELECT path, meta FROM artifacts WHERE name=? AND input_hash=?",
+                              (name, input_hash)).fetchone()
+        if row is None:
+            return None
+        return {"path": row[0], "meta": json.loads(row[1])}
+
+    # -- run history ---------------------------------------------------------------------------
+    def start_run(self, config_hash: str, constitution_version: str) -> int:
+        with self.db:
+            cur = self.db.execute(
+                "INSERT INTO runs (started, status, config_hash, constitution_version) "
+                "VALUES (?, 'running', ?, ?)", (time.time(), config_hash, constitution_version))
+        return cur.lastrowid
+
+    def finish_run(self, run_id: int, status: str, summary: dict):
+        with self.db:
+            self.db.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
+                            (time.time(), status, _dumps(summary), run_id))

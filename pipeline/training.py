@@ -1,0 +1,107 @@
+"""What the training stages share: the base model, TRL arguments set from the device, LoRA,
+reward scoring, and saving a model directory atomically under the hash of its inputs.
+
+TRL's defaults assume a GPU (bf16, gradient checkpointing); on CPU they fail or run many times
+slower, so they are set from the device here.
+"""
+
+import json
+from pathlib import Path
+
+from .backends import parse_spec
+from .backends.transformers_backend import pick_device, set_threads
+from .errors import CaiError
+from .fsutil import atomic_dir
+from .hashing import content_hash
+from .models import resolve
+
+MARKER = "cai-model.json"
+TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
+
+
+def base_model(ctx) -> tuple[Path, dict]:
+    """The policy's weights: the starting point of every training stage."""
+    kind, model = parse_spec(ctx.config.models.policy)
+    if kind != "transformers":
+        raise CaiError(f"training starts from local weights: models.policy must be a "
+                       f"'transformers:' spec, got '{ctx.config.models.policy}'")
+    return resolve(model)
+
+
+def dataset_hash(ctx) -> str:
+    from .stages.common import require_manifest
+    return require_manifest(ctx, "export")["ids"][0]
+
+
+def input_hash(ctx, name: str, section) -> str:
+    """A trained model is named by everything it was made from."""
+    _, identity = base_model(ctx)
+    return content_hash(name, dataset_hash(ctx), section.model_dump(), identity, ctx.config.seed)
+
+
+def load_prefs(ctx, split: str):
+    from datasets import load_from_disk
+    ds = load_from_disk(str(ctx.run_dir / "dataset" / "prefs"))[split]
+    return ds.select_columns([c for c in TEXT_COLUMNS if c in ds.column_names])
+
+
+def trl_args(config_cls, section, out_dir, ctx, **extra):
+    set_threads(ctx.config.models.threads)
+    device = pick_device(ctx.config.models.device)
+    cuda = device.startswith("cuda")
+    import torch
+    return config_cls(
+        output_dir=str(out_dir), seed=ctx.config.seed, report_to="none",
+        per_device_train_batch_size=section.batch_size, gradient_accumulation_steps=section.grad_accum,
+        num_train_epochs=section.epochs, max_steps=section.max_steps,
+        learning_rate=section.learning_rate, max_length=section.max_length,
+        bf16=cuda and torch.cuda.is_bf16_supported(), gradient_checkpointing=cuda,
+        use_cpu=not cuda, logging_steps=1, save_strategy="no", dataloader_num_workers=0,
+        disable_tqdm=False, **extra)
+
+
+def lora_config(section, task_type: str):
+    if not section.lora:
+        return None
+    from peft import LoraConfig
+    return LoraConfig(r=section.lora_r, lora_alpha=2 * section.lora_r, lora_dropout=0.0,
+                      target_modules="all-linear", task_type=task_type)
+
+
+def loss_curve(trainer) -> list[dict]:
+    return [{k: v for k, v in row.items() if k in ("step", "loss", "epoch")}
+            for row in trainer.state.log_history if "loss" in row]
+
+
+def save_model(model, tokenizer, target: Path, meta: dict):
+    """Write a plain HF directory (LoRA merged) beside `target`, then rename it into place."""
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    with atomic_dir(target) as tmp:
+        model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / MARKER).write_text(json.dumps(meta, indent=2, default=str))
+
+
+def is_complete(path) -> bool:
+    return path is not None and (Path(path) / MARKER).exists()
+
+
+def reward_scores(model, tokenizer, rows, device: str) -> list[tuple[float, float]]:
+    """(r(chosen), r(rejected)) for rows of conversational prompt/chosen/rejected."""
+    import torch
+    model.eval()
+    out = []
+    with torch.no_grad():
+        for row in rows:
+            pair = []
+            for side in ("chosen", "rejected"):
+                text = tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=False)
+                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
+                pair.append(float(model(**ids).logits[0, 0]))
+            out.append(tuple(pair))
+    return out
+
+
+def pair_accuracy(scores) -> float | None:
+    return sum(c > r for c, r in scores) / len(scores) if scores else None

@@ -1,0 +1,73 @@
+"""Shared fixtures: tiny random models (SmolLM2 tokenizer, small config), fake backends, configs.
+
+The embedded model is fetched and converted once into the user cache (it is where the SmolLM2
+tokenizer comes from); tiny models are built from it in seconds, so the suite stays fast.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+
+from fakes import FakeBackend  # noqa: E402
+
+from pipeline import backends  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir():
+    from pipeline.models import ensure_embedded
+    return ensure_embedded("smollm2-135m")[0]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smollm2_dir, tmp_path_factory):
+    """A 2-layer, 64-wide Llama with the SmolLM2 tokenizer and chat template, random weights."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=2048, tie_word_embeddings=True,
+                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    out = tmp_path_factory.mktemp("tiny-llama")
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture
+def fake_backend(monkeypatch):
+    """Registers `fake:<name>` specs; yields the list of backends created, to inspect calls."""
+    created = []
+
+    def load(model, options):
+        backend = FakeBackend(model)
+        created.append(backend)
+        return backend
+    monkeypatch.setitem(backends.BACKENDS, "fake", load)
+    return created
+
+
+def small_config(run_dir, policy="fake:policy", judge="fake:judge", **sections):
+    """A config sized for tests: a few prompts, tiny training; `sections` override keys."""
+    overrides = [f"run_dir={run_dir}", f"constitution={ROOT / 'principles.yaml'}",
+                 f"models.policy={policy}", f"models.judge={judge}", "models.batch_size=4",
+                 "prompts.limit=6", "generate.samples=2", "generate.max_new_tokens=16",
+                 "critique.critique_max_new_tokens=12", "critique.revision_max_new_tokens=16",
+                 "blend.heldout=6", "blend.min_human=4", "evaluate.limit=3",
+                 "evaluate.max_new_tokens=8", "train_rm.max_steps=2", "train_policy.max_steps=2",
+                 "train_rm.max_length=512", "train_policy.max_length=256"]
+    overrides += [f"{k}={v}" for k, v in sections.items()]
+    return load_config(None, overrides)

@@ -1,0 +1,122 @@
+"""The whole pipeline: fake backends for the data stages, a tiny real model end to end."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipeline.runner import run_stages
+from conftest import ROOT, small_config
+
+DATA_STAGES = ["generate", "critique", "pairs", "blend", "export"]
+
+
+def _dataset(run_dir):
+    return (run_dir / "dataset" / "prefs.jsonl").read_text(), (run_dir / "dataset" / "sft.jsonl").read_text()
+
+
+def test_data_stages_make_pairs_with_provenance(tmp_path, fake_backend):
+    metrics = run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    rows = [json.loads(line) for line in (tmp_path / "dataset" / "prefs.jsonl").read_text().splitlines()]
+    ai = [r for r in rows if r["source"] == "ai"]
+    assert ai and any(r["source"] == "human" for r in rows)
+    prov = json.loads(ai[0]["provenance"])
+    assert prov["rounds"][0]["principle"] and prov["rounds"][0]["principle_version"]
+    assert prov["rounds"][0]["critique"] and prov["policy"] == "fake:policy"
+    assert ai[0]["prompt"][0]["role"] == "user" and ai[0]["chosen"][0]["role"] == "assistant"
+    assert metrics["judge_agreement"]["n"] == 6
+    card = (tmp_path / "dataset" / "README.md").read_text()
+    assert "cai-default" in card and "prefs/train" in card
+
+
+def test_rerun_with_nothing_changed_makes_zero_model_calls(tmp_path, fake_backend):
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    first = _dataset(tmp_path)
+    calls_before = sum(b.generate_calls + b.choice_calls for b in fake_backend)
+    metrics = run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    assert sum(b.generate_calls + b.choice_calls for b in fake_backend) == calls_before
+    assert all(s["model_calls"] == 0 for s in metrics["stages"].values())
+    assert _dataset(tmp_path) == first
+
+
+def test_editing_one_principle_redoes_only_its_records(tmp_path, fake_backend):
+    text = (ROOT / "principles.yaml").read_text()
+    constitution = tmp_path / "principles.yaml"
+    constitution.write_text(text)
+    cfg = small_config(tmp_path / "run", constitution=str(constitution))
+    full = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    full_calls = full["stages"]["critique"]["model_calls"]
+    # Edit the revision request of one principle: only chains it judged are revised again.
+    used = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
+                                         "Rewrite the reply to drop every dangerous"))
+    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    assert 0 < again["stages"]["critique"]["model_calls"] < full_calls
+    assert again["stages"]["generate"]["model_calls"] == 0
+    assert used["constitution"]["content_version"] != again["constitution"]["content_version"]
+
+
+def test_interrupted_run_resumes_to_the_same_dataset(tmp_path, fake_backend):
+    run_stages(small_config(tmp_path / "clean"), DATA_STAGES, echo=lambda s: None)
+    clean = _dataset(tmp_path / "clean")
+    cfg = small_config(tmp_path / "broken")
+    from pipeline import backends
+    original = backends.BACKENDS["fake"]
+
+    def failing(model, options):
+        b = original(model, options)
+        if model == "judge":
+            b.fail_after = 10  # dies mid-critique, after some batches were stored
+        return b
+    backends.BACKENDS["fake"] = failing
+    with pytest.raises(KeyboardInterrupt):
+        run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    backends.BACKENDS["fake"] = original
+    metrics = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    assert metrics["stages"]["generate"]["model_calls"] == 0
+    assert _dataset(tmp_path / "broken") == clean
+
+
+def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_dir):
+    spec = f"transformers:{tiny_model_dir}"
+    cfg = small_config(tmp_path, policy=spec, judge=spec, **{"critique.rounds": 1})
+    metrics = run_stages(cfg, ["generate", "critique", "pairs", "blend", "export", "train-rm",
+                               "train-policy", "evaluate"], echo=lambda s: None)
+    d = tmp_path / "dataset"
+    for name in ["prefs.jsonl", "prefs_test.jsonl", "sft.jsonl", "README.md", "prefs", "sft"]:
+        assert (d / name).exists(), name
+    from datasets import load_from_disk
+    prefs = load_from_disk(str(d / "prefs"))
+    assert set(prefs) == {"train", "test"} and len(prefs["test"]) == 6
+    for path in (metrics["reward_model"]["path"], metrics["policy"]["path"]):
+        assert (Path(path) / "model.safetensors").exists() and (Path(path) / "cai-model.json").exists()
+    assert 0 <= metrics["reward_model"]["heldout_accuracy"] <= 1
+    table = metrics["evaluation"]["table"]
+    assert set(table) == {"base", "trained"} and table["trained"]["harmful"]["n"] == 3
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert saved["counts"]["responses"] == 12 and (tmp_path / "summary.md").exists()
+    # Rerun: zero model calls, both models reused.
+    again = run_stages(cfg, ["generate", "critique", "pairs", "blend", "export", "train-rm",
+                             "train-policy", "evaluate"], echo=lambda s: None)
+    assert sum(s["model_calls"] for s in again["stages"].values()) == 0
+    assert again["stages"]["train-rm"]["reused"] == 1 and again["stages"]["train-policy"]["reused"] == 1
+
+
+def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True)
+    for stage in ["run", "generate", "critique", "pairs", "blend", "export", "train-rm",
+                  "train-policy", "evaluate"]:
+        assert stage in out.stdout
+    bad = tmp_path / "run.yaml"
+    bad.write_text("generate:\n  sampels: 3\n")
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(bad)],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip() == f"cai: error: {bad}: unknown config key 'generate.sampels' (did you mean 'samples'?)"
+    p = tmp_path / "principles.yaml"
+    p.write_text("name: x\n")
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "critique", "--run-dir", str(tmp_path / "r"),
+                          "--set", f"constitution={p}"], capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1

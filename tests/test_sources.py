@@ -1,0 +1,38 @@
+import pytest
+
+from pipeline.errors import DataError
+from pipeline.sources import load_human_pairs, load_prompts
+
+
+def test_builtin_default_mixes_redteam_and_helpful():
+    prompts = load_prompts("builtin:default", limit=8)
+    ids = [p["id"] for p in prompts]
+    assert len(ids) == 8 and len(set(ids)) == 8
+    assert sum(i.startswith("cai-helpful") for i in ids) == 2
+
+
+def test_jsonl_csv_and_datasets_dir(tmp_path):
+    (tmp_path / "p.jsonl").write_text('{"id": "a", "prompt": "Hi"}\n\n{"prompt": "Yo"}\n')
+    (tmp_path / "p.csv").write_text("id,text\nx,Hello there\n")
+    assert [p["id"] for p in load_prompts(str(tmp_path / "p.jsonl"))][0] == "a"
+    assert load_prompts(str(tmp_path / "p.csv"), field="text") == [{"id": "x", "prompt": "Hello there"}]
+    from datasets import Dataset
+    Dataset.from_list([{"prompt": "Q1"}, {"prompt": "Q2"}]).save_to_disk(str(tmp_path / "ds"))
+    assert [p["prompt"] for p in load_prompts(str(tmp_path / "ds"))] == ["Q1", "Q2"]
+
+
+def test_bad_rows_name_file_and_line(tmp_path):
+    f = tmp_path / "p.jsonl"
+    f.write_text('{"prompt": "ok"}\n{"prompt": \n')
+    with pytest.raises(DataError, match=r"p.jsonl:2: not valid JSON"):
+        load_prompts(str(f))
+    f.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
+    with pytest.raises(DataError, match=r"p.jsonl:2: missing or empty 'prompt'"):
+        load_prompts(str(f))
+    with pytest.raises(DataError, match="no such file"):
+        load_prompts(str(tmp_path / "nope.jsonl"))
+
+
+def test_builtin_calibration_slice():
+    pairs = load_human_pairs("builtin:calibration")
+    assert len(pairs) == 300 and all(p["chosen"] != p["rejected"] for p in pairs)

@@ -1,0 +1,44 @@
+import math
+
+import pytest
+
+from pipeline.backends import ChoiceRequest, GenerationRequest, SamplingParams, load_backend
+from pipeline.client import freeze
+from pipeline.errors import ConfigError, ModelUnavailable
+
+
+def _req(text, **kw):
+    return GenerationRequest(freeze([{"role": "user", "content": text}]), **kw)
+
+
+def test_tiny_model_generates_and_scores_choices(tiny_model_dir):
+    backend = load_backend(f"transformers:{tiny_model_dir}")
+    assert backend.identity["model"] == tiny_model_dir.name and backend.identity["weights"]
+    params = SamplingParams(max_new_tokens=6, temperature=0.0)
+    out = backend.generate([_req("Hello", params=params), _req("A much longer question here", params=params)])
+    assert len(out) == 2 and all(isinstance(t, str) for t in out)
+    # Greedy output of a prompt does not depend on what else is in the batch (left padding works).
+    assert backend.generate([_req("Hello", params=params)]) == out[:1]
+    [lp] = backend.choice_logprobs([ChoiceRequest(freeze([{"role": "user", "content": "A or B?"}]),
+                                                  ("A", "B", "Maybe not"))])
+    assert len(lp) == 3 and all(x < 0 for x in lp)
+    assert sum(math.exp(x) for x in lp[:2]) < 1
+
+
+def test_bad_specs_say_what_is_known(tmp_path):
+    with pytest.raises(ConfigError, match="known backends: transformers, openai, vllm"):
+        load_backend("llamacpp:x")
+    with pytest.raises(ConfigError, match="must look like"):
+        load_backend("smollm2-135m")
+    with pytest.raises(ModelUnavailable, match="neither an embedded alias"):
+        load_backend(f"transformers:{tmp_path / 'missing'}")
+
+
+def test_embedded_model_writes_real_text(smollm2_dir):
+    """The real embedded SmolLM2-135M: converted once, reloads as a plain HF directory."""
+    backend = load_backend("transformers:smollm2-135m")
+    assert backend.identity == {"model": "smollm2-135m", "weights": "b179c9523d0e6a0f98a3"}
+    [text] = backend.generate([_req("What is the capital of France?",
+                                    params=SamplingParams(max_new_tokens=12, temperature=0.0))])
+    assert "Paris" in text
+    assert getattr(backend.model, "hf_quantizer", None) is None  # trainable, not marked quantized
