@@ -79,10 +79,15 @@ for _name in STAGE_HELP:
 @cli.command("config")
 @common_options
 @click.option("--keys", is_flag=True, help="list every config key with its default and meaning")
-def config_cmd(config, keys):
+@click.option("--markdown", is_flag=True, help="with --keys: as a Markdown table (the README's)")
+def config_cmd(config, keys, markdown):
     """Print the resolved run config as YAML (or the key reference with --keys)."""
     import yaml
-    if keys:
+    if keys and markdown:
+        click.echo("| key | default | meaning |\n|---|---|---|")
+        for key, default, desc in help_rows():
+            click.echo(f"| `{key}` | `{default!r}` | {desc} |")
+    elif keys:
         for key, default, desc in help_rows():
             click.echo(f"{key:<38} {default!r:<28} {desc}")
     else:

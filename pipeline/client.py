@@ -42,6 +42,7 @@ class ModelClient:
     loader: object            # () -> Backend, called on the first miss only
     identity: dict
     batch_size: int = 8
+    retry_failed: bool = False
     stats: CallStats = field(default_factory=CallStats)
     _backend: object = None
 
@@ -73,7 +74,8 @@ class ModelClient:
     def _run(self, kind: str, requests: list, desc: str) -> list[Result]:
         keys = [self.key(kind, r) for r in requests]
         stored = self.store.get_calls(set(keys))
-        results = {k: self._from_store(k, row) for k, row in stored.items()}
+        results = {k: self._from_store(k, row) for k, row in stored.items()
+                   if not (self.retry_failed and row["error"])}
         todo = {k: r for k, r in zip(keys, requests) if k not in results}  # dedupes identical calls
         self.stats.cached += len(requests) - len(todo)
         if todo:

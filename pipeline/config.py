@@ -28,13 +28,14 @@ class ModelsConfig(Section):
     dtype: str = Field("auto", description="'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'")
     batch_size: int = Field(16, ge=1, description="requests per backend batch")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
+    retry_failed: bool = Field(False, description="call again where a stored call failed (failures are kept, with their reason, and not retried by accident)")
 
 
 class PromptsConfig(Section):
     source: str = Field("builtin:default", description="'builtin:default' (red-team + helpful prompts shipped with cai), or a JSONL/CSV file or a `datasets` directory")
     field: str = Field("prompt", description="column holding the prompt text")
     id_field: str = Field("id", description="column holding a stable prompt id (hash of the text if absent)")
-    limit: int = Field(16, ge=1, description="use at most this many prompts (first N)")
+    limit: int = Field(12, ge=1, description="use at most this many prompts (first N)")
 
 
 class GenerateConfig(Section):
@@ -62,7 +63,7 @@ class BlendConfig(Section):
     human_source: str = Field("builtin:calibration", description="human calibration slice: JSONL of prompt/chosen/rejected ('builtin:calibration' = 300 hh-rlhf harmlessness pairs)")
     human_share: float = Field(0.3, ge=0, lt=1, description="share of human pairs in the blended training set")
     min_human: int = Field(16, ge=0, description="human pairs used at least, so training has data even when the judge made few pairs")
-    heldout: int = Field(48, ge=0, description="human pairs held out of training: judge agreement and reward-model accuracy are measured on them")
+    heldout: int = Field(32, ge=0, description="human pairs held out of training: judge agreement and reward-model accuracy are measured on them")
     agreement: bool = Field(True, description="measure judge-human agreement on the held-out pairs (2 judge calls per pair)")
     tags: list[str] | None = Field(["harmlessness"], description="principles whose comparison questions the judge answers on human pairs")
 
@@ -94,7 +95,7 @@ class TrainPolicyConfig(TrainConfig):
 class EvaluateConfig(Section):
     harmful: str = Field("builtin:harmful", description="prompts that should be refused (JSONL/CSV/datasets dir)")
     safe: str = Field("builtin:safe", description="prompts that look unsafe but should be answered")
-    limit: int = Field(16, ge=1, description="prompts used from each set")
+    limit: int = Field(12, ge=1, description="prompts used from each set (a seeded sample)")
     max_new_tokens: int = Field(48, ge=1, description="token budget of each evaluated reply")
 
 

@@ -65,7 +65,8 @@ class RunContext:
             m = self.config.models
             options = {"device": m.device, "dtype": m.dtype, "threads": m.threads}
             self._clients[spec] = ModelClient(
-                spec, self.store, lambda: self._backend(spec, options), identity, m.batch_size)
+                spec, self.store, lambda: self._backend(spec, options), identity, m.batch_size,
+                m.retry_failed)
         return self._clients[spec]
 
     def _identity(self, kind: str, model: str) -> dict:

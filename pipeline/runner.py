@@ -17,6 +17,7 @@ def quiet_libraries():
         import datasets
         import transformers
         transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
         datasets.disable_progress_bars()
         datasets.logging.set_verbosity_error()
     except ImportError:

@@ -102,17 +102,18 @@ class Store:
         self.close()
 
     # -- model calls ---------------------------------------------------------------------------
-    def get_calls(self, keys) -> dict:
-        """key -> {"response": ..., "error": ...} for the keys already stored."""
-        out = {}
+    def _select_in(self, sql: str, keys):
+        """Rows of `sql` (with one `{marks}` placeholder) for keys, 500 at a time (SQLite's limit)."""
         keys = list(keys)
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for key, resp, err in self.db.execute(
-                    f"SELECT key, response, error FROM calls WHERE key IN ({marks})", chunk):
-                out[key] = {"response": json.loads(resp) if resp is not None else None, "error": err}
-        return out
+            yield from self.db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+
+    def get_calls(self, keys) -> dict:
+        """key -> {"response": ..., "error": ...} for the keys already stored."""
+        return {key: {"response": json.loads(resp) if resp is not None else None, "error": err}
+                for key, resp, err in self._select_in(
+                    "SELECT key, response, error FROM calls WHERE key IN ({marks})", keys)}
 
     def put_calls(self, rows):
         """rows: dicts with key, model, kind, request, response, error. One transaction per batch."""
@@ -136,15 +137,8 @@ class Store:
                                 [(rid, kind, _dumps(data), now) for rid, kind, data in records])
 
     def get_records(self, ids) -> dict:
-        out = {}
-        ids = list(ids)
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            marks = ",".join("?" * len(chunk))
-            for rid, data in self.db.execute(
-                    f"SELECT id, data FROM records WHERE id IN ({marks})", chunk):
-                out[rid] = json.loads(data)
-        return out
+        return {rid: json.loads(data) for rid, data in self._select_in(
+            "SELECT id, data FROM records WHERE id IN ({marks})", ids)}
 
     def count_records(self, kind=None) -> int:
         if kind is None:

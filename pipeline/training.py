@@ -28,6 +28,32 @@ def base_model(ctx) -> tuple[Path, dict]:
     return resolve(model)
 
 
+def train_or_reuse(ctx, name: str, section, stats, train) -> tuple[str, dict]:
+    """The model named by the hash of its inputs: reused when complete, else `train(path)`."""
+    h = input_hash(ctx, name, section)
+    done = ctx.store.get_artifact(name, h)
+    if done and is_complete(done["path"]):
+        stats.cached = 1
+        path, meta = done["path"], done["meta"]
+    else:
+        ctx.release_models()  # training needs the memory more than cached generators do
+        path = ctx.run_dir / "models" / f"{name}-{h[:12]}"
+        meta = train(path)
+        ctx.store.put_artifact(name, h, path, meta)
+        stats.made = 1
+    ctx.store.put_manifest(f"train-{name}", [h],
+                           {"path": str(path), **meta})
+    return str(path), meta
+
+
+def load_tokenizer(model_dir):
+    from transformers import AutoTokenizer
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def dataset_hash(ctx) -> str:
     from .stages.common import require_manifest
     return require_manifest(ctx, "export")["ids"][0]
@@ -66,6 +92,18 @@ def lora_config(section, task_type: str):
     from peft import LoraConfig
     return LoraConfig(r=section.lora_r, lora_alpha=2 * section.lora_r, lora_dropout=0.0,
                       target_modules="all-linear", task_type=task_type)
+
+
+def quiet_progress(trainer):
+    """Keep the trainer's progress bar but not its per-step dict of logs (metrics.json has them)."""
+    from transformers.trainer_callback import ProgressCallback
+
+    class BarOnly(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            pass
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(BarOnly())
+    return trainer
 
 
 def loss_curve(trainer) -> list[dict]:

@@ -40,3 +40,10 @@ def test_backend_failures_are_stored_with_their_reason(tmp_path):
         [r] = client.generate([[{"role": "user", "content": "q"}]], SamplingParams())
         assert r.error == "RuntimeError: CUDA out of memory" and client.stats.failed == 1
         assert list(store.get_calls([r.key]).values())[0]["error"].startswith("RuntimeError")
+        # A rerun returns the stored failure; with retry_failed it calls again.
+        healthy = FakeBackend("m")
+        [again] = _client(store, healthy).generate([[{"role": "user", "content": "q"}]], SamplingParams())
+        assert again.error and healthy.generate_calls == 0
+        retry = ModelClient("fake:m", store, lambda: healthy, backend.identity, 2, retry_failed=True)
+        [fixed] = retry.generate([[{"role": "user", "content": "q"}]], SamplingParams())
+        assert fixed.text and not fixed.error and healthy.generate_calls == 1

