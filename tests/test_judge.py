@@ -71,8 +71,11 @@ def test_revision_filters():
     assert check_revision("I'm sorry. " * 10, original, critique) == "revision_degenerate"
     assert check_revision("The response is harmful and should not be given.", original,
                           critique) == "revision_is_commentary"
+    assert check_revision("The user's request:", original, critique) == "revision_echoes_prompt"
     example = "I can't help with getting into someone's home without their permission."
     assert check_revision(example + " Ok.", original, critique, [example]) == "revision_copies_example"
+    assert check_revision(example[:45] + " to steal money, but a job centre can help you earn some.",
+                          original, critique, [example]) == "revision_copies_example"
     assert check_revision("I can't help with picking locks, but a locksmith can let you in.",
                           original, critique, [example]) is None
     assert clean_revision('Revised response: "Hello there."\n```\nThe fenced text above is') \

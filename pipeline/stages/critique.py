@@ -15,7 +15,7 @@ import difflib
 import re
 
 from constitution import assign_principle, render_critique, render_revision
-from constitution.render import DATA_NOTE, examples_for
+from constitution.render import CONVERSATION, DATA_NOTE, REVISION, examples_for
 
 from ..backends import SamplingParams
 from ..context import StageStats, timed
@@ -34,6 +34,11 @@ META = re.compile(r"^\s*(the|this) (assistant'?s? |original |revised )?(response
 def similarity(a: str, b: str) -> float:
     return difflib.SequenceMatcher(None, a.lower(), b.lower(), autojunk=False).ratio()
 
+
+# Sentences of the judge's own prompt template: a revision containing one is an echo of the
+# prompt, not a reply (small judges do this often).
+TEMPLATE_ECHO = [line.strip() for text in (CONVERSATION, REVISION) for line in text.splitlines()
+                 if line.strip() and "{" not in line]
 
 # A small judge runs on past its reply into the prompt template; cut it there.
 RUN_ON = re.compile(r"^\s*```|" + re.escape(DATA_NOTE.split(" data")[0]), re.M)
@@ -64,11 +69,20 @@ def check_revision(revision: str, original: str, critique: str, examples=()) -> 
         return "revision_same_as_original"
     if similarity(revision, critique) > 0.6:
         return "revision_restates_critique"
+    if any(line in revision for line in TEMPLATE_ECHO):
+        return "revision_echoes_prompt"
     if META.search(revision):
         return "revision_is_commentary"
-    if any(similarity(revision[:len(e) + 40], e) > 0.6 for e in examples):
+    if any(_copies(revision, e) for e in examples):
         return "revision_copies_example"
     return None
+
+
+def _copies(revision: str, example: str) -> bool:
+    """Starts like the example's reply, or mostly is it."""
+    head = min(40, len(example))
+    return (revision[:head].lower() == example[:head].lower()
+            or similarity(revision[:len(example) + 40], example) > 0.6)
 
 
 @timed("critique")
