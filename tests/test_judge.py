@@ -4,7 +4,7 @@ import pytest
 
 from constitution import load_constitution
 from pipeline.judge import compare_both_orders, normalise, verdicts
-from pipeline.stages.critique import check_revision, clean_revision
+from pipeline.filters import check_revision, clean_revision
 from conftest import ROOT
 
 

@@ -7,83 +7,21 @@ Per round, each chain gets a principle by weighted rendezvous hashing over princ
 by (seed, response id, round): editing, adding or removing one principle moves only the records
 that principle wins or loses. The judge writes a critique, answers "does it violate?" as a
 Yes/No choice scored by log-probabilities, and, when it does, writes a revision. Revisions that
-are empty, repeat the original or restate the critique are dropped (counted by reason); the next
-round then critiques the previous text again.
+fail a filter in `pipeline.filters` (empty, looping, a copy of the original, of the critique, of
+the prompt or of the few-shot example) are dropped and counted by reason; the next round then
+critiques the previous text again.
 """
 
-import difflib
-import re
-
 from constitution import assign_principle, render_critique, render_revision
-from constitution.render import CONVERSATION, DATA_NOTE, REVISION, examples_for
+from constitution.render import examples_for
 
 from ..backends import SamplingParams
 from ..context import StageStats, timed
 from ..errors import CaiError
+from ..filters import check_revision, clean_revision
 from ..hashing import content_hash
 from ..judge import verdicts
 from .common import load_records, require_manifest, save_records
-
-# Preambles a small judge puts before the rewritten reply; stripped, not counted as a failure.
-PREAMBLE = re.compile(r"^\s*(here is|here's)?\s*(the|a|my)?\s*(rewritten|revised|new|improved)"
-                      r"\s*(response|reply|answer|version)?\s*(is)?\s*[:\-]\s*", re.I)
-META = re.compile(r"^\s*(the|this) (assistant'?s? |original |revised )?(response|reply|answer)\b"
-                  r"|^\s*(critique|revision)\s*:", re.I)
-
-
-def similarity(a: str, b: str) -> float:
-    return difflib.SequenceMatcher(None, a.lower(), b.lower(), autojunk=False).ratio()
-
-
-# Sentences of the judge's own prompt template: a revision containing one is an echo of the
-# prompt, not a reply (small judges do this often).
-TEMPLATE_ECHO = [line.strip() for text in (CONVERSATION, REVISION) for line in text.splitlines()
-                 if line.strip() and "{" not in line]
-
-# A small judge runs on past its reply into the prompt template; cut it there.
-RUN_ON = re.compile(r"^\s*```|" + re.escape(DATA_NOTE.split(" data")[0]), re.M)
-
-
-def clean_revision(text: str) -> str:
-    text = PREAMBLE.sub("", text or "", count=1)
-    text = RUN_ON.split(text, maxsplit=1)[0]
-    return text.strip().strip('"').strip()
-
-
-def is_degenerate(text: str) -> bool:
-    """Looping output ("I'm sorry. I'm sorry. ..."): few distinct words for its length."""
-    words = text.lower().split()
-    return len(words) >= 12 and len(set(words)) / len(words) < 0.35
-
-
-def check_revision(revision: str, original: str, critique: str, examples=()) -> str | None:
-    """Why a revision is unusable, or None if it is a real rewrite.
-
-    `examples` are the few-shot revisions the judge was shown: a small judge often copies them.
-    """
-    if not revision:
-        return "revision_empty"
-    if is_degenerate(revision):
-        return "revision_degenerate"
-    if similarity(revision, original) > 0.9:
-        return "revision_same_as_original"
-    if similarity(revision, critique) > 0.6:
-        return "revision_restates_critique"
-    if any(line in revision for line in TEMPLATE_ECHO):
-        return "revision_echoes_prompt"
-    if META.search(revision):
-        return "revision_is_commentary"
-    if any(_copies(revision, e) for e in examples):
-        return "revision_copies_example"
-    return None
-
-
-def _copies(revision: str, example: str) -> bool:
-    """Starts like the example's reply, or mostly is it."""
-    head = min(40, len(example))
-    return (revision[:head].lower() == example[:head].lower()
-            or similarity(revision[:len(example) + 40], example) > 0.6)
-
 
 @timed("critique")
 def run(ctx) -> StageStats:

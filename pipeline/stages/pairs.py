@@ -9,9 +9,9 @@ ids and versions per round, critiques, models and seed. No model calls.
 """
 
 from ..context import StageStats, timed
+from ..filters import similarity
 from ..hashing import content_hash
 from .common import load_records, require_manifest, save_records
-from .critique import similarity
 
 
 @timed("pairs")
