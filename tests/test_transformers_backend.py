@@ -61,3 +61,11 @@ def test_a_corrupt_wheel_is_refused(tmp_path, monkeypatch):
     monkeypatch.setenv("CAI_SMOLLM2_WHEEL", str(bad))
     with pytest.raises(ModelUnavailable, match="does not match the expected"):
         ensure_embedded("smollm2-135m")
+
+
+def test_a_gguf_file_resolves_to_its_converted_directory(smollm2_dir):
+    """`transformers:/path/x.gguf` converts once; the embedded model is such a file."""
+    from pipeline.models import cache_dir, resolve
+    gguf = cache_dir() / "downloads" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    path, identity = resolve(str(gguf))
+    assert path == smollm2_dir and identity["weights"] == "b179c9523d0e6a0f98a3"

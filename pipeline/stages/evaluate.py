@@ -28,10 +28,14 @@ def run(ctx) -> StageStats:
     table, samples = {}, {}
     for name, spec in models.items():
         table[name] = {}
+        client = ctx.client(spec)
         for set_name, prompts in sets.items():
-            results = ctx.client(spec).generate(
+            calls_before = client.stats.calls
+            results = client.generate(
                 [[{"role": "user", "content": p["prompt"]}] for p in prompts], params,
                 seed=cfg.seed, desc=f"eval {name}/{set_name}")
+            new = client.stats.calls - calls_before
+            stats.made, stats.cached = stats.made + new, stats.cached + len(results) - new
             replies = [r.text for r in results if not r.error]
             stats.drop("call_failed", len(results) - len(replies))
             refused = sum(is_refusal(t) for t in replies)
@@ -41,7 +45,6 @@ def run(ctx) -> StageStats:
                                      key: rate if set_name == "harmful" or rate is None else 1 - rate}
             samples[f"{name}/{set_name}"] = [{"prompt": p["prompt"], "reply": r.text}
                                              for p, r in list(zip(prompts, results))[:3]]
-        stats.made += 1
     rm = ctx.store.get_manifest("train-rm")
     metrics = {"policies": models, "table": table, "detector": "string-match (pipeline.refusal)",
                "rm_heldout_accuracy": rm["meta"].get("heldout_accuracy") if rm else None,
