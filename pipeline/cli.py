@@ -3,6 +3,7 @@
 import functools
 import os
 import sys
+from pathlib import Path
 
 import click
 
@@ -55,8 +56,13 @@ def cli(debug):
 @common_options
 @click.option("--from", "first", type=click.Choice(list(STAGE_HELP)), help="start at this stage")
 @click.option("--to", "last", type=click.Choice(list(STAGE_HELP)), help="stop after this stage")
-def run_cmd(config, first, last):
+@click.option("--dry-run", is_flag=True, help="print the plan (as `cai plan`) and stop")
+def run_cmd(config, first, last, dry_run):
     """Run the whole pipeline (or --from/--to a range of stages)."""
+    if dry_run:
+        from .plan import format_plan, plan
+        click.echo(format_plan(plan(config)))
+        return
     from .runner import run_stages
     names = list(STAGE_HELP)
     names = names[names.index(first) if first else 0: names.index(last) + 1 if last else None]
@@ -74,6 +80,49 @@ def _stage_command(name: str):
 
 for _name in STAGE_HELP:
     _stage_command(_name)
+
+
+def _read_store(config):
+    from .errors import CaiError
+    from .store import DB_NAME, Store
+    if not (Path(config.run_dir) / DB_NAME).exists():
+        raise CaiError(f"{config.run_dir}: no cai run here yet; run `cai run` first")
+    return Store(config.run_dir, lock=False)  # read-only use: a running cai may hold the lock
+
+
+@cli.command("plan")
+@common_options
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def plan_cmd(config, as_json):
+    """What `cai run` would recompute and why, and how many model calls; makes none."""
+    from .plan import format_plan, plan
+    result = plan(config)
+    click.echo(__import__("json").dumps(result, indent=2) if as_json else format_plan(result))
+
+
+@cli.command("history")
+@common_options
+def history_cmd(config):
+    """List the runs recorded in the run directory."""
+    from .history import history_lines
+    with _read_store(config) as store:
+        click.echo("\n".join(history_lines(store)))
+
+
+@cli.command("diff")
+@common_options
+@click.argument("old", type=int, required=False)
+@click.argument("new", type=int, required=False)
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+@click.option("--examples", default=3, show_default=True, help="examples shown of each kind")
+def diff_cmd(config, old, new, as_json, examples):
+    """Compare the pairs of two runs (default: the last run vs the one before)."""
+    import json
+
+    from .history import diff, format_diff
+    with _read_store(config) as store:
+        d = diff(store, old, new, examples)
+    click.echo(json.dumps(d, indent=2, ensure_ascii=False) if as_json else format_diff(d))
 
 
 @cli.command("config")

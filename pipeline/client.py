@@ -21,6 +21,7 @@ class CallStats:
     cached: int = 0       # requests answered by the store
     failed: int = 0
     seconds: float = 0.0  # time spent in the backend
+    planned: int = 0      # dry run: requests that would go to the backend
 
 
 def freeze(messages: list[dict]) -> tuple:
@@ -33,6 +34,7 @@ class Result:
     text: str | None = None
     logprobs: list[float] | None = None
     error: str | None = None
+    planned: bool = False  # a dry run's placeholder, not a model's answer
 
 
 @dataclass
@@ -43,6 +45,7 @@ class ModelClient:
     identity: dict
     batch_size: int = 8
     retry_failed: bool = False
+    dry_run: bool = False     # `cai plan`: count misses, answer placeholders, store nothing
     stats: CallStats = field(default_factory=CallStats)
     _backend: object = None
 
@@ -78,7 +81,10 @@ class ModelClient:
                    if not (self.retry_failed and row["error"])}
         todo = {k: r for k, r in zip(keys, requests) if k not in results}  # dedupes identical calls
         self.stats.cached += len(requests) - len(todo)
-        if todo:
+        if todo and self.dry_run:
+            self.stats.planned += len(todo)
+            results.update({k: _placeholder(k, r) for k, r in todo.items()})
+        elif todo:
             self._call_backend(kind, todo, results, desc)
         return [results[k] for k in keys]
 
@@ -122,6 +128,14 @@ class ModelClient:
         return [{"key": k, "model": self.spec, "kind": kind, "request": _request_json(r),
                  "response": out, "error": err}
                 for (k, r), out, err in zip(batch, outs, errors)]
+
+
+def _placeholder(key: str, request) -> Result:
+    """What a dry run answers for a call it would make: a unique text, or the first choice
+    (a verdict of "violates", so the plan counts the revision it may need: an upper bound)."""
+    if isinstance(request, GenerationRequest):
+        return Result(key, text=f"(planned reply {key[:8]})", planned=True)
+    return Result(key, logprobs=[0.0] + [-30.0] * (len(request.choices) - 1), planned=True)
 
 
 def _contents(messages):

@@ -39,8 +39,9 @@ class StageStats:
 
 
 class RunContext:
-    def __init__(self, config: RunConfig, store: Store | None = None):
+    def __init__(self, config: RunConfig, store: Store | None = None, dry_run: bool = False):
         self.config = config
+        self.dry_run = dry_run
         self.run_dir = Path(config.run_dir)
         self.store = store or Store(self.run_dir)
         self._constitution = None
@@ -66,7 +67,7 @@ class RunContext:
             options = {"device": m.device, "dtype": m.dtype, "threads": m.threads}
             self._clients[spec] = ModelClient(
                 spec, self.store, lambda: self._backend(spec, options), identity, m.batch_size,
-                m.retry_failed)
+                m.retry_failed, self.dry_run)
         return self._clients[spec]
 
     def _identity(self, kind: str, model: str) -> dict:
@@ -86,7 +87,7 @@ class RunContext:
         return self.client(self.config.models.judge)
 
     def calls_made(self) -> int:
-        return sum(c.stats.calls for c in self._clients.values())
+        return sum(c.stats.calls + c.stats.planned for c in self._clients.values())
 
     def release_models(self):
         """Free loaded models before training, which needs the memory more."""

@@ -49,7 +49,8 @@ def _content_free(client, constitution, items) -> dict:
     msgs = [render_verdict(constitution, p, "N/A", "N/A", "N/A")[0] for p in principles.values()]
     results = client.choices(msgs, render_verdict(constitution, next(iter(principles.values())),
                                                   "N/A", "N/A", "N/A")[1], desc="calibrate")
-    return {pid: r.logprobs for pid, r in zip(principles, results) if not r.error}
+    return {pid: r.logprobs for pid, r in zip(principles, results)
+            if not r.error and not r.planned}
 
 
 def compare_both_orders(client, constitution, items: list[dict], desc="compare"):

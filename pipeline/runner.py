@@ -2,7 +2,7 @@
 
 import time
 
-from . import report
+from . import history, report
 from .context import RunContext
 from .fsutil import atomic_write_text
 from .stages import STAGES
@@ -41,7 +41,9 @@ def run_stages(config, names: list[str], echo=print) -> dict:
             raise
         metrics = report.write(ctx, done)
         total = time.perf_counter() - start
-        ctx.store.finish_run(run_id, "finished", {"seconds": total, "calls": ctx.calls_made()})
+        ctx.store.finish_run(run_id, "finished", {"seconds": total, "calls": ctx.calls_made(),
+                                                  "stages": [s.stage for s in done],
+                                                  **history.snapshot(ctx.store, metrics)})
         echo(f"{'total':<13} {total:7.1f}s  {ctx.calls_made()} model calls; "
              f"wrote {ctx.run_dir}/metrics.json and summary.md")
         return metrics

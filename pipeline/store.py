@@ -182,3 +182,10 @@ class Store:
         with self.db:
             self.db.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
                             (time.time(), status, _dumps(summary), run_id))
+
+    def list_runs(self) -> list[dict]:
+        rows = self.db.execute("SELECT id, started, finished, status, config_hash, "
+                               "constitution_version, summary FROM runs ORDER BY id").fetchall()
+        keys = ("id", "started", "finished", "status", "config_hash", "constitution_version")
+        return [{**dict(zip(keys, r[:6])), "summary": json.loads(r[6]) if r[6] else {}}
+                for r in rows]

@@ -8,9 +8,11 @@ from pipeline.filters import check_revision, clean_revision
 from conftest import ROOT
 
 
-class Res:
-    def __init__(self, key, logprobs):
-        self.key, self.logprobs, self.error = key, logprobs, None
+from pipeline.client import Result
+
+
+def Res(key, logprobs):
+    return Result(key, logprobs=logprobs)
 
 
 class ScriptedClient:

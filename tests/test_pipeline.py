@@ -120,3 +120,52 @@ def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "critique", "--run-dir", str(tmp_path / "r"),
                           "--set", f"constitution={p}"], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
+    from pipeline.history import diff, format_diff, history_lines
+    from pipeline.store import Store
+    text = (ROOT / "principles.yaml").read_text()
+    constitution = tmp_path / "principles.yaml"
+    constitution.write_text(text)
+    cfg = small_config(tmp_path / "run", constitution=str(constitution))
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
+                                         "Rewrite the reply to drop every dangerous"))
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    with Store(tmp_path / "run", lock=False) as store:
+        assert len(history_lines(store)) == 3  # header + 2 runs
+        d = diff(store)
+    assert (d["old_run"], d["new_run"]) == (1, 2)
+    assert d["changed"] + d["added"] + d["removed"] > 0
+    # Only pairs judged under the edited principle in some round can change.
+    assert sum(d["per_principle"]["dangerous-help"].values()) == d["added"] + d["removed"] + d["changed"]
+    assert "pairs" in format_diff(d)
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "diff", "--json", "--run-dir",
+                          str(tmp_path / "run")], capture_output=True, text=True)
+    assert out.returncode == 0 and json.loads(out.stdout)["new_run"] == 2
+
+
+def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
+    from pipeline.plan import format_plan, plan
+    text = (ROOT / "principles.yaml").read_text()
+    constitution = tmp_path / "principles.yaml"
+    constitution.write_text(text)
+    cfg = small_config(tmp_path / "run", constitution=str(constitution),
+                       **{"train_rm.enabled": "false", "train_policy.enabled": "false"})
+    first = plan(cfg)  # nothing cached yet: everything is to compute
+    assert first["stages"][0]["model_calls"] == 12 and first["stages"][0]["why"] == {"new prompt": 12}
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    assert plan(cfg)["model_calls"] == 0
+    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
+                                         "Rewrite the reply to drop every dangerous"))
+    calls_before = sum(b.generate_calls + b.choice_calls for b in fake_backend)
+    predicted = plan(cfg)
+    assert sum(b.generate_calls + b.choice_calls for b in fake_backend) == calls_before  # no calls
+    crit = predicted["stages"][1]
+    assert crit["model_calls"] > 0 and set(crit["why"]) == {"principle 'dangerous-help' edited"}
+    assert predicted["stages"][0]["model_calls"] == 0
+    actual = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    assert crit["to_compute"] == actual["stages"]["critique"]["made"]
+    assert actual["stages"]["critique"]["model_calls"] <= crit["model_calls"]  # an upper bound
+    assert "critique" in format_plan(predicted)

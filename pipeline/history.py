@@ -1,0 +1,120 @@
+"""Run history and `cai diff`: what each `cai run` produced, and what changed between two runs.
+
+Every run records a snapshot at its end: the ids of the records each data stage produced, the
+dataset hash and the headline metrics. Records are named by their inputs and never rewritten, so
+two snapshots are enough to say which preference pairs a run added, removed or changed.
+"""
+
+import time
+
+from .errors import CaiError
+
+SNAPSHOT_STAGES = ("generate", "critique", "pairs", "blend", "export")
+
+
+def snapshot(store, metrics: dict) -> dict:
+    stages = {}
+    for stage in SNAPSHOT_STAGES:
+        m = store.get_manifest(stage)
+        stages[stage] = m["ids"] if m else []
+    return {"manifests": stages, "counts": metrics.get("counts"),
+            "judge_agreement": metrics.get("judge_agreement"),
+            "dataset": metrics.get("dataset")}
+
+
+def history_lines(store) -> list[str]:
+    lines = [f"{'run':>4}  {'started':<19}  {'status':<11}  {'constitution':<16}  {'config':<8}  "
+             f"{'pairs':>5}  {'calls':>6}  {'seconds':>8}"]
+    for r in store.list_runs():
+        s = r["summary"]
+        pairs = len(s.get("manifests", {}).get("pairs", [])) if s.get("manifests") else "-"
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
+        lines.append(f"{r['id']:>4}  {started:<19}  {r['status']:<11}  "
+                     f"{(r['constitution_version'] or '-'):<16}  {(r['config_hash'] or '-')[:8]:<8}  "
+                     f"{pairs:>5}  {s.get('calls', '-'):>6}  {round(s.get('seconds', 0), 1):>8}")
+    return lines
+
+
+def _pick(store, old: int | None, new: int | None):
+    finished = {r["id"]: r for r in store.list_runs()
+                if r["status"] == "finished" and r["summary"].get("manifests")}
+    ids = sorted(finished)
+    if new is None:
+        if not ids:
+            raise CaiError(f"{store.run_dir}: no finished run to compare; run `cai run` first")
+        new = ids[-1]
+    if old is None:
+        earlier = [i for i in ids if i < new]
+        if not earlier:
+            raise CaiError(f"{store.run_dir}: run {new} has no earlier finished run to compare with")
+        old = earlier[-1]
+    for i in (old, new):
+        if i not in finished:
+            raise CaiError(f"{store.run_dir}: no finished run {i}; see `cai history`")
+    return finished[old], finished[new]
+
+
+def diff(store, old: int | None = None, new: int | None = None, examples: int = 3) -> dict:
+    """Pairs added, removed and changed between two runs, per principle, keyed by the original
+    response they reject (a pair's identity is the response it improves on)."""
+    a, b = _pick(store, old, new)
+    pa, pb = (_pairs(store, r) for r in (a, b))
+    added = [pb[k] for k in pb.keys() - pa.keys()]
+    removed = [pa[k] for k in pa.keys() - pb.keys()]
+    changed = [(pa[k], pb[k]) for k in pa.keys() & pb.keys() if pa[k]["chosen"] != pb[k]["chosen"]]
+    flipped = [(x, y) for x, y in changed if y["chosen"] == x["rejected"]]
+    per = {}
+    for kind, rows in (("added", added), ("removed", removed), ("changed", [y for _, y in changed])):
+        for p in rows:
+            for pid in sorted({r["principle"] for r in p.get("provenance", {}).get("rounds", [])}):
+                per.setdefault(pid, {"added": 0, "removed": 0, "changed": 0})[kind] += 1
+    agree = [(r["summary"].get("judge_agreement") or {}).get("accuracy") for r in (a, b)]
+    return {
+        "old_run": a["id"], "new_run": b["id"],
+        "constitution": [a["constitution_version"], b["constitution_version"]],
+        "pairs": [len(pa), len(pb)], "added": len(added), "removed": len(removed),
+        "changed": len(changed), "flipped": len(flipped), "per_principle": per,
+        "judge_accuracy": agree,
+        "judge_accuracy_change": None if None in agree else agree[1] - agree[0],
+        "examples": {"added": [_short(p) for p in added[:examples]],
+                     "removed": [_short(p) for p in removed[:examples]],
+                     "changed": [{"prompt": y["prompt"], "old_chosen": x["chosen"],
+                                  "new_chosen": y["chosen"]} for x, y in changed[:examples]]},
+    }
+
+
+def _pairs(store, run) -> dict:
+    ids = run["summary"]["manifests"]["pairs"]
+    return {p["rejected_id"]: p for p in store.get_records(ids).values()}
+
+
+def _short(p: dict) -> dict:
+    return {"prompt": p["prompt"], "chosen": p["chosen"], "rejected": p["rejected"]}
+
+
+def format_diff(d: dict, width: int = 60) -> str:
+    lines = [f"run {d['old_run']} -> run {d['new_run']}  (constitution {d['constitution'][0]} -> "
+             f"{d['constitution'][1]})",
+             f"pairs {d['pairs'][0]} -> {d['pairs'][1]}: {d['added']} added, {d['removed']} removed, "
+             f"{d['changed']} changed ({d['flipped']} flipped)"]
+    acc = d["judge_accuracy"]
+    if None not in acc:
+        lines.append(f"judge-human accuracy {acc[0]:.3f} -> {acc[1]:.3f} "
+                     f"({d['judge_accuracy_change']:+.3f})")
+    if d["per_principle"]:
+        lines += ["", f"{'principle':<24} {'added':>6} {'removed':>8} {'changed':>8}"]
+        for pid, c in sorted(d["per_principle"].items()):
+            lines.append(f"{pid:<24} {c['added']:>6} {c['removed']:>8} {c['changed']:>8}")
+
+    def clip(t):
+        t = " ".join(t.split())
+        return (t[:width - 1] + "…") if len(t) > width else t.ljust(width)
+    for kind in ("added", "removed"):
+        for e in d["examples"][kind]:
+            lines += ["", f"[{kind}] {clip(e['prompt'])}",
+                      f"  {'chosen':<{width}} | rejected", f"  {clip(e['chosen'])} | {clip(e['rejected'])}"]
+    for e in d["examples"]["changed"]:
+        lines += ["", f"[changed] {clip(e['prompt'])}",
+                  f"  {'old chosen':<{width}} | new chosen",
+                  f"  {clip(e['old_chosen'])} | {clip(e['new_chosen'])}"]
+    return "\n".join(lines)
