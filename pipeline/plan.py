@@ -25,6 +25,8 @@ PLACEHOLDER = "(planned reply"
 
 
 def plan(config) -> dict:
+    from .runner import quiet_libraries
+    quiet_libraries()
     real_dir = Path(config.run_dir)
     with tempfile.TemporaryDirectory(prefix="cai-plan-") as tmp:
         if (real_dir / DB_NAME).exists():
