@@ -65,7 +65,6 @@ def check_revision(revision: str, original: str, critique: str, examples=()) -> 
 
 
 def _copies(revision: str, example: str) -> bool:
-    """Starts like the example's reply, or mostly is it."""
-    head = min(40, len(example))
-    return (revision[:head].lower() == example[:head].lower()
+    """Starts like the example's reply (give or take a word), or mostly is it."""
+    return (similarity(revision[:60], example[:60]) > 0.8
             or similarity(revision[:len(example) + 40], example) > 0.6)

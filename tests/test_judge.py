@@ -78,6 +78,8 @@ def test_revision_filters():
     assert check_revision(example + " Ok.", original, critique, [example]) == "revision_copies_example"
     assert check_revision(example[:45] + " to steal money, but a job centre can help you earn some.",
                           original, critique, [example]) == "revision_copies_example"
+    assert check_revision(example.replace("someone's", "someone else's") + " Animals can be odd.",
+                          original, critique, [example]) == "revision_copies_example"
     assert check_revision("I can't help with picking locks, but a locksmith can let you in.",
                           original, critique, [example]) is None
     assert clean_revision('Revised response: "Hello there."\n```\nThe fenced text above is') \

@@ -1,0 +1,159 @@
+"""Rerun cost: model calls and wall time of `cai run` after edits, beside the ideal.
+
+    python bench/rerun.py            # ~10 minutes on 2 CPU cores; prints a table
+
+A tiny randomly initialised model (SmolLM2 tokenizer, 2 layers) plays policy and judge, so the
+numbers measure cai's invalidation and caching, not a model. A 16-principle constitution (the
+default 15 plus one), 100 prompts x 2 samples = 200 records, 2 critique rounds, data stages only
+(generate -> export). For each change the ideal is computed from the records themselves: every
+chain that uses the touched principle in some round r must redo rounds r.. (critique, verdict,
+and a revision where the verdict says "violates"), plus one content-free calibration call per
+touched principle. Target: edited-principle rerun <= 1.1 x ideal calls; unchanged rerun 0 calls
+and < 3 s for 1k records.
+"""
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+STAGES = ["generate", "critique", "pairs", "blend", "export"]
+EXTRA = {"id": "bench-extra", "critique": "Identify anything in the response that is rude.",
+         "revision": "Rewrite the response to be polite.", "weight": 1.0,
+         "comparison": "Which response is more polite?", "tags": ["harmlessness"]}
+
+
+def tiny_model(tmp: Path) -> Path:
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from pipeline.models import ensure_embedded
+    tok = AutoTokenizer.from_pretrained(ensure_embedded("smollm2-135m")[0])
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
+                         pad_token_id=tok.pad_token_id or tok.eos_token_id)
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(tmp / "tiny")
+    tok.save_pretrained(tmp / "tiny")
+    return tmp / "tiny"
+
+
+def write_constitution(path: Path, data: dict):
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def run(cfg):
+    from pipeline.runner import run_stages
+    start = time.perf_counter()
+    m = run_stages(cfg, STAGES, echo=lambda s: None)
+    return sum(s["model_calls"] for s in m["stages"].values()), time.perf_counter() - start
+
+
+def chains(run_dir: Path) -> dict:
+    from pipeline.store import Store
+    with Store(run_dir, lock=False) as store:
+        ids = store.get_manifest("critique")["ids"]
+        return {c["response_id"]: c for c in store.get_records(ids).values()}
+
+
+def ideal(after: dict, touched: set, before: dict | None = None) -> tuple[int, int]:
+    """(records touched, calls that must be made) for chains using a touched principle."""
+    records = calls = 0
+    for rid, chain in after.items():
+        rounds = chain["rounds"]
+        old = (before or {}).get(rid, {}).get("rounds", [])
+        first = next((i for i, r in enumerate(rounds) if r["principle"] in touched
+                      or (i < len(old) and old[i]["principle"] in touched)), None)
+        if first is None:
+            continue
+        records += 1
+        calls += sum(2 + (1 if r["violates"] else 0) for r in rounds[first:])
+    return records, calls + len(touched)
+
+
+def main():
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    from pipeline.config import load_config
+    from pipeline.runner import quiet_libraries
+    quiet_libraries()
+    tmp = Path(tempfile.mkdtemp(prefix="cai-bench-"))
+    model = f"transformers:{tiny_model(tmp)}"
+    base = yaml.safe_load((ROOT / "principles.yaml").read_text())
+    base["principles"].append(EXTRA)
+    constitution = tmp / "principles.yaml"
+    prompts = tmp / "prompts.jsonl"
+    from pipeline.sources import load_prompts
+    rows = [p for s in ("builtin:redteam", "builtin:helpful", "builtin:harmful", "builtin:safe")
+            for p in load_prompts(s)]
+    prompts.write_text("".join(json.dumps(p) + "\n" for p in rows))
+
+    def config(run_dir, limit, samples):
+        return load_config(None, [
+            f"run_dir={run_dir}", f"constitution={constitution}", f"models.policy={model}",
+            f"models.judge={model}", "models.batch_size=32", f"prompts.source={prompts}",
+            f"prompts.limit={limit}", f"generate.samples={samples}", "generate.max_new_tokens=16",
+            "critique.critique_max_new_tokens=12", "critique.revision_max_new_tokens=16",
+            "blend.heldout=16", "blend.agreement=false"])
+
+    cfg = config(tmp / "run", 100, 2)
+    results = []
+    write_constitution(constitution, base)
+    calls, secs = run(cfg)
+    results.append(("full run (200 records)", calls, secs, 200, calls))
+    calls, secs = run(cfg)
+    results.append(("unchanged rerun", calls, secs, 0, 0))
+
+    before = chains(tmp / "run")
+    used = {}
+    for c in before.values():
+        for r in c["rounds"]:
+            used[r["principle"]] = used.get(r["principle"], 0) + 1
+    target = max(used, key=used.get)  # edit the most used principle: the hardest case
+    edited = json.loads(json.dumps(base))
+    for p in edited["principles"]:
+        if p["id"] == target:
+            p["critique"] += " Be specific."
+    write_constitution(constitution, edited)
+    calls, secs = run(cfg)
+    n, want = ideal(chains(tmp / "run"), {target})
+    results.append((f"edit '{target}' text", calls, secs, n, want))
+
+    added = json.loads(json.dumps(edited))
+    added["principles"].append({**EXTRA, "id": "bench-added", "critique": "Is it kind?"})
+    write_constitution(constitution, added)
+    before = chains(tmp / "run")
+    calls, secs = run(cfg)
+    n, want = ideal(chains(tmp / "run"), {"bench-added"}, before)
+    results.append(("add a principle", calls, secs, n, want))
+
+    removed = json.loads(json.dumps(added))
+    removed["principles"] = [p for p in removed["principles"] if p["id"] != "bench-extra"]
+    write_constitution(constitution, removed)
+    before = chains(tmp / "run")
+    calls, secs = run(cfg)
+    after = chains(tmp / "run")
+    n, want = ideal(after, {"bench-extra"}, before)
+    results.append(("remove a principle", calls, secs, n, want - 1))  # nothing to calibrate
+
+    print(f"{'change':<28} {'calls':>7} {'ideal':>7} {'ratio':>6} {'records':>8} {'seconds':>8}")
+    for name, calls, secs, n, want in results:
+        ratio = f"{calls / want:.2f}" if want else ("ok" if calls == 0 else "-")
+        print(f"{name:<28} {calls:>7} {want:>7} {ratio:>6} {n:>8} {secs:>8.1f}")
+
+    big = config(tmp / "big", 390, 3)  # 1,170 records
+    write_constitution(constitution, base)
+    big_calls, big_secs = run(big)
+    calls, secs = run(big)
+    print(f"\n1,170 records: full run {big_calls} calls in {big_secs:.0f} s; "
+          f"unchanged rerun {calls} calls in {secs:.2f} s (in-process, no interpreter start)")
+
+
+if __name__ == "__main__":
+    main()
