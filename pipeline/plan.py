@@ -34,8 +34,13 @@ def plan(config) -> dict:
                 src.backup(dst)  # a consistent snapshot, even while another cai writes
         ctx = RunContext(config.model_copy(update={"run_dir": tmp}), dry_run=True)
         try:
-            rows = [_row(STAGES[name](ctx)) for name in DATA_STAGES]
-            planned = sum(r["model_calls"] for r in rows)
+            rows, planned = [], 0
+            for name in DATA_STAGES:
+                rows.append(_row(STAGES[name](ctx)))
+                if planned and not rows[-1]["model_calls"]:
+                    # Built from placeholder answers: the count is a guess, and says so.
+                    rows[-1]["why"]["may change: depends on uncached calls"] = 1
+                planned += rows[-1]["model_calls"]
             rows += _training_rows(ctx, real_dir, planned)
             rows[1]["why"] = _critique_reasons(ctx)
             rows[0]["why"] = _generate_reasons(ctx)
@@ -60,7 +65,10 @@ def _training_rows(ctx, real_dir: Path, planned: int) -> list[dict]:
                 continue
             done = real.get_artifact(name, input_hash(ctx, name, section))
             reuse = bool(done and is_complete(done["path"]))
-            why = {} if reuse else {"dataset changes" if planned else "dataset or config changed": 1}
+            if planned:  # the dataset depends on answers not known yet: say so, don't guess
+                reuse, why = False, {"dataset may change (depends on uncached calls)": 1}
+            else:
+                why = {} if reuse else {"dataset or config changed": 1}
             rows.append({"stage": f"train-{name}", "cached": int(reuse), "to_compute": int(not reuse),
                          "model_calls": 0, "why": why})
             retrain_policy = not reuse if name == "policy" else retrain_policy
@@ -68,7 +76,7 @@ def _training_rows(ctx, real_dir: Path, planned: int) -> list[dict]:
     trained = 2 * e.limit if retrain_policy else 0
     # The base policy's replies are cached after the first run; only a new policy needs calls.
     rows.append({"stage": "evaluate", "cached": None, "to_compute": trained,
-                 "model_calls": trained, "why": {"policy retrained": 1} if trained else {}})
+                 "model_calls": trained, "why": {"if the policy is retrained": 1} if trained else {}})
     return rows
 
 
