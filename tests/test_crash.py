@@ -59,11 +59,11 @@ def _progress(run_dir) -> tuple[int, int]:
         return 0, 0
 
 
-def _kill_when(proc, run_dir, reached):
+def _signal_when(proc, run_dir, reached, sig=signal.SIGKILL):
+    """Send `sig` once the run's progress satisfies `reached(calls, stages)`."""
     while proc.poll() is None and not reached(*_progress(run_dir)):
         time.sleep(0.005)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=60)
+    proc.send_signal(sig)
 
 
 def test_sigkill_at_ten_points_then_resume(tmp_path):
@@ -77,7 +77,9 @@ def test_sigkill_at_ten_points_then_resume(tmp_path):
     points += [lambda c, s: s >= 3, lambda c, s: s >= 4]
     run_dir, states = tmp_path / "killed", []
     for reached in points:
-        _kill_when(_cai(run_dir, delay=0.01), run_dir, reached)
+        proc = _cai(run_dir, delay=0.01)
+        _signal_when(proc, run_dir, reached)
+        proc.wait(timeout=60)
         states.append(_check_visible_state(run_dir))
     assert len(set(states)) >= 8, states  # the kills landed at different places in the run
     final = _cai(run_dir)
@@ -98,3 +100,14 @@ def test_a_second_cai_on_the_same_run_dir_fails_at_once(tmp_path):
     first.wait()
     assert second.returncode == 2 and "another cai process is using this run directory" in err
     assert "Traceback" not in err
+
+
+def test_ctrl_c_stops_cleanly_with_a_one_line_message(tmp_path):
+    proc = _cai(tmp_path, delay=0.05)
+    _signal_when(proc, tmp_path, lambda calls, stages: calls >= 4, signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err
+    assert err.strip().splitlines()[-1] == ("cai: interrupted. Finished work is saved; "
+                                            "run the same command again to resume.")
+    resumed = _cai(tmp_path)
+    assert resumed.wait(timeout=300) == 0
