@@ -10,9 +10,16 @@ from pathlib import Path
 
 @contextmanager
 def atomic_dir(target):
-    """Yield a temporary directory beside `target`; on success it replaces `target` by rename."""
+    """Yield a temporary directory beside `target`; on success it replaces `target` by rename.
+
+    Leftovers of a killed writer (hidden `.name.tmp-*` / `.name.old-*`) are removed first: the
+    run directory's lock guarantees no other writer is using them.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in [*target.parent.glob(f".{target.name}.tmp-*"),
+                  *target.parent.glob(f".{target.name}.old-*")]:
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
     try:
         yield tmp

@@ -17,9 +17,9 @@ ARGS = ["--set", "models.policy=fake:policy", "--set", "models.judge=fake:judge"
         "--set", "models.batch_size=2", "--set", "blend.heldout=8", "--set", "blend.min_human=4"]
 
 
-def _cai(run_dir, *extra, delay=0.0):
+def _cai(run_dir, *extra, delay=0.0, to="export"):
     env = {**os.environ, "CAI_FAKE_DELAY": str(delay)}
-    return subprocess.Popen([sys.executable, str(DRIVER), "run", "--to", "export", "--run-dir",
+    return subprocess.Popen([sys.executable, str(DRIVER), "run", "--to", to, "--run-dir",
                              str(run_dir), *ARGS, *extra], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -111,3 +111,21 @@ def test_ctrl_c_stops_cleanly_with_a_one_line_message(tmp_path):
                                             "run the same command again to resume.")
     resumed = _cai(tmp_path)
     assert resumed.wait(timeout=300) == 0
+
+
+def test_sigkill_during_training_leaves_no_half_written_model(tmp_path, tiny_model_dir):
+    """Models are written beside their place and renamed in: a kill leaves none half-written."""
+    policy = ["--set", f"models.policy=transformers:{tiny_model_dir}", "--set", "train_rm.max_steps=3",
+              "--set", "train_policy.max_steps=3", "--set", "generate.max_new_tokens=8",
+              "--set", "prompts.limit=4"]
+    for stages_done in (5, 6):  # killed in train-rm, then in train-policy
+        proc = _cai(tmp_path, *policy, to="train-policy")
+        _signal_when(proc, tmp_path, lambda calls, stages, n=stages_done: stages >= n)
+        proc.wait(timeout=300)
+        for d in (tmp_path / "models").glob("[!.]*"):
+            assert (d / "cai-model.json").exists() and (d / "model.safetensors").exists(), d
+    final = _cai(tmp_path, *policy, to="train-policy")
+    assert final.wait(timeout=600) == 0, final.stderr.read()
+    names = sorted(d.name.split("-")[0] for d in (tmp_path / "models").glob("[!.]*"))
+    assert names == ["policy", "rm"]
+    assert not list((tmp_path / "models").glob(".*.tmp-*"))  # a killed writer's leftovers are gone
