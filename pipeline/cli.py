@@ -125,6 +125,20 @@ def diff_cmd(config, old, new, as_json, examples):
     click.echo(json.dumps(d, indent=2, ensure_ascii=False) if as_json else format_diff(d))
 
 
+@cli.command("gc")
+@common_options
+@click.option("--keep-runs", type=int, default=None,
+              help="keep only what the last N finished runs used (default: every recorded run)")
+def gc_cmd(config, keep_runs):
+    """Remove records, cached calls and models that no kept run references."""
+    from .collect import collect
+    from .store import Store
+    with Store(config.run_dir) as store:
+        removed = collect(store, keep_runs)
+    click.echo(f"removed {removed['records']} records, {removed['calls']} cached calls, "
+               f"{removed['models']} model directories")
+
+
 @cli.command("config")
 @common_options
 @click.option("--keys", is_flag=True, help="list every config key with its default and meaning")

@@ -81,6 +81,8 @@ class ModelClient:
                    if not (self.retry_failed and row["error"])}
         todo = {k: r for k, r in zip(keys, requests) if k not in results}  # dedupes identical calls
         self.stats.cached += len(requests) - len(todo)
+        if results and not self.dry_run:
+            self.store.touch_calls(results)
         if todo and self.dry_run:
             self.stats.planned += len(todo)
             results.update({k: _placeholder(k, r) for k, r in todo.items()})

@@ -9,15 +9,22 @@ import time
 
 from .errors import CaiError
 
-SNAPSHOT_STAGES = ("generate", "critique", "pairs", "blend", "export")
+SNAPSHOT_STAGES = ("generate", "critique", "pairs", "blend", "export", "train-rm", "train-policy")
 
 
-def snapshot(store, metrics: dict) -> dict:
+def manifest_ids(store) -> dict:
+    """The ids each stage's current manifest lists (plus the held-out human pairs)."""
     stages = {}
     for stage in SNAPSHOT_STAGES:
         m = store.get_manifest(stage)
         stages[stage] = m["ids"] if m else []
-    return {"manifests": stages, "counts": metrics.get("counts"),
+        if stage == "blend" and m:
+            stages["blend-heldout"] = m["meta"].get("heldout", [])
+    return stages
+
+
+def snapshot(store, metrics: dict) -> dict:
+    return {"manifests": manifest_ids(store), "counts": metrics.get("counts"),
             "judge_agreement": metrics.get("judge_agreement"),
             "dataset": metrics.get("dataset")}
 

@@ -45,8 +45,15 @@ def _m001_initial(db):
     )
 
 
+def _m002_call_last_run(db):
+    # Which run last used a call: `cai gc --keep-runs N` drops calls no kept run used.
+    # Calls stored before this column existed count as used by the latest run (conservative).
+    db.execute("ALTER TABLE calls ADD COLUMN last_run INTEGER")
+    db.execute("UPDATE calls SET last_run = (SELECT MAX(id) FROM runs)")
+
+
 # Append-only: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS = [_m001_initial]
+MIGRATIONS = [_m001_initial, _m002_call_last_run]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
@@ -71,6 +78,7 @@ class Store:
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = None
+        self.run_id = None  # the run in progress, stamped on the calls it uses
         if lock:
             self._take_lock()
         self.db = sqlite3.connect(self.run_dir / DB_NAME, timeout=30, isolation_level=None)
@@ -120,10 +128,21 @@ class Store:
         now = time.time()
         with self.db:
             self.db.executemany(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [(r["key"], r["model"], r["kind"], _dumps(r["request"]),
                   None if r.get("response") is None else _dumps(r["response"]),
-                  r.get("error"), now) for r in rows])
+                  r.get("error"), now, self.run_id) for r in rows])
+
+    def touch_calls(self, keys):
+        """Stamp cache hits with the current run, so gc knows they are still in use."""
+        if self.run_id is None:
+            return
+        keys = list(keys)
+        with self.db:
+            for i in range(0, len(keys), 500):
+                chunk = keys[i:i + 500]
+                self.db.execute(f"UPDATE calls SET last_run=? WHERE key IN ({','.join('?' * len(chunk))})",
+                                [self.run_id, *chunk])
 
     def count_calls(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -176,6 +195,7 @@ class Store:
             cur = self.db.execute(
                 "INSERT INTO runs (started, status, config_hash, constitution_version) "
                 "VALUES (?, 'running', ?, ?)", (time.time(), config_hash, constitution_version))
+        self.run_id = cur.lastrowid
         return cur.lastrowid
 
     def finish_run(self, run_id: int, status: str, summary: dict):
@@ -189,3 +209,32 @@ class Store:
         keys = ("id", "started", "finished", "status", "config_hash", "constitution_version")
         return [{**dict(zip(keys, r[:6])), "summary": json.loads(r[6]) if r[6] else {}}
                 for r in rows]
+
+    # -- garbage collection (`cai gc`) -------------------------------------------------------
+    def delete_calls_before(self, run_id: int) -> int:
+        with self.db:
+            return self.db.execute("DELETE FROM calls WHERE last_run IS NULL OR last_run < ?",
+                                   (run_id,)).rowcount
+
+    def all_record_ids(self) -> list[tuple[str, str]]:
+        return self.db.execute("SELECT id, kind FROM records").fetchall()
+
+    def delete_records(self, ids) -> int:
+        ids, n = list(ids), 0
+        with self.db:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i:i + 500]
+                n += self.db.execute(f"DELETE FROM records WHERE id IN ({','.join('?' * len(chunk))})",
+                                     chunk).rowcount
+        return n
+
+    def list_artifacts(self) -> list[dict]:
+        return [{"name": n, "input_hash": h, "path": p} for n, h, p in
+                self.db.execute("SELECT name, input_hash, path FROM artifacts")]
+
+    def delete_artifact(self, name: str, input_hash: str):
+        with self.db:
+            self.db.execute("DELETE FROM artifacts WHERE name=? AND input_hash=?", (name, input_hash))
+
+    def vacuum(self):
+        self.db.execute("VACUUM")

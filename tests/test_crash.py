@@ -113,19 +113,21 @@ def test_ctrl_c_stops_cleanly_with_a_one_line_message(tmp_path):
     assert resumed.wait(timeout=300) == 0
 
 
-def test_sigkill_during_training_leaves_no_half_written_model(tmp_path, tiny_model_dir):
-    """Models are written beside their place and renamed in: a kill leaves none half-written."""
+def test_sigkill_during_training_and_evaluation(tmp_path, tiny_model_dir):
+    """Models are written beside their place and renamed in: a kill leaves none half-written,
+    and the resumed run trains, evaluates and reports."""
     policy = ["--set", f"models.policy=transformers:{tiny_model_dir}", "--set", "train_rm.max_steps=3",
               "--set", "train_policy.max_steps=3", "--set", "generate.max_new_tokens=8",
               "--set", "prompts.limit=4"]
-    for stages_done in (5, 6):  # killed in train-rm, then in train-policy
-        proc = _cai(tmp_path, *policy, to="train-policy")
+    for stages_done in (5, 6, 7):  # killed in train-rm, in train-policy, then in evaluate
+        proc = _cai(tmp_path, *policy, to="evaluate")
         _signal_when(proc, tmp_path, lambda calls, stages, n=stages_done: stages >= n)
         proc.wait(timeout=300)
         for d in (tmp_path / "models").glob("[!.]*"):
             assert (d / "cai-model.json").exists() and (d / "model.safetensors").exists(), d
-    final = _cai(tmp_path, *policy, to="train-policy")
+    final = _cai(tmp_path, *policy, to="evaluate")
     assert final.wait(timeout=600) == 0, final.stderr.read()
+    assert json.loads((tmp_path / "metrics.json").read_text())["evaluation"]["table"]["trained"]
     names = sorted(d.name.split("-")[0] for d in (tmp_path / "models").glob("[!.]*"))
     assert names == ["policy", "rm"]
     assert not list((tmp_path / "models").glob(".*.tmp-*"))  # a killed writer's leftovers are gone

@@ -169,3 +169,29 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
     assert crit["to_compute"] == actual["stages"]["critique"]["made"]
     assert actual["stages"]["critique"]["model_calls"] <= crit["model_calls"]  # an upper bound
     assert "critique" in format_plan(predicted)
+
+
+def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
+    from pipeline.collect import collect
+    from pipeline.plan import plan
+    from pipeline.store import Store
+    text = (ROOT / "principles.yaml").read_text()
+    constitution = tmp_path / "principles.yaml"
+    constitution.write_text(text)
+    cfg = small_config(tmp_path / "run", constitution=str(constitution),
+                       **{"train_rm.enabled": "false", "train_policy.enabled": "false"})
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
+                                         "Rewrite the reply to drop every dangerous"))
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    with Store(tmp_path / "run") as store:
+        assert collect(store) == {"calls": 0, "records": 0, "models": 0}  # every run is kept
+        calls_before, records_before = store.count_calls(), store.count_records()
+        removed = collect(store, keep_runs=1)
+        assert removed["calls"] > 0 and removed["records"] > 0
+        assert store.count_calls() == calls_before - removed["calls"]
+        assert store.count_records() == records_before - removed["records"]
+    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)  # the kept run is intact
+    assert sum(s["model_calls"] for s in again["stages"].values()) == 0
+    constitution.write_text(text)  # the dropped run's work is gone: undoing the edit costs calls
+    assert plan(cfg)["stages"][1]["model_calls"] > 0

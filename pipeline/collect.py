@@ -1,0 +1,37 @@
+"""`cai gc`: remove what no kept run references. Deleting the run directory is the only other
+way to lose work, so this is explicit and reports what it removed.
+
+Kept: everything the last `keep_runs` finished runs (default: all runs) and the current
+manifests reference: their records (and, through each critique chain, its critique and
+revision records), the model calls those runs used (stamped on every hit), and their exported
+dataset and trained models. Everything else goes; `cai run` remakes it if ever needed again.
+"""
+
+import shutil
+from pathlib import Path
+
+from .history import manifest_ids
+
+
+def collect(store, keep_runs: int | None = None) -> dict:
+    finished = [r for r in store.list_runs() if r["status"] == "finished"]
+    kept_runs = finished[-keep_runs:] if keep_runs else finished
+    snapshots = [r["summary"].get("manifests", {}) for r in kept_runs] + [manifest_ids(store)]
+    keep_ids = {i for snap in snapshots for ids in snap.values() for i in ids}
+    for chain in store.get_records([i for i in keep_ids if i.startswith("chain-")]).values():
+        for r in chain["rounds"]:
+            keep_ids.update(x for x in (r.get("critique_id"), r.get("revision_id")) if x)
+    removed = {"calls": 0, "records": 0, "models": 0}
+    if kept_runs and keep_runs:
+        removed["calls"] = store.delete_calls_before(kept_runs[0]["id"])
+    stale = [rid for rid, kind in store.all_record_ids()
+             if rid not in keep_ids and kind != "judgement"]
+    removed["records"] = store.delete_records(stale)
+    for art in store.list_artifacts():
+        if art["input_hash"] not in keep_ids:
+            if art["name"] != "dataset" and Path(art["path"]).exists():
+                shutil.rmtree(art["path"], ignore_errors=True)  # a model directory
+                removed["models"] += 1
+            store.delete_artifact(art["name"], art["input_hash"])
+    store.vacuum()
+    return removed
