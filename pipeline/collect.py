@@ -27,7 +27,9 @@ def collect(store, keep_runs: int | None = None) -> dict:
     stale = [rid for rid, kind in store.all_record_ids()
              if rid not in keep_ids and kind != "judgement"]
     removed["records"] = store.delete_records(stale)
-    for art in store.list_artifacts():
+    # Runs recorded before snapshots named their models cannot say which they used: keep all.
+    knows_models = all("train-policy" in snap for snap in snapshots)
+    for art in store.list_artifacts() if knows_models else []:
         if art["input_hash"] not in keep_ids:
             if art["name"] != "dataset" and Path(art["path"]).exists():
                 shutil.rmtree(art["path"], ignore_errors=True)  # a model directory

@@ -195,3 +195,16 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
     assert sum(s["model_calls"] for s in again["stages"].values()) == 0
     constitution.write_text(text)  # the dropped run's work is gone: undoing the edit costs calls
     assert plan(cfg)["stages"][1]["model_calls"] > 0
+
+
+def test_gc_keeps_models_of_runs_that_did_not_record_them(tmp_path):
+    """Snapshots from before models were recorded cannot vouch for a model: gc keeps them all."""
+    from pipeline.collect import collect
+    from pipeline.store import Store
+    model_dir = tmp_path / "run" / "models" / "rm-0123"
+    model_dir.mkdir(parents=True)
+    with Store(tmp_path / "run") as store:
+        store.put_artifact("rm", "0123", model_dir, {})
+        run = store.start_run("cfg", "v1")
+        store.finish_run(run, "finished", {"manifests": {"generate": [], "critique": []}})
+        assert collect(store)["models"] == 0 and model_dir.exists()
