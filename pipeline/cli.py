@@ -10,16 +10,13 @@ import click
 from .config import help_rows, load_config
 from .errors import CaiError
 
-STAGE_HELP = {
-    "generate": "The policy answers the prompts (generate.samples each).",
-    "critique": "The judge critiques and revises each response (critique.rounds rounds).",
-    "pairs": "Critique outcomes become preference pairs (revision ≻ original).",
-    "blend": "Mix AI pairs with the human calibration slice; measure judge-human agreement.",
-    "export": "Write datasets (HF + JSONL) and the dataset card to <run_dir>/dataset.",
-    "train-rm": "Train a reward model (TRL RewardTrainer); held-out human accuracy.",
-    "train-policy": "Train the harmlessness-tuned policy (TRL DPOTrainer).",
-    "evaluate": "Base vs trained policy: refusals on harmful, compliance on safe prompts.",
-}
+from .stages import STAGES  # noqa: E402 - stage modules import nothing heavy at the top
+
+
+def _stage_help(name: str) -> str:
+    """A stage's help is the first line of its module docstring ("generate: the policy ...")."""
+    line = sys.modules[STAGES[name].__module__].__doc__.splitlines()[0].split(": ", 1)[1]
+    return line[0].upper() + line[1:]
 
 
 def common_options(fn):
@@ -54,8 +51,8 @@ def cli(debug):
 
 @cli.command("run")
 @common_options
-@click.option("--from", "first", type=click.Choice(list(STAGE_HELP)), help="start at this stage")
-@click.option("--to", "last", type=click.Choice(list(STAGE_HELP)), help="stop after this stage")
+@click.option("--from", "first", type=click.Choice(list(STAGES)), help="start at this stage")
+@click.option("--to", "last", type=click.Choice(list(STAGES)), help="stop after this stage")
 @click.option("--dry-run", is_flag=True, help="print the plan (as `cai plan`) and stop")
 def run_cmd(config, first, last, dry_run):
     """Run the whole pipeline (or --from/--to a range of stages)."""
@@ -64,7 +61,7 @@ def run_cmd(config, first, last, dry_run):
         click.echo(format_plan(plan(config)))
         return
     from .runner import run_stages
-    names = list(STAGE_HELP)
+    names = list(STAGES)
     names = names[names.index(first) if first else 0: names.index(last) + 1 if last else None]
     run_stages(config, names)
 
@@ -74,11 +71,11 @@ def _stage_command(name: str):
     def command(config):
         from .runner import run_stages
         run_stages(config, [name])
-    command.__doc__ = STAGE_HELP[name]
+    command.__doc__ = _stage_help(name)
     return cli.command(name)(command)
 
 
-for _name in STAGE_HELP:
+for _name in STAGES:
     _stage_command(_name)
 
 

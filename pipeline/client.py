@@ -132,11 +132,14 @@ class ModelClient:
                 for (k, r), out, err in zip(batch, outs, errors)]
 
 
+PLACEHOLDER = "(planned reply"  # how a dry run's made-up texts begin
+
+
 def _placeholder(key: str, request) -> Result:
     """What a dry run answers for a call it would make: a unique text, or the first choice
     (a verdict of "violates", so the plan counts the revision it may need: an upper bound)."""
     if isinstance(request, GenerationRequest):
-        return Result(key, text=f"(planned reply {key[:8]})", planned=True)
+        return Result(key, text=f"{PLACEHOLDER} {key[:8]})", planned=True)
     return Result(key, logprobs=[0.0] + [-30.0] * (len(request.choices) - 1), planned=True)
 
 

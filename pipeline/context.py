@@ -4,6 +4,7 @@ Backends load lazily (a stage whose calls are all cached never loads a model), a
 model serves every role that names the same spec (policy and judge are the same by default).
 """
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,12 +103,13 @@ class RunContext:
 def timed(stage: str):
     """Decorator: a stage's `run(ctx)` gets its wall time and call count filled in."""
     def wrap(fn):
+        @functools.wraps(fn)
         def run(ctx: RunContext) -> StageStats:
             start, calls = time.perf_counter(), ctx.calls_made()
             stats = fn(ctx)
             stats.seconds = time.perf_counter() - start
             stats.calls = ctx.calls_made() - calls
             return stats
-        run.__doc__, run.__name__, run.stage = fn.__doc__, fn.__name__, stage
+        run.stage = stage
         return run
     return wrap

@@ -15,13 +15,13 @@ from pathlib import Path
 
 from constitution import assign_principle
 
+from .client import PLACEHOLDER
 from .context import RunContext
 from .stages import STAGES
 from .store import DB_NAME, Store
 from .training import input_hash, is_complete
 
-DATA_STAGES = ["generate", "critique", "pairs", "blend", "export"]
-PLACEHOLDER = "(planned reply"
+DATA_STAGES = list(STAGES)[:5]  # generate .. export: the stages a dry run can execute
 
 
 def plan(config) -> dict:

@@ -3,13 +3,11 @@
 import json
 
 from .fsutil import atomic_write_text
-
-MANIFEST_STAGES = ["generate", "critique", "pairs", "blend", "export", "train-rm",
-                   "train-policy", "evaluate"]
+from .stages import STAGES
 
 
 def collect(ctx, stage_stats) -> dict:
-    m = {s: ctx.store.get_manifest(s) for s in MANIFEST_STAGES}
+    m = {s: ctx.store.get_manifest(s) for s in STAGES}
     meta = {s: (v or {}).get("meta", {}) for s, v in m.items()}
     return {
         "constitution": {"name": ctx.constitution.name, "version": ctx.constitution.version,

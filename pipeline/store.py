@@ -110,12 +110,21 @@ class Store:
         self.close()
 
     # -- model calls ---------------------------------------------------------------------------
-    def _select_in(self, sql: str, keys):
-        """Rows of `sql` (with one `{marks}` placeholder) for keys, 500 at a time (SQLite's limit)."""
+    def _in_chunks(self, sql: str, keys, *params):
+        """Run `sql` (with one `{marks}` placeholder for the keys, after `params`) 500 keys at a
+        time (SQLite's variable limit); yields each chunk's cursor."""
         keys = list(keys)
         for i in range(0, len(keys), 500):
             chunk = keys[i:i + 500]
-            yield from self.db.execute(sql.format(marks=",".join("?" * len(chunk))), chunk)
+            yield self.db.execute(sql.format(marks=",".join("?" * len(chunk))), [*params, *chunk])
+
+    def _select_in(self, sql: str, keys):
+        for cursor in self._in_chunks(sql, keys):
+            yield from cursor
+
+    def _change_in(self, sql: str, keys, *params) -> int:
+        with self.db:
+            return sum(c.rowcount for c in self._in_chunks(sql, keys, *params))
 
     def get_calls(self, keys) -> dict:
         """key -> {"response": ..., "error": ...} for the keys already stored."""
@@ -135,14 +144,8 @@ class Store:
 
     def touch_calls(self, keys):
         """Stamp cache hits with the current run, so gc knows they are still in use."""
-        if self.run_id is None:
-            return
-        keys = list(keys)
-        with self.db:
-            for i in range(0, len(keys), 500):
-                chunk = keys[i:i + 500]
-                self.db.execute(f"UPDATE calls SET last_run=? WHERE key IN ({','.join('?' * len(chunk))})",
-                                [self.run_id, *chunk])
+        if self.run_id is not None:
+            self._change_in("UPDATE calls SET last_run=? WHERE key IN ({marks})", keys, self.run_id)
 
     def count_calls(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -220,13 +223,7 @@ class Store:
         return self.db.execute("SELECT id, kind FROM records").fetchall()
 
     def delete_records(self, ids) -> int:
-        ids, n = list(ids), 0
-        with self.db:
-            for i in range(0, len(ids), 500):
-                chunk = ids[i:i + 500]
-                n += self.db.execute(f"DELETE FROM records WHERE id IN ({','.join('?' * len(chunk))})",
-                                     chunk).rowcount
-        return n
+        return self._change_in("DELETE FROM records WHERE id IN ({marks})", ids)
 
     def list_artifacts(self) -> list[dict]:
         return [{"name": n, "input_hash": h, "path": p} for n, h, p in
