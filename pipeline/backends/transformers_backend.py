@@ -41,11 +41,15 @@ class TransformersBackend:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.model = AutoModelForCausalLM.from_pretrained(self.path, dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
+        # Padded tokens per scoring pass: small on CPU (compute-bound), large on a GPU.
+        self.max_batch_tokens = 1024 if self.device == "cpu" else 65536
+
+    def _texts(self, conversations: list[list[dict]]) -> list[str]:
+        return [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
+                for m in conversations]
 
     def _encode(self, conversations: list[list[dict]]):
-        texts = [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-                 for m in conversations]
-        return self.tokenizer(texts, return_tensors="pt", padding=True,
+        return self.tokenizer(self._texts(conversations), return_tensors="pt", padding=True,
                               add_special_tokens=False).to(self.device)
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
@@ -68,19 +72,40 @@ class TransformersBackend:
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
 
     def choice_logprobs(self, requests: list[ChoiceRequest]) -> list[list[float]]:
-        import torch
-        if not requests:
-            return []
-        batch = self._encode([as_messages(r.messages) for r in requests])
-        with torch.no_grad():
-            logits = self.model(**batch).logits[:, -1, :].float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        out = []
-        for row, req in zip(logprobs, requests):
-            out.append([self._choice_logprob(row, req, c, i) for i, c in enumerate(req.choices)])
+        out = [None] * len(requests)
+        for chunk in self._by_token_budget([as_messages(r.messages) for r in requests]):
+            for i, logprobs in zip(chunk, self._choice_chunk([requests[i] for i in chunk])):
+                out[i] = logprobs
         return out
 
-    def _choice_logprob(self, next_logprobs, req, choice: str, i: int) -> float:
+    def _by_token_budget(self, conversations) -> list[list[int]]:
+        """Index chunks whose padded size stays within `max_batch_tokens`.
+
+        Scoring is one forward pass (prefill only): on a CPU it is compute-bound, so a big
+        padded batch only adds pad tokens and a slower masked attention. Measured on 2 cores:
+        16 judge prompts in one batch took 1.5x as long as in chunks of ~1,000 tokens.
+        """
+        lengths = [len(ids) for ids in self.tokenizer(self._texts(conversations),
+                                                       add_special_tokens=False)["input_ids"]]
+        chunks, current, longest = [], [], 0
+        for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+            longest = max(longest, lengths[i])
+            if current and longest * (len(current) + 1) > self.max_batch_tokens:
+                chunks.append(current)
+                current, longest = [], lengths[i]
+            current.append(i)
+        return chunks + [current] if current else chunks
+
+    def _choice_chunk(self, requests: list[ChoiceRequest]) -> list[list[float]]:
+        import torch
+        batch = self._encode([as_messages(r.messages) for r in requests])
+        with torch.no_grad():  # logits of the last position only: the full [batch, seq, vocab]
+            logits = self.model(**batch, logits_to_keep=1).logits[:, -1, :].float()  # is GBs
+        logprobs = torch.log_softmax(logits, dim=-1)
+        return [[self._choice_logprob(row, req, c) for c in req.choices]
+                for row, req in zip(logprobs, requests)]
+
+    def _choice_logprob(self, next_logprobs, req, choice: str) -> float:
         ids = self.tokenizer.encode(choice, add_special_tokens=False)
         if len(ids) == 1:
             return float(next_logprobs[ids[0]])
