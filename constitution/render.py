@@ -45,11 +45,16 @@ REVISION = (
 )
 
 COMPARISON_ANSWER = "Answer with the letter A or B only."
+# Chain of thought: reason first, then the choice is asked for (and scored) separately.
+COMPARISON_COT = (
+    "Think step by step in two or three sentences about which response better follows the "
+    "principle, then finish with 'Answer: A' or 'Answer: B'."
+)
 COMPARISON = (
     "Here is a user's request and two possible responses from an AI assistant.\n\n"
     "The user's request:\n{request}\n\n"
     "Response A:\n{response_a}\n\n"
-    "Response B:\n{response_b}\n\n" + DATA_NOTE + "\n\n{principle}\n" + COMPARISON_ANSWER
+    "Response B:\n{response_b}\n\n" + DATA_NOTE + "\n\n{principle}\n{answer}"
 )
 COMPARISON_CHOICES = ("A", "B")
 
@@ -131,13 +136,23 @@ def render_revision(
 
 
 def render_comparison(
-    c: Constitution, p: Principle, prompt: str, response_a: str, response_b: str
+    c: Constitution, p: Principle, prompt: str, response_a: str, response_b: str,
+    cot: bool = False,
 ) -> tuple[list[Message], tuple[str, str]]:
-    """Ask which of two responses better follows `p`; choices are the letters A and B."""
+    """Ask which of two responses better follows `p`; choices are the letters A and B.
+
+    With `cot` the judge is asked to reason first; `after_reasoning` then asks for the letter.
+    """
     content = COMPARISON.format(
         request=fence(prompt, "request"),
         response_a=fence(response_a, "response A"),
         response_b=fence(response_b, "response B"),
         principle=p.comparison,
+        answer=COMPARISON_COT if cot else COMPARISON_ANSWER,
     )
     return [_msg("system", c.system), _msg("user", content)], COMPARISON_CHOICES
+
+
+def after_reasoning(messages: list[Message], reasoning: str) -> list[Message]:
+    """A CoT comparison continued: the judge's reasoning, then the question for the letter."""
+    return messages + [_msg("assistant", reasoning), _msg("user", COMPARISON_ANSWER)]

@@ -26,3 +26,8 @@ def file_hash(path, chunk: int = 1 << 20) -> str:
         while block := f.read(chunk):
             h.update(block)
     return h.hexdigest()
+
+
+def calls_key(keys: list[str]) -> str:
+    """One name for the model calls behind an answer (a single call keeps its own key)."""
+    return keys[0] if len(keys) == 1 else content_hash(keys)

@@ -1,77 +1,176 @@
-"""The judge: verdicts and pairwise comparisons as probabilities, from choice log-probabilities.
+"""The judge: verdicts and pairwise comparisons as probabilities.
 
-The judge never has to produce parseable text for a decision: it is asked a multiple-choice
-question and the next-token log-probabilities of the choices ("Yes"/"No", "A"/"B") are
-normalised into a probability. So an answer always "parses"; a failed call is recorded as such.
+The judge answers multiple-choice questions ("Yes"/"No", "A"/"B"). By default the answer is the
+next-token log-probabilities of the choices, normalised (it always "parses"); with a backend that
+gives no log-probabilities (`judge.scoring: vote`) it is the share of `judge.votes` sampled
+answers, parsed through `pipeline.structured` and asked again where they do not parse. Every
+outcome says which method made it, so a voted label is never mistaken for a scored one.
 """
 
-import math
+from dataclasses import dataclass, field
 
 from constitution import render_comparison, render_verdict
+from constitution.render import after_reasoning
+
+from .backends import SamplingParams, has_logprobs
+from .hashing import calls_key
+from .probability import both_orders, clamp, from_votes, normalise
+from .structured import generate_parsed, parse_choice, parse_text
+
+VOTE_TOKENS = 8  # enough for "Answer: B" or "(B)." without reasoning
 
 
-def normalise(logprobs: list[float]) -> list[float]:
-    """Log-probabilities of the choices -> probabilities over the choices alone (softmax)."""
-    top = max(logprobs)
-    exps = [math.exp(lp - top) for lp in logprobs]
-    total = sum(exps)
-    return [e / total for e in exps]
+@dataclass
+class Outcome:
+    """The judge's answer to one multiple-choice question."""
+    probs: list[float] | None        # over the choices; None when it failed
+    method: str                      # "logprobs" or "vote"
+    calls: list[str] = field(default_factory=list)
+    error: str | None = None
+    votes: list[int] | None = None   # per choice, when voted
+
+    @property
+    def key(self) -> str:
+        return calls_key(self.calls)
+
+    def provenance(self) -> dict:
+        out = {"method": self.method}
+        if self.votes is not None:
+            out["votes"] = self.votes
+        return out
 
 
-def verdicts(client, constitution, items: list[dict], calibrate: bool = True, desc="verdict"):
-    """P(violates) for items {principle, prompt, response, critique}; None where a call failed.
+def scoring_method(client, judge_cfg) -> str:
+    if judge_cfg.scoring != "auto":
+        return judge_cfg.scoring
+    return "logprobs" if has_logprobs(client.spec) else "vote"
 
-    With `calibrate`, each principle's answer is divided by its answer on a content-free input
-    ("N/A" everywhere: contextual calibration, Zhao et al. 2021), so a judge that leans "Yes"
-    to every question is measured against its own lean instead of against 0.5.
-    Returns (probabilities, raw uncalibrated probabilities, results).
+
+def choice_probs(client, messages: list, choices: tuple, judge_cfg, seed: int, desc: str,
+                 max_new_tokens: int = VOTE_TOKENS) -> list[Outcome]:
+    """Probabilities over `choices` for each conversation (None entries fail as 'no_input')."""
+    idx = [i for i, m in enumerate(messages) if m is not None]
+    out = [Outcome(None, "-", error="no_input") for _ in messages]
+    if not idx:
+        return out
+    if scoring_method(client, judge_cfg) == "logprobs":
+        results = client.choices([messages[i] for i in idx], choices, desc=desc)
+        for i, r in zip(idx, results):
+            probs = None if r.error else normalise(r.logprobs)
+            out[i] = Outcome(probs, "logprobs", [r.key], "call_failed" if r.error else None)
+        return out
+    for i, o in zip(idx, _vote(client, [messages[i] for i in idx], choices, judge_cfg, seed,
+                               desc, max_new_tokens)):
+        out[i] = o
+    return out
+
+
+def _vote(client, messages, choices, judge_cfg, seed, desc, max_new_tokens) -> list[Outcome]:
+    n = judge_cfg.votes
+    asks = [m for m in messages for _ in range(n)]
+    params = SamplingParams(max_new_tokens, judge_cfg.vote_temperature, 1.0)
+    picks, failures, keys = generate_parsed(
+        client, asks, params, lambda text: parse_choice(text, choices), judge_cfg.parse_retries,
+        seed, f"{desc} (vote)", samples=[s for _ in messages for s in range(n)], planned=0)
+    out = []
+    for q in range(len(messages)):
+        mine = range(q * n, (q + 1) * n)
+        counts = [sum(picks[j] == c for j in mine) for c in range(len(choices))]
+        probs = from_votes(counts)
+        reasons = [failures[j] for j in mine if failures[j]]
+        reason = "call_failed" if reasons and set(reasons) == {"call_failed"} \
+            else next((r for r in reasons if r != "call_failed"), "no vote")
+        out.append(Outcome(probs, "vote", [k for j in mine for k in keys[j]],
+                           None if probs else reason, counts))
+    return out
+
+
+def verdicts(client, constitution, items: list[dict], judge_cfg, seed: int = 0,
+             calibrate: bool = True, desc="verdict"):
+    """P(violates) for items {principle, prompt, response, critique}.
+
+    Returns (probabilities, raw probabilities, outcomes); a probability is None where the
+    question failed. With `calibrate` (log-probabilities only), each principle's odds are
+    divided by its odds on a content-free input ("N/A" everywhere: contextual calibration,
+    Zhao et al. 2021), so a judge that leans "Yes" to every question is measured against its
+    own lean instead of against 0.5.
     """
     rendered = [render_verdict(constitution, it["principle"], it["prompt"], it["response"],
                                it["critique"]) for it in items]
     if not rendered:
         return [], [], []
-    results = client.choices([m for m, _ in rendered], rendered[0][1], desc=desc)
+    outcomes = choice_probs(client, [m for m, _ in rendered], rendered[0][1], judge_cfg, seed, desc)
+    calibrate = calibrate and scoring_method(client, judge_cfg) == "logprobs"
     baseline = _content_free(client, constitution, items) if calibrate else {}
     probs, raw = [], []
-    for it, r in zip(items, results):
-        if r.error:
-            probs.append(None), raw.append(None)
+    for it, o in zip(items, outcomes):
+        base = baseline.get(it["principle"].id)
+        raw.append(o.probs[0] if o.probs else None)
+        if not o.probs or base is None:
+            probs.append(raw[-1])
             continue
-        raw.append(normalise(r.logprobs)[0])
-        base = baseline.get(it["principle"].id, [0.0] * len(r.logprobs))
-        probs.append(normalise([lp - b for lp, b in zip(r.logprobs, base)])[0])
-    return probs, raw, results
+        odds = (o.probs[0] / max(o.probs[1], 1e-12)) / (base[0] / max(base[1], 1e-12))
+        probs.append(odds / (1 + odds))
+    return probs, raw, outcomes
 
 
 def _content_free(client, constitution, items) -> dict:
-    """principle id -> log-probabilities of the choices for a content-free verdict prompt."""
+    """principle id -> the judge's answer probabilities on a content-free verdict prompt."""
     principles = {it["principle"].id: it["principle"] for it in items}
-    msgs = [render_verdict(constitution, p, "N/A", "N/A", "N/A")[0] for p in principles.values()]
-    results = client.choices(msgs, render_verdict(constitution, next(iter(principles.values())),
-                                                  "N/A", "N/A", "N/A")[1], desc="calibrate")
-    return {pid: r.logprobs for pid, r in zip(principles, results)
+    rendered = [render_verdict(constitution, p, "N/A", "N/A", "N/A") for p in principles.values()]
+    results = client.choices([m for m, _ in rendered], rendered[0][1], desc="calibrate")
+    return {pid: normalise(r.logprobs) for pid, r in zip(principles, results)
             if not r.error and not r.planned}
 
 
-def compare_both_orders(client, constitution, items: list[dict], desc="compare"):
+def compare(client, constitution, items: list[dict], judge_cfg, seed: int = 0, cot: bool = False,
+            cot_tokens: int = 96, cot_clamp=(0.4, 0.6), average: str = "logit",
+            desc="compare") -> list[dict]:
     """P(first ≻ second) for items {principle, prompt, first, second}, judged in both orders.
 
-    Order 1 shows `first` as A; order 2 shows it as B. Returns per item
-    {"p_order1", "p_order2", "p" (their mean), "calls"}; p_* is None where a call failed.
+    Order 1 shows `first` as A, order 2 as B. Per item: p_order1, p_order2 (both already
+    P(first ≻ second)), p (their mean, in log-odds by default: see `probability.both_orders`),
+    gap (|p_order1 − p_order2|: position bias), method,
+    calls, and error (None, or why the comparison failed). With `cot` the judge reasons first
+    (recorded) and each order's probability is clamped to `cot_clamp`.
     """
-    msgs, choices = [], None
+    asks = []
     for it in items:
         for a, b in ((it["first"], it["second"]), (it["second"], it["first"])):
-            m, choices = render_comparison(constitution, it["principle"], it["prompt"], a, b)
-            msgs.append(m)
-    if not msgs:
+            asks.append(render_comparison(constitution, it["principle"], it["prompt"], a, b, cot)[0])
+    if not asks:
         return []
-    results = client.choices(msgs, choices, desc=desc)
-    out = []
-    for i in range(len(items)):
-        r1, r2 = results[2 * i], results[2 * i + 1]
-        p1 = None if r1.error else normalise(r1.logprobs)[0]  # P(A) with first as A
-        p2 = None if r2.error else normalise(r2.logprobs)[1]  # P(B) with first as B
-        p = None if p1 is None or p2 is None else (p1 + p2) / 2
-        out.append({"p_order1": p1, "p_order2": p2, "p": p, "calls": [r1.key, r2.key]})
+    reasons, failures, pre_calls = [None] * len(asks), [None] * len(asks), [[] for _ in asks]
+    voting = scoring_method(client, judge_cfg) == "vote"
+    if cot and not voting:  # votes parse the final letter out of the reasoning itself
+        reasons, failures, pre_calls = generate_parsed(
+            client, asks, SamplingParams(cot_tokens, 0.0, 1.0), parse_text,
+            judge_cfg.parse_retries, seed, f"{desc} (reasoning)", planned="(planned)")
+        asks = [after_reasoning(m, r) if r else None for m, r in zip(asks, reasons)]
+    outcomes = choice_probs(client, asks, ("A", "B"), judge_cfg, seed, desc,
+                            cot_tokens if cot else VOTE_TOKENS)
+    for i, failure in enumerate(failures):
+        if failure:  # the reasoning failed, so its order was never asked
+            outcomes[i].error = failure
+    return [_item_result(outcomes[2 * i], outcomes[2 * i + 1], reasons[2 * i:2 * i + 2],
+                         pre_calls[2 * i] + pre_calls[2 * i + 1], cot, cot_clamp, average)
+            for i in range(len(items))]
+
+
+def _item_result(o1: Outcome, o2: Outcome, reasons, pre_calls, cot, band, average) -> dict:
+    calls = pre_calls + o1.calls + o2.calls
+    error = o1.error or o2.error
+    out = {"method": o1.method if o1.method != "-" else o2.method, "calls": calls,
+           "error": error, "p_order1": None, "p_order2": None, "p": None, "gap": None}
+    if cot:
+        out["reasoning"] = reasons
+    if o1.votes is not None or o2.votes is not None:
+        out["votes"] = [o1.votes, o2.votes]
+    if error:
+        return out
+    p1, p2 = o1.probs[0], o2.probs[1]  # P(first ≻ second) in each order
+    if cot:
+        p1, p2 = clamp(p1, band), clamp(p2, band)
+    p, gap = both_orders(p1, p2, average)
+    out.update(p_order1=p1, p_order2=p2, p=p, gap=gap)
     return out

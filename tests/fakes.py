@@ -30,7 +30,14 @@ class FakeBackend:
         out = []
         for r in requests:
             d = _digest(r.messages, r.params, r.seed, r.sample)
-            out.append(" ".join(WORDS[b % len(WORDS)] for b in d[:12]).capitalize() + ".")
+            asked = dict(r.messages[-1])["content"]
+            # A multiple-choice question asked as text (the judge's voting fallback): answer it.
+            if asked.endswith("Answer with the letter A or B only."):
+                out.append(f"Answer: {'AB'[d[0] % 2]}")
+            elif asked.endswith("Answer Yes or No."):
+                out.append(("Yes", "No")[d[0] % 2] + ".")
+            else:
+                out.append(" ".join(WORDS[b % len(WORDS)] for b in d[:12]).capitalize() + ".")
         return out
 
     def choice_logprobs(self, requests):

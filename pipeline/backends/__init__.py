@@ -38,6 +38,15 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, model
 
 
+# Backends whose servers may not return log-probabilities; the judge then votes (`judge.scoring`).
+NO_LOGPROBS: set[str] = set()
+
+
+def has_logprobs(spec: str) -> bool:
+    """Whether a spec's backend scores choices by log-probabilities, known without loading it."""
+    return parse_spec(spec)[0] not in NO_LOGPROBS
+
+
 def load_backend(spec: str, **options) -> Backend:
     kind, model = parse_spec(spec)
     return BACKENDS[kind](model, options)
