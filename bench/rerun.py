@@ -23,7 +23,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-STAGES = ["generate", "critique", "pairs", "blend", "export"]
+STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
 EXTRA = {"id": "bench-extra", "critique": "Identify anything in the response that is rude.",
          "revision": "Rewrite the response to be polite.", "weight": 1.0,
          "comparison": "Which response is more polite?", "tags": ["harmlessness"]}
@@ -116,7 +116,8 @@ def main():
             f"prompts.limit={limit}", f"generate.samples={samples}", "generate.max_new_tokens=16",
             "critique.critique_max_new_tokens=12", "critique.revision_max_new_tokens=16",
             "critique.temperature=1.0",  # a random tiny model says nothing when greedy
-            "blend.heldout=16", "blend.agreement=false"])
+            # Critique invalidation is what is measured: comparisons (bench/label.py) are off.
+            "calibration.heldout=16", "label.enabled=false", "pairs.kinds=[critique-revision]"])
 
     cfg = config(tmp / "run", 100, 2)
     results = []

@@ -24,8 +24,7 @@ def collect(store, keep_runs: int | None = None) -> dict:
     removed = {"calls": 0, "records": 0, "models": 0}
     if kept_runs and keep_runs:
         removed["calls"] = store.delete_calls_before(kept_runs[0]["id"])
-    stale = [rid for rid, kind in store.all_record_ids()
-             if rid not in keep_ids and kind != "judgement"]
+    stale = [rid for rid, _ in store.all_record_ids() if rid not in keep_ids]
     removed["records"] = store.delete_records(stale)
     # Runs recorded before snapshots named their models cannot say which they used: keep all.
     knows_models = all("train-policy" in snap for snap in snapshots)

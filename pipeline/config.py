@@ -9,7 +9,9 @@ import difflib
 from pathlib import Path
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import ConfigError
 from .hashing import content_hash
@@ -29,6 +31,13 @@ class ModelsConfig(Section):
     batch_size: int = Field(16, ge=1, description="requests per backend batch")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
     retry_failed: bool = Field(False, description="call again where a stored call failed (failures are kept, with their reason, and not retried by accident)")
+
+
+class JudgeConfig(Section):
+    scoring: Literal["auto", "logprobs", "vote"] = Field("auto", description="how the judge's multiple-choice answers (verdicts, comparisons) become probabilities: 'logprobs' (next-token log-probabilities of the choices), 'vote' (majority over `judge.votes` sampled answers, for backends without log-probabilities), 'auto' (logprobs where the backend has them)")
+    votes: int = Field(5, ge=1, description="answers sampled per question when scoring by vote")
+    vote_temperature: float = Field(0.8, gt=0, description="sampling temperature of voted answers")
+    parse_retries: int = Field(2, ge=0, description="a judge answer that does not parse (empty or looping critique, no clear choice) is asked again this many times, then recorded as a failure")
 
 
 class PromptsConfig(Section):
@@ -55,17 +64,45 @@ class CritiqueConfig(Section):
     calibrate: bool = Field(True, description="divide the judge's Yes/No odds by its odds on a content-free input (contextual calibration), so a judge that always leans Yes does not flag everything")
 
 
+class LabelConfig(Section):
+    enabled: bool = Field(True, description="compare candidate responses of each prompt with the judge (RL-CAI AI feedback)")
+    compare: list[Literal["samples", "revision"]] = Field(["samples", "revision"], description="candidate pairs: 'samples' (two policy samples of one prompt), 'revision' (a response and its final revision)")
+    max_comparisons_per_prompt: int = Field(4, ge=1, description="comparisons per prompt at most (a seeded choice among the candidate pairs)")
+    ensemble: int = Field(3, ge=1, description="principles per comparison (K): each answers its comparison question in both orders; the label is their mean")
+    tags: list[str] | None = Field(["harmlessness"], description="principles whose comparison questions are asked (null = all)")
+    average: Literal["logit", "probability"] = Field("logit", description="how the two answer orders combine: 'logit' (mean log-odds: a constant lean towards one position cancels exactly) or 'probability' (mean probability: a strong lean squashes the label towards 0.5)")
+    cot: bool = Field(False, description="chain of thought: the judge reasons first, then its choice is scored; probabilities are clamped to `label.cot_clamp` (CoT answers are overconfident)")
+    cot_max_new_tokens: int = Field(96, ge=1, description="token budget of the reasoning")
+    cot_clamp: tuple[float, float] = Field((0.4, 0.6), description="[low, high] band CoT probabilities are clamped to (the CAI paper uses 40-60 %)")
+
+    @field_validator("cot_clamp")
+    @classmethod
+    def _band(cls, v):
+        if not 0 <= v[0] <= 0.5 <= v[1] <= 1:
+            raise ValueError("must be [low, high] with 0 <= low <= 0.5 <= high <= 1")
+        return v
+
+
+class CalibrationConfig(Section):
+    source: str = Field("builtin:calibration", description="human calibration slice: JSONL of prompt/chosen/rejected ('builtin:calibration' = 300 hh-rlhf harmlessness pairs)")
+    limit: int | None = Field(None, ge=1, description="human pairs the judge labels (null = all)")
+    ensemble: int = Field(1, ge=1, description="principles per human pair (comparison questions from `label.tags`)")
+    heldout: int = Field(32, ge=0, description="human pairs held out of training (reward-model accuracy is measured on them); prompts of held-out pairs never enter training")
+    min_agreement: float | None = Field(None, ge=0, le=1, description="judge-human accuracy below which training does not start (null = no check)")
+    on_low_agreement: Literal["stop", "warn"] = Field("stop", description="below `min_agreement`: 'stop' before training, or 'warn' and train")
+
+
 class PairsConfig(Section):
+    kinds: list[Literal["critique-revision", "comparison"]] = Field(["critique-revision", "comparison"], description="pair sources: 'critique-revision' (final revision ≻ original) and 'comparison' (the judge's labels)")
+    min_margin: float = Field(0.05, ge=0, le=1, description="a comparison makes a pair when its margin |2·P(a ≻ b) − 1| exceeds this")
     min_change: float = Field(0.2, ge=0, le=1, description="a revision must differ from the original by at least this share (1 - difflib similarity) to make a pair")
 
 
 class BlendConfig(Section):
-    human_source: str = Field("builtin:calibration", description="human calibration slice: JSONL of prompt/chosen/rejected ('builtin:calibration' = 300 hh-rlhf harmlessness pairs)")
     human_share: float = Field(0.3, ge=0, lt=1, description="share of human pairs in the blended training set")
     min_human: int = Field(16, ge=0, description="human pairs used at least, so training has data even when the judge made few pairs")
-    heldout: int = Field(32, ge=0, description="human pairs held out of training: judge agreement and reward-model accuracy are measured on them")
-    agreement: bool = Field(True, description="measure judge-human agreement on the held-out pairs (2 judge calls per pair)")
-    tags: list[str] | None = Field(["harmlessness"], description="principles whose comparison questions the judge answers on human pairs")
+    weights: dict[Literal["critique-revision", "comparison"], float] = Field({"critique-revision": 1.0, "comparison": 1.0}, description="per-source weight of AI pairs: 0.5 keeps a seeded half, 2 uses each pair twice")
+    max_pairs_per_prompt: int = Field(2, ge=1, description="training pairs per prompt at most (highest margin first): no prompt dominates the set")
 
 
 class TrainConfig(Section):
@@ -82,11 +119,13 @@ class TrainConfig(Section):
 
 class TrainRMConfig(TrainConfig):
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
+    use_margin: bool = Field(True, description="pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be separated more)")
 
 
 class TrainPolicyConfig(TrainConfig):
     method: str = Field("dpo", description="preference method: 'dpo' (more in later releases)")
     beta: float = Field(0.1, gt=0, description="DPO beta: strength of the KL anchor to the reference")
+    label_smoothing: float | Literal["auto"] = Field("auto", description="DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen ≻ rejected) over the training pairs")
     batch_size: int = Field(2, ge=1, description="per-device batch size")
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
     lora: bool = Field(True, description="train LoRA adapters (merged into the saved model)")
@@ -104,9 +143,12 @@ class RunConfig(Section):
     constitution: str = Field("principles.yaml", description="the constitution file")
     seed: int = Field(0, description="seed for sampling, principle assignment and splits")
     models: ModelsConfig = ModelsConfig()
+    judge: JudgeConfig = JudgeConfig()
     prompts: PromptsConfig = PromptsConfig()
     generate: GenerateConfig = GenerateConfig()
     critique: CritiqueConfig = CritiqueConfig()
+    label: LabelConfig = LabelConfig()
+    calibration: CalibrationConfig = CalibrationConfig()
     pairs: PairsConfig = PairsConfig()
     blend: BlendConfig = BlendConfig()
     train_rm: TrainRMConfig = TrainRMConfig()

@@ -27,6 +27,10 @@ class StageStats:
     dropped: dict = field(default_factory=dict)
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
+    warnings: list = field(default_factory=list)
+
+    def warn(self, message: str):
+        self.warnings.append(message)
 
     def drop(self, reason: str, n: int = 1):
         if n:
@@ -36,7 +40,8 @@ class StageStats:
         parts = [f"{self.made} made", f"{self.cached} reused", f"{self.calls} model calls"]
         if self.dropped:
             parts.append("dropped " + ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped.items())))
-        return f"{self.stage:<13} {self.seconds:7.1f}s  " + "; ".join(parts)
+        line = f"{self.stage:<13} {self.seconds:7.1f}s  " + "; ".join(parts)
+        return "\n".join([line] + [f"  warning: {w}" for w in self.warnings])
 
 
 class RunContext:

@@ -9,7 +9,8 @@ import time
 
 from .errors import CaiError
 
-SNAPSHOT_STAGES = ("generate", "critique", "pairs", "blend", "export", "train-rm", "train-policy")
+SNAPSHOT_STAGES = ("generate", "critique", "label", "pairs", "blend", "export", "train-rm",
+                   "train-policy")
 
 
 def manifest_ids(store) -> dict:
@@ -20,6 +21,8 @@ def manifest_ids(store) -> dict:
         stages[stage] = m["ids"] if m else []
         if stage == "blend" and m:
             stages["blend-heldout"] = m["meta"].get("heldout", [])
+        if stage == "label" and m:
+            stages["label-calibration"] = m["meta"].get("calibration_ids", [])
     return stages
 
 
@@ -62,8 +65,9 @@ def _pick(store, old: int | None, new: int | None):
 
 
 def diff(store, old: int | None = None, new: int | None = None, examples: int = 3) -> dict:
-    """Pairs added, removed and changed between two runs, per principle, keyed by the original
-    response they reject (a pair's identity is the response it improves on)."""
+    """Pairs added, removed and changed between two runs, per principle. A critique-revision
+    pair is identified by the original response it improves on, a comparison pair by the two
+    responses compared (so a comparison whose winner changed is 'changed', and 'flipped')."""
     a, b = _pick(store, old, new)
     pa, pb = (_pairs(store, r) for r in (a, b))
     added = [pb[k] for k in pb.keys() - pa.keys()]
@@ -73,7 +77,7 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     per = {}
     for kind, rows in (("added", added), ("removed", removed), ("changed", [y for _, y in changed])):
         for p in rows:
-            for pid in sorted({r["principle"] for r in p.get("provenance", {}).get("rounds", [])}):
+            for pid in _principles(p):
                 per.setdefault(pid, {"added": 0, "removed": 0, "changed": 0})[kind] += 1
     agree = [(r["summary"].get("judge_agreement") or {}).get("accuracy") for r in (a, b)]
     return {
@@ -92,7 +96,19 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
 
 def _pairs(store, run) -> dict:
     ids = run["summary"]["manifests"]["pairs"]
-    return {p["rejected_id"]: p for p in store.get_records(ids).values()}
+    return {_identity(p): p for p in store.get_records(ids).values()}
+
+
+def _identity(pair: dict) -> tuple:
+    if pair["kind"] == "comparison":
+        return ("comparison",) + tuple(sorted((pair["chosen_id"], pair["rejected_id"])))
+    return (pair["kind"], pair["rejected_id"])
+
+
+def _principles(pair: dict) -> list[str]:
+    prov = pair.get("provenance", {})
+    return sorted({r["principle"] for r in prov.get("rounds", [])}
+                  | {x["id"] for x in prov.get("principles", [])})
 
 
 def _short(p: dict) -> dict:

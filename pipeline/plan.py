@@ -21,7 +21,8 @@ from .stages import STAGES
 from .store import DB_NAME, Store
 from .training import input_hash, is_complete
 
-DATA_STAGES = list(STAGES)[:5]  # generate .. export: the stages a dry run can execute
+# generate .. export: the stages a dry run can execute (training and evaluation are estimated)
+DATA_STAGES = list(STAGES)[:list(STAGES).index("export") + 1]
 
 
 def plan(config) -> dict:
@@ -42,8 +43,9 @@ def plan(config) -> dict:
                     rows[-1]["why"]["may change: depends on uncached calls"] = 1
                 planned += rows[-1]["model_calls"]
             rows += _training_rows(ctx, real_dir, planned)
-            rows[1]["why"] = _critique_reasons(ctx)
-            rows[0]["why"] = _generate_reasons(ctx)
+            by_name = {r["stage"]: r for r in rows}
+            by_name["critique"]["why"] = _critique_reasons(ctx)
+            by_name["generate"]["why"] = _generate_reasons(ctx)
         finally:
             ctx.close()
     return {"stages": rows, "model_calls": sum(r["model_calls"] for r in rows)}

@@ -15,10 +15,11 @@ def collect(ctx, stage_stats) -> dict:
         "models": ctx.config.models.model_dump(),
         "counts": {"responses": len((m["generate"] or {}).get("ids", [])),
                    "chains": len((m["critique"] or {}).get("ids", [])),
+                   "comparisons": len((m["label"] or {}).get("ids", [])),
                    "ai_pairs": len((m["pairs"] or {}).get("ids", [])),
                    "blend": meta["blend"].get("composition"),
                    "sft": meta["export"].get("sft")},
-        "judge_agreement": meta["blend"].get("agreement"),
+        "judge_agreement": meta["label"].get("calibration"),
         "dataset": (m["export"] or {"ids": [None]})["ids"][0],
         "reward_model": {k: meta["train-rm"].get(k) for k in
                          ("path", "train_pairs", "train_accuracy", "heldout_accuracy")},
@@ -41,17 +42,27 @@ def _fmt(x):
     return "–" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x)
 
 
+def _composition(c: dict | None) -> str:
+    if not c:
+        return "–"
+    ai = c.get("ai", {})
+    return (f"{sum(ai.values())} AI (" + ", ".join(f"{k} {v}" for k, v in sorted(ai.items()))
+            + f") + {c['human']} human pairs; {c['heldout_human']} human pairs held out")
+
+
 def summary(m: dict) -> str:
     c, a = m["counts"], m["judge_agreement"] or {}
     lines = [f"# cai run summary", "",
              f"Constitution `{m['constitution']['name']}` v{m['constitution']['version']} "
              f"(`{m['constitution']['content_version']}`); policy `{m['models']['policy']}`, "
              f"judge `{m['models']['judge']}`.", "",
-             f"- {c['responses']} responses → {c['chains']} critique chains → {c['ai_pairs']} AI pairs",
-             f"- blended training set: {c['blend']}; SFT rows: {c['sft']}",
-             f"- judge vs humans (held-out, both orders): accuracy {_fmt(a.get('accuracy'))}, "
-             f"order consistency {_fmt(a.get('order_consistency'))} over {a.get('n', 0)} pairs "
-             "(chance = 0.50; a position-biased judge has consistency 0.00)",
+             f"- {c['responses']} responses → {c['chains']} critique chains and "
+             f"{c['comparisons']} judge comparisons → {c['ai_pairs']} AI pairs",
+             f"- blended training set: {_composition(c['blend'])}; SFT rows: {c['sft']}",
+             f"- judge vs humans (both orders): accuracy {_fmt(a.get('accuracy'))}, Cohen's kappa "
+             f"{_fmt(a.get('cohen_kappa'))}, ECE {_fmt(a.get('ece'))}, position-bias rate "
+             f"{_fmt(a.get('position_bias_rate'))} over {a.get('n', 0)} human pairs "
+             "(chance accuracy = 0.50; a judge that always picks one position has bias rate 1.00)",
              f"- reward model: held-out accuracy {_fmt(m['reward_model'].get('heldout_accuracy'))}, "
              f"train accuracy {_fmt(m['reward_model'].get('train_accuracy'))}",
              f"- policy (DPO): final loss {_fmt(m['policy'].get('final_loss'))}", "",

@@ -65,10 +65,39 @@ def input_hash(ctx, name: str, section) -> str:
     return content_hash(name, dataset_hash(ctx), section.model_dump(), identity, ctx.config.seed)
 
 
-def load_prefs(ctx, split: str):
+def load_prefs(ctx, split: str, extra: tuple = ()):
+    """The preference split with the text columns (and `extra` ones, e.g. margin, p_chosen)."""
     from datasets import load_from_disk
     ds = load_from_disk(str(ctx.run_dir / "dataset" / "prefs"))[split]
-    return ds.select_columns([c for c in TEXT_COLUMNS if c in ds.column_names])
+    return ds.select_columns([c for c in TEXT_COLUMNS + list(extra) if c in ds.column_names])
+
+
+def check_agreement(ctx, stats):
+    """Stop before training when the judge agrees with humans less than the config demands."""
+    need = ctx.config.calibration.min_agreement
+    label = ctx.store.get_manifest("label")
+    cal = (label or {}).get("meta", {}).get("calibration") or {}
+    if need is None:
+        return
+    accuracy = cal.get("accuracy")
+    if accuracy is not None and accuracy >= need:
+        return
+    measured = ("was not measured (no labelled human pairs)" if accuracy is None else
+                f"is {accuracy:.3f} on {cal['n']} human pairs")
+    message = (f"judge-human agreement {measured}, below calibration.min_agreement {need}: "
+               f"the judge's labels are not trusted for training. Configure a stronger judge "
+               f"(models.judge), or set calibration.on_low_agreement=warn to train anyway.")
+    if ctx.config.calibration.on_low_agreement == "stop":
+        raise CaiError(message)
+    stats.warn(message)
+
+
+def dpo_label_smoothing(section, train) -> float:
+    """cDPO's epsilon: the configured value, or 'auto' = mean of 1 − P(chosen ≻ rejected)."""
+    if section.label_smoothing != "auto":
+        return float(section.label_smoothing)
+    ps = train["p_chosen"] if "p_chosen" in train.column_names else []
+    return round(min(0.49, sum(1 - p for p in ps) / len(ps)), 4) if ps else 0.0
 
 
 def trl_args(config_cls, section, out_dir, ctx, **extra):

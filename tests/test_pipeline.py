@@ -10,7 +10,7 @@ import pytest
 from pipeline.runner import run_stages
 from conftest import ROOT, small_config
 
-DATA_STAGES = ["generate", "critique", "pairs", "blend", "export"]
+DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
 
 
 def _dataset(run_dir):
@@ -20,13 +20,14 @@ def _dataset(run_dir):
 def test_data_stages_make_pairs_with_provenance(tmp_path, fake_backend):
     metrics = run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
     rows = [json.loads(line) for line in (tmp_path / "dataset" / "prefs.jsonl").read_text().splitlines()]
-    ai = [r for r in rows if r["source"] == "ai"]
+    ai = [r for r in rows if r["kind"] == "critique-revision"]
     assert ai and any(r["source"] == "human" for r in rows)
+    assert any(r["kind"] == "comparison" for r in rows)
     prov = json.loads(ai[0]["provenance"])
     assert prov["rounds"][0]["principle"] and prov["rounds"][0]["principle_version"]
     assert prov["rounds"][0]["critique"] and prov["policy"] == "fake:policy"
     assert ai[0]["prompt"][0]["role"] == "user" and ai[0]["chosen"][0]["role"] == "assistant"
-    assert metrics["judge_agreement"]["n"] == 6
+    assert metrics["judge_agreement"]["n"] == 10
     card = (tmp_path / "dataset" / "README.md").read_text()
     assert "cai-default" in card and "prefs/train" in card
 
@@ -82,7 +83,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(tmp_path, fake_backend):
 def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_dir):
     spec = f"transformers:{tiny_model_dir}"
     cfg = small_config(tmp_path, policy=spec, judge=spec, **{"critique.rounds": 1})
-    metrics = run_stages(cfg, ["generate", "critique", "pairs", "blend", "export", "train-rm",
+    metrics = run_stages(cfg, ["generate", "critique", "label", "pairs", "blend", "export", "train-rm",
                                "train-policy", "evaluate"], echo=lambda s: None)
     d = tmp_path / "dataset"
     for name in ["prefs.jsonl", "prefs_test.jsonl", "sft.jsonl", "README.md", "prefs", "sft"]:
@@ -98,7 +99,7 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_di
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["counts"]["responses"] == 12 and (tmp_path / "summary.md").exists()
     # Rerun: zero model calls, both models reused.
-    again = run_stages(cfg, ["generate", "critique", "pairs", "blend", "export", "train-rm",
+    again = run_stages(cfg, ["generate", "critique", "label", "pairs", "blend", "export", "train-rm",
                              "train-policy", "evaluate"], echo=lambda s: None)
     assert sum(s["model_calls"] for s in again["stages"].values()) == 0
     assert again["stages"]["train-rm"]["reused"] == 1 and again["stages"]["train-policy"]["reused"] == 1
@@ -128,7 +129,10 @@ def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
     text = (ROOT / "principles.yaml").read_text()
     constitution = tmp_path / "principles.yaml"
     constitution.write_text(text)
-    cfg = small_config(tmp_path / "run", constitution=str(constitution))
+    # Critique-revision pairs only: a comparison pair can change because one of its candidates
+    # (a revision) did, whichever principles judged the comparison.
+    cfg = small_config(tmp_path / "run", constitution=str(constitution),
+                       **{"pairs.kinds": "[critique-revision]"})
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
                                          "Rewrite the reply to drop every dangerous"))

@@ -4,11 +4,12 @@
 wrote (the ids of that stage's current outputs) and writes its own manifest last.
 """
 
-from . import blend, critique, evaluate, export, generate, pairs, train_policy, train_rm
+from . import blend, critique, evaluate, export, generate, label, pairs, train_policy, train_rm
 
 STAGES = {
     "generate": generate.run,
     "critique": critique.run,
+    "label": label.run,
     "pairs": pairs.run,
     "blend": blend.run,
     "export": export.run,

@@ -1,19 +1,22 @@
-"""blend: AI preference pairs + a human calibration slice, and the judge's agreement with humans.
+"""blend: AI preference pairs + the human calibration slice -> training set and held-out set.
 
 pair records + human slice (JSONL prompt/chosen/rejected) -> training set and held-out set
-    cai blend --set blend.human_share=0.5
+    cai blend --set blend.human_share=0.5 --set blend.weights.comparison=2
 
-The slice is split once (seeded): `blend.heldout` pairs never enter training; the judge
-labels them in both answer orders and its agreement with the human labels is measured there
-(the same pairs later score the reward model). Human pairs join the training set so they make
-up `blend.human_share` of it (at least `blend.min_human`).
+The slice is split once (seeded): `calibration.heldout` pairs never enter training, and no
+training pair may share a prompt with them (reward-model accuracy is measured there). AI pairs
+are weighted per source (`blend.weights`: 0.5 keeps a seeded half, 2 uses each pair twice),
+exact duplicates are dropped, and each prompt gives at most `blend.max_pairs_per_prompt`
+pairs (most confident first). Human pairs then join so they make up `blend.human_share` of the
+set (at least `blend.min_human`). Every drop is counted by reason; the composition goes to the
+manifest and the dataset card. No model calls: the judge's agreement with the humans is
+measured by the label stage.
 """
 
-from constitution import assign_principle
+import math
 
 from ..context import StageStats, timed
 from ..hashing import content_hash
-from ..judge import compare_both_orders
 from ..sources import load_human_pairs
 from .common import load_records, require_manifest, save_records
 
@@ -22,28 +25,58 @@ from .common import load_records, require_manifest, save_records
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("blend")
     b = cfg.blend
+    heldout, pool = split_human(load_human_pairs(cfg.calibration.source),
+                                cfg.calibration.heldout, cfg.seed)
+    held = [_human_record(h, "heldout") for h in heldout]
+    held_prompts = {_norm(h["prompt"]) for h in heldout}
     ai_ids = require_manifest(ctx, "pairs")["ids"]
-    ai = load_records(ctx, ai_ids)
-    heldout, pool = split_human(load_human_pairs(b.human_source), b.heldout, cfg.seed)
+    ai = _select(list(zip(ai_ids, load_records(ctx, ai_ids))), held_prompts, b, stats)
+    ai = _weighted(ai, b.weights, cfg.seed)
+    pool = [h for h in pool if _norm(h["prompt"]) not in held_prompts]
     n_human = min(len(pool), max(b.min_human, round(b.human_share / (1 - b.human_share) * len(ai))))
     human = [_human_record(h, "train") for h in pool[:n_human]]
-    held = [_human_record(h, "heldout") for h in heldout]
     save_records(ctx, stats, human + held)
-    train_ids, seen = [], set()
-    for pid, pair in list(zip(ai_ids, ai)) + [(r[0], r[2]) for r in human]:
-        key = (pair["prompt"], pair["chosen"], pair["rejected"])
-        if key in seen:
-            stats.drop("duplicate_pair")
-            continue
-        seen.add(key)
-        train_ids.append(pid)
-    agreement = judge_agreement(ctx, [r[2] for r in held], stats) if b.agreement else None
-    composition = {"ai": len(train_ids) - len(human), "human": len(human),
-                   "heldout_human": len(held)}
-    meta = {"heldout": [r[0] for r in held], "composition": composition, "agreement": agreement}
-    ctx.store.put_manifest("blend", train_ids, meta)
-    stats.metrics = {"composition": composition, "judge_agreement": agreement}
+    train_ids = [i for i, _ in ai] + [r[0] for r in human]
+    composition = {"ai": {k: sum(p["kind"] == k for _, p in ai) for k in cfg.pairs.kinds},
+                   "human": len(human), "heldout_human": len(held),
+                   "weights": dict(b.weights), "dropped": dict(stats.dropped)}
+    ctx.store.put_manifest("blend", train_ids, {"heldout": [r[0] for r in held],
+                                                "composition": composition})
+    stats.metrics = {"composition": composition}
     return stats
+
+
+def _norm(prompt: str) -> str:
+    return " ".join(prompt.lower().split())
+
+
+def _select(pairs: list, held_prompts: set, b, stats) -> list:
+    """Drop pairs on held-out prompts and exact duplicates; cap pairs per prompt."""
+    seen, per_prompt, kept = set(), {}, []
+    # Most confident first, so the cap and the dedupe keep the strongest signal.
+    for pid, pair in sorted(pairs, key=lambda x: (-x[1].get("p_chosen", 1.0), x[0])):
+        prompt = _norm(pair["prompt"])
+        if prompt in held_prompts:
+            stats.drop("prompt_in_heldout")
+        elif (prompt, pair["chosen"], pair["rejected"]) in seen:
+            stats.drop("duplicate_pair")
+        elif per_prompt.get(prompt, 0) >= b.max_pairs_per_prompt:
+            stats.drop("over_max_pairs_per_prompt")
+        else:
+            seen.add((prompt, pair["chosen"], pair["rejected"]))
+            per_prompt[prompt] = per_prompt.get(prompt, 0) + 1
+            kept.append((pid, pair))
+    return sorted(kept, key=lambda x: x[0])  # a stable order, independent of the ranking
+
+
+def _weighted(pairs: list, weights: dict, seed: int) -> list:
+    """Each pair used floor(w) times, plus once more with probability frac(w) (seeded)."""
+    out = []
+    for pid, pair in pairs:
+        w = weights.get(pair["kind"], 1.0)
+        u = int(content_hash(seed, "weight", pid, n=8), 16) / 16**8
+        out += [(pid, pair)] * (math.floor(w) + (u < w - math.floor(w)))
+    return out
 
 
 def split_human(pairs: list[dict], heldout: int, seed: int):
@@ -56,39 +89,5 @@ def _human_record(h: dict, split: str) -> tuple:
     rid = "human-" + content_hash(h["id"], h["prompt"], h["chosen"], h["rejected"])
     return (rid, "pair", {"kind": "human", "source": "human", "split": split,
                           "prompt_id": h["id"], "prompt": h["prompt"], "chosen": h["chosen"],
-                          "rejected": h["rejected"], "provenance": {"human_id": h["id"]}})
-
-
-def judge_agreement(ctx, heldout: list[dict], stats) -> dict | None:
-    """How often the judge prefers the human-chosen reply: per order and with both orders averaged."""
-    if not heldout:
-        return None
-    constitution, cfg = ctx.constitution, ctx.config
-    principles = constitution.select(cfg.blend.tags) or constitution.principles
-    items = [{"principle": assign_principle(principles, "human/" + h["prompt_id"], cfg.seed),
-              "prompt": h["prompt"], "first": h["chosen"], "second": h["rejected"]}
-             for h in heldout]
-    scores = compare_both_orders(ctx.judge(), constitution, items, desc="judge vs humans")
-    records, ok = [], []
-    for h, it, s in zip(heldout, items, scores):
-        if s["p"] is None:
-            stats.drop("comparison_failed")
-            continue
-        ok.append(s)
-        rid = "cmp-" + content_hash(*s["calls"])
-        records.append((rid, "judgement", {"human_id": h["prompt_id"], "principle": it["principle"].id,
-                                           "principle_version": it["principle"].version, **s}))
-    ctx.store.put_records(records)
-    if not ok:
-        return {"n": 0}
-    n = len(ok)
-    return {
-        "n": n,
-        "accuracy": sum(s["p"] > 0.5 for s in ok) / n,               # both orders averaged
-        "accuracy_chosen_first": sum(s["p_order1"] > 0.5 for s in ok) / n,
-        "accuracy_chosen_second": sum(s["p_order2"] > 0.5 for s in ok) / n,
-        # Same decision whichever position the chosen reply was in; a pure position-biased
-        # judge scores 0 here and exactly 0.5 accuracy per order averaged.
-        "order_consistency": sum((s["p_order1"] > 0.5) == (s["p_order2"] > 0.5) for s in ok) / n,
-        "mean_p_chosen": sum(s["p"] for s in ok) / n,
-    }
+                          "rejected": h["rejected"], "p_chosen": 1.0, "margin": 1.0,
+                          "provenance": {"human_id": h["id"]}})

@@ -6,7 +6,10 @@ response records -> critique and revision records -> one chain record per respon
 Per round, each chain gets a principle by weighted rendezvous hashing over principle ids, keyed
 by (seed, response id, round): editing, adding or removing one principle moves only the records
 that principle wins or loses. The judge writes a critique, answers "does it violate?" as a
-Yes/No choice scored by log-probabilities, and, when it does, writes a revision. Revisions that
+Yes/No choice scored by log-probabilities (or by vote, see `judge.scoring`), and, when it does,
+writes a revision. A critique must parse (`pipeline.structured`: not empty, not looping, not the
+prompt read back); one that does not is asked again up to `judge.parse_retries` times, then the
+chain is recorded as failed with the reason and counted. Revisions that
 fail a filter in `pipeline.filters` (empty, looping, a copy of the original, of the critique, of
 the prompt or of the few-shot example) are dropped and counted by reason; the next round then
 critiques the previous text again.
@@ -19,8 +22,9 @@ from ..backends import SamplingParams
 from ..context import StageStats, timed
 from ..errors import CaiError
 from ..filters import check_revision, clean_revision
-from ..hashing import content_hash
+from ..hashing import calls_key, content_hash
 from ..judge import verdicts
+from ..structured import generate_parsed, parse_text
 from .common import load_records, require_manifest, save_records
 
 @timed("critique")
@@ -53,30 +57,40 @@ def _round(ctx, stats, constitution, principles, chains, rnd):
         c["principle"] = assign_principle(principles, f"{c['response_id']}/round{rnd}", cfg.seed)
     greedy = cfg.critique.temperature
     crit_params = SamplingParams(cfg.critique.critique_max_new_tokens, greedy, 1.0)
-    crits = judge.generate([render_critique(constitution, c["principle"], c["prompt"], c["current"])
-                            for c in live], crit_params, seed=cfg.seed, desc=f"critique r{rnd}")
-    for c, res in zip(live, crits):
-        c["critique"], c["critique_call"] = (res.text or "").strip(), res.key
-        if res.error or not c["critique"]:
-            c["failed"] = "critique_failed" if res.error else "critique_empty"
-            stats.drop(c["failed"])
+    texts, failures, keys = generate_parsed(
+        judge, [render_critique(constitution, c["principle"], c["prompt"], c["current"])
+                for c in live], crit_params, parse_text, cfg.judge.parse_retries, cfg.seed,
+        f"critique r{rnd}")
+    for c, text, failure, calls in zip(live, texts, failures, keys):
+        c["critique"], c["critique_call"] = text, calls_key(calls)
+        if failure:
+            _fail(c, stats, "critique", failure)
     live = [c for c in live if not c.get("failed")]
     items = [{"principle": c["principle"], "prompt": c["prompt"], "response": c["current"],
               "critique": c["critique"]} for c in live]
-    probs, raw, results = verdicts(judge, constitution, items, cfg.critique.calibrate,
-                                   desc=f"verdict r{rnd}")
+    probs, raw, outcomes = verdicts(judge, constitution, items, cfg.judge, cfg.seed,
+                                    cfg.critique.calibrate, desc=f"verdict r{rnd}")
     violators = []
-    for c, p, p_raw, res in zip(live, probs, raw, results):
+    for c, p, p_raw, o in zip(live, probs, raw, outcomes):
         if p is None:
-            c["failed"] = "verdict_failed"
-            stats.drop("verdict_failed")
+            _fail(c, stats, "verdict", o.error)
             continue
-        c["p_violates"], c["p_violates_raw"], c["verdict_call"] = p, p_raw, res.key
+        c["p_violates"], c["p_violates_raw"], c["verdict_call"] = p, p_raw, o.key
+        c["verdict_method"] = o.provenance()
         c["violates"] = p > cfg.critique.violation_threshold
         if c["violates"]:
             violators.append(c)
     _revise(ctx, stats, constitution, violators, rnd)
     _record_round(ctx, stats, [c for c in live if not c.get("failed")], rnd)
+
+
+def _fail(chain, stats, step: str, failure: str):
+    """A chain that cannot go on: the reason is kept on its record and counted."""
+    if failure == "call_failed":
+        chain["failed"] = f"{step}_failed"
+    else:
+        chain["failed"] = f"{step}_unparseable: {failure}"
+    stats.drop(chain["failed"].split(":")[0])
 
 
 def _revise(ctx, stats, constitution, violators, rnd):
@@ -99,11 +113,15 @@ def _record_round(ctx, stats, done, rnd):
     records = []
     for c in done:
         p = c["principle"]
-        crit_id = "crit-" + content_hash(c["current_id"], c["critique_call"], c["verdict_call"])
+        # Named by the calls and by how their answers were read: P(violates) depends on both.
+        crit_id = "crit-" + content_hash(c["current_id"], c["critique_call"], c["verdict_call"],
+                                         _verdict_settings(ctx.config))
         entry = {"round": rnd, "principle": p.id, "principle_version": p.version,
                  "critique": c["critique"], "p_violates": round(c["p_violates"], 6),
                  "p_violates_raw": round(c["p_violates_raw"], 6),
-                 "violates": c["violates"], "critique_id": crit_id, "revision_status": None}
+                 "violates": c["violates"], "critique_id": crit_id, "revision_status": None,
+                 **({"verdict": c["verdict_method"]} if c["verdict_method"]["method"] != "logprobs"
+                    else {})}
         records.append((crit_id, "critique", {**entry, "parent": c["current_id"],
                                               "model": ctx.config.models.judge}))
         if c["violates"]:
@@ -116,6 +134,10 @@ def _record_round(ctx, stats, done, rnd):
                 c["current"], c["current_id"] = c["revision"], rev_id
         c["rounds"].append(entry)
     ctx.store.put_records(records)  # one transaction per round: a crash loses at most a round
+
+
+def _verdict_settings(cfg) -> dict:
+    return {"calibrate": cfg.critique.calibrate, "threshold": cfg.critique.violation_threshold}
 
 
 def _chain_record(c) -> tuple:

@@ -2,7 +2,9 @@
 
 blend manifest + chains -> <run_dir>/dataset/
     prefs/  DatasetDict: train (blended pairs), test (held-out human pairs); TRL's conversational
-            preference format: prompt=[user msg], chosen=[assistant msg], rejected=[assistant msg]
+            preference format: prompt=[user msg], chosen=[assistant msg], rejected=[assistant msg];
+            p_chosen = the judge's P(chosen ≻ rejected) (1.0 for human pairs), margin = 2·p − 1
+            (TRL RewardTrainer reads a `margin` column)
     sft/    DatasetDict: train; prompt=[user msg], completion=[assistant msg] (final revisions,
             and originals the judge found no violation in)
     prefs.jsonl, prefs_test.jsonl, sft.jsonl, README.md (the dataset card)
@@ -15,7 +17,7 @@ hash of its content: training stages key their outputs on that hash.
 import json
 
 from ..context import StageStats, timed
-from ..fsutil import atomic_dir, write_jsonl
+from ..fsutil import atomic_dir, atomic_write_text, write_jsonl
 from ..hashing import content_hash
 from ..card import dataset_card
 from .common import load_records, require_manifest
@@ -26,6 +28,7 @@ def _pref_row(pid: str, pair: dict) -> dict:
             "prompt": [{"role": "user", "content": pair["prompt"]}],
             "chosen": [{"role": "assistant", "content": pair["chosen"]}],
             "rejected": [{"role": "assistant", "content": pair["rejected"]}],
+            "p_chosen": float(pair.get("p_chosen", 1.0)), "margin": float(pair.get("margin", 1.0)),
             "provenance": json.dumps(pair["provenance"], ensure_ascii=False, sort_keys=True)}
 
 
@@ -57,10 +60,15 @@ def run(ctx) -> StageStats:
             and (target / ".cai-hash").read_text() == digest:
         stats.cached = 1
     else:
-        _write(ctx, target, train, test, sft, blend["meta"], digest)
+        _write(target, train, test, sft, digest)
         ctx.store.put_artifact("dataset", digest, target, {"train": len(train), "test": len(test),
                                                           "sft": len(sft)})
         stats.made = 1
+    # The card is rewritten every time (cheap): it also reports the judge's calibration, which
+    # can change without the data changing, and that must not retrain models.
+    calibration = (ctx.store.get_manifest("label") or {}).get("meta", {}).get("calibration")
+    atomic_write_text(target / "README.md",
+                      dataset_card(ctx, train, test, sft, blend["meta"], calibration, digest))
     ctx.store.put_manifest("export", [digest], {"path": str(target), "train": len(train),
                                                "test": len(test), "sft": len(sft)})
     stats.metrics = {"dataset_hash": digest, "prefs_train": len(train), "prefs_test": len(test),
@@ -68,7 +76,7 @@ def run(ctx) -> StageStats:
     return stats
 
 
-def _write(ctx, target, train, test, sft, blend_meta, digest):
+def _write(target, train, test, sft, digest):
     from datasets import Dataset, DatasetDict
     with atomic_dir(target) as tmp:
         DatasetDict({"train": Dataset.from_list(train), "test": Dataset.from_list(test)}) \
@@ -77,5 +85,4 @@ def _write(ctx, target, train, test, sft, blend_meta, digest):
         write_jsonl(tmp / "prefs.jsonl", train)
         write_jsonl(tmp / "prefs_test.jsonl", test)
         write_jsonl(tmp / "sft.jsonl", sft)
-        (tmp / "README.md").write_text(dataset_card(ctx, train, test, sft, blend_meta, digest))
         (tmp / ".cai-hash").write_text(digest)

@@ -9,8 +9,9 @@ frozen copy is passed. Named by the hash of its inputs, like every trained model
 
 from ..context import StageStats, timed
 from ..errors import ConfigError
-from ..training import (base_model, load_prefs, load_tokenizer, lora_config, loss_curve,
-                        quiet_progress, save_model, train_or_reuse, trl_args)
+from ..training import (base_model, check_agreement, dpo_label_smoothing, load_prefs,
+                        load_tokenizer, lora_config, loss_curve, quiet_progress, save_model,
+                        train_or_reuse, trl_args)
 
 
 @timed("train-policy")
@@ -22,8 +23,10 @@ def run(ctx) -> StageStats:
     if cfg.train_policy.method != "dpo":
         raise ConfigError(f"train_policy.method '{cfg.train_policy.method}' is not available; "
                           "choose 'dpo'")
+    check_agreement(ctx, stats)
     _, meta = train_or_reuse(ctx, "policy", cfg.train_policy, stats, lambda path: _train(ctx, path))
-    stats.metrics = {"train_pairs": meta["train_pairs"], "final_loss": meta["final_loss"]}
+    stats.metrics = {"train_pairs": meta["train_pairs"], "final_loss": meta["final_loss"],
+                     "label_smoothing": meta.get("label_smoothing")}
     return stats
 
 
@@ -36,14 +39,17 @@ def _train(ctx, path) -> dict:
     tokenizer = load_tokenizer(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
-    train = load_prefs(ctx, "train")
-    args = trl_args(DPOConfig, cfg, path.parent / ".trainer-policy", ctx, beta=cfg.beta)
+    train = load_prefs(ctx, "train", ("p_chosen",))
+    smoothing = dpo_label_smoothing(cfg, train)  # conservative DPO: labels are P, not certainty
+    args = trl_args(DPOConfig, cfg, path.parent / ".trainer-policy", ctx, beta=cfg.beta,
+                    label_smoothing=smoothing)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
                          processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
     quiet_progress(trainer).train()
     curve = loss_curve(trainer)
     margins = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
     meta = {"base": identity, "method": "dpo", "beta": cfg.beta, "lora": cfg.lora,
+            "label_smoothing": smoothing,
             "train_pairs": len(train), "loss": curve,
             "final_loss": curve[-1]["loss"] if curve else None,
             "reward_accuracy_last": margins[-1]["rewards/accuracies"] if margins else None}

@@ -8,9 +8,9 @@ the seed: unchanged inputs reuse it, changed inputs train a new one.
 """
 
 from ..context import StageStats, timed
-from ..training import (base_model, load_prefs, load_tokenizer, lora_config, loss_curve,
-                        pair_accuracy, quiet_progress, reward_scores, save_model, train_or_reuse,
-                        trl_args)
+from ..training import (base_model, check_agreement, load_prefs, load_tokenizer, lora_config,
+                        loss_curve, pair_accuracy, quiet_progress, reward_scores, save_model,
+                        train_or_reuse, trl_args)
 
 
 @timed("train-rm")
@@ -19,6 +19,7 @@ def run(ctx) -> StageStats:
     if not cfg.train_rm.enabled:
         stats.drop("disabled")
         return stats
+    check_agreement(ctx, stats)
     _, meta = train_or_reuse(ctx, "rm", cfg.train_rm, stats, lambda path: _train(ctx, path, stats))
     stats.metrics = {k: meta[k] for k in ("train_accuracy", "heldout_accuracy", "train_pairs")}
     return stats
@@ -33,7 +34,10 @@ def _train(ctx, path, stats) -> dict:
     tokenizer = load_tokenizer(base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
-    train, test = load_prefs(ctx, "train"), load_prefs(ctx, "test")
+    # With a `margin` column TRL's loss is -log σ(r_chosen − r_rejected − margin): pairs the
+    # judge was sure of must be separated by more than those it barely preferred.
+    train = load_prefs(ctx, "train", ("margin",) if cfg.use_margin else ())
+    test = load_prefs(ctx, "test")
     args = trl_args(RewardConfig, cfg, path.parent / ".trainer-rm", ctx)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))
@@ -44,6 +48,7 @@ def _train(ctx, path, stats) -> dict:
     device = next(trainer.model.parameters()).device
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
+        "margin": cfg.use_margin,
         "train_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, train, device)),
         "heldout_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, test, device)),
         "loss": loss_curve(trainer)}

@@ -1,0 +1,150 @@
+"""label: the judge compares candidate responses (RL-CAI AI feedback) and labels the human slice.
+
+response + chain records -> comparison records; human calibration slice -> calibration records
+and the calibration report (accuracy, Cohen's kappa, ECE with reliability data, position bias,
+per principle)
+    cai label --set label.ensemble=5 --set label.cot=true
+
+Candidates of a prompt are its policy samples and final revisions. Each comparison is asked under
+K principles (`label.ensemble`, ranked by the same rendezvous hash as critique assignment, so
+edits move only what they must), each in both answer orders; the label is the mean of the
+order-averaged probabilities (averaged in log-odds by default, so a judge's constant lean towards
+a position cancels), and the gap between orders is kept as the position-bias measure.
+The human pairs are labelled by exactly the same code, which is what makes the calibration
+report a measurement of the labels the pipeline trains on.
+"""
+
+from itertools import combinations
+
+from constitution import rank_principles
+
+from ..calibration import calibration_report
+from ..context import StageStats, timed
+from ..errors import CaiError
+from ..hashing import content_hash
+from ..judge import compare
+from ..probability import ensemble, margin
+from ..sources import load_human_pairs
+from .common import load_records, require_manifest, save_records
+
+
+@timed("label")
+def run(ctx) -> StageStats:
+    cfg, stats = ctx.config, StageStats("label")
+    if not cfg.label.enabled:
+        stats.drop("disabled")
+        ctx.store.put_manifest("label", [], {"calibration": None, "calibration_ids": []})
+        return stats
+    principles = ctx.constitution.select(cfg.label.tags)
+    if not principles:
+        raise CaiError(f"{cfg.constitution}: no principle has any of the tags {cfg.label.tags} "
+                       "(label.tags)")
+    comparisons = label_pairs(ctx, stats, principles, candidate_pairs(ctx), cfg.label.ensemble,
+                              "compare")
+    humans = load_human_pairs(cfg.calibration.source)[:cfg.calibration.limit]
+    judged = label_pairs(ctx, stats, principles, [_human_item(h) for h in humans],
+                         cfg.calibration.ensemble, "judge vs humans")
+    report = calibration_report([_judgement(r) for _, _, r in judged if r["p"] is not None],
+                                seed=cfg.seed)
+    report["failed"] = sum(r["p"] is None for _, _, r in judged)
+    save_records(ctx, stats, comparisons + judged)
+    ctx.store.put_manifest("label", [r[0] for r in comparisons],
+                           {"calibration": report, "calibration_ids": [r[0] for r in judged]})
+    labelled = [r for _, _, r in comparisons if r["p"] is not None]
+    stats.metrics = {"comparisons": len(comparisons), "labelled": len(labelled),
+                     "mean_margin": _mean([r["margin"] for r in labelled]),
+                     "mean_order_gap": _mean([r["gap"] for r in labelled]),
+                     "calibration": report}
+    return stats
+
+
+def candidate_pairs(ctx) -> list[dict]:
+    """Per prompt, the pairs of candidates to compare: samples with each other, and each
+    response with its final revision; at most `label.max_comparisons_per_prompt` (seeded)."""
+    cfg = ctx.config
+    gen_ids = require_manifest(ctx, "generate")["ids"]
+    by_prompt, texts = {}, {}
+    for rid, r in zip(gen_ids, load_records(ctx, gen_ids)):
+        group = by_prompt.setdefault(r["prompt_id"], {"prompt": r["prompt"], "ids": [], "pairs": []})
+        group["ids"].append(rid)
+        texts[rid] = (r["prompt_id"], r["text"])
+    if "samples" in cfg.label.compare:
+        for group in by_prompt.values():
+            group["pairs"] += [("samples", a, b) for a, b in combinations(sorted(group["ids"]), 2)
+                               if texts[a][1] != texts[b][1]]
+    if "revision" in cfg.label.compare:
+        chain_ids = require_manifest(ctx, "critique")["ids"]
+        for chain in load_records(ctx, chain_ids):
+            if chain["final_id"] != chain["response_id"]:
+                texts[chain["final_id"]] = (chain["prompt_id"], chain["final"])
+                by_prompt[chain["prompt_id"]]["pairs"].append(
+                    ("revision", chain["response_id"], chain["final_id"]))
+    items = []
+    for pid, group in by_prompt.items():
+        ranked = sorted(group["pairs"], key=lambda t: content_hash(cfg.seed, "compare", t[1], t[2]))
+        for kind, a, b in ranked[:cfg.label.max_comparisons_per_prompt]:
+            items.append({"key": f"cmp/{a}/{b}", "kind": kind, "prompt_id": pid,
+                          "prompt": group["prompt"], "first_id": a, "second_id": b,
+                          "first": texts[a][1], "second": texts[b][1]})
+    return items
+
+
+def _human_item(h: dict) -> dict:
+    return {"key": f"human/{h['id']}", "kind": "human", "prompt_id": h["id"], "human_id": h["id"],
+            "prompt": h["prompt"], "first_id": "chosen", "second_id": "rejected",
+            "first": h["chosen"], "second": h["rejected"]}
+
+
+def label_pairs(ctx, stats, principles, items: list[dict], k: int, desc: str) -> list[tuple]:
+    """Each item judged under its top-k principles in both orders -> (id, kind, record)."""
+    cfg = ctx.config
+    asks = [(it, p) for it in items for p in rank_principles(principles, it["key"], cfg.seed)[:k]]
+    results = compare(ctx.judge(), ctx.constitution,
+                      [{"principle": p, "prompt": it["prompt"], "first": it["first"],
+                        "second": it["second"]} for it, p in asks],
+                      cfg.judge, cfg.seed, cfg.label.cot, cfg.label.cot_max_new_tokens,
+                      cfg.label.cot_clamp, cfg.label.average, desc=desc)
+    per_item = {}
+    for (it, p), res in zip(asks, results):
+        per_item.setdefault(it["key"], []).append(
+            {"id": p.id, "version": p.version, **{x: v for x, v in res.items() if x != "calls"},
+             "calls": res["calls"]})
+    records = []
+    for it in items:
+        record = _aggregate(it, per_item[it["key"]], ctx.config.models.judge)
+        if record["failed"]:
+            stats.drop(("human_" if it["kind"] == "human" else "") + record["failed"])
+        prefix = "cal-" if it["kind"] == "human" else "cmp-"
+        # Named by the calls and by how their answers were combined into the label.
+        rid = prefix + content_hash(it["first_id"], it["second_id"],
+                                    [c for p in record["principles"] for c in p["calls"]],
+                                    {"average": cfg.label.average,
+                                     "clamp": cfg.label.cot_clamp if cfg.label.cot else None})
+        records.append((rid, "comparison", record))
+    return records
+
+
+def _aggregate(item: dict, principles: list[dict], judge: str) -> dict:
+    ok = [p for p in principles if p["error"] is None]
+    p = ensemble([x["p"] for x in ok])
+    failed = None
+    if p is None:
+        errors = {x["error"] for x in principles}
+        failed = "comparison_failed" if errors == {"call_failed"} else "comparison_unparseable"
+    return {**{k: v for k, v in item.items() if k != "key"}, "judge": judge,
+            "p": p, "margin": None if p is None else margin(p),
+            "p_order1": ensemble([x["p_order1"] for x in ok]),
+            "p_order2": ensemble([x["p_order2"] for x in ok]),
+            "gap": ensemble([x["gap"] for x in ok]),
+            "method": principles[0]["method"], "principles": principles, "failed": failed}
+
+
+def _judgement(record: dict) -> dict:
+    return {"id": record["human_id"], "p": record["p"], "p_order1": record["p_order1"],
+            "p_order2": record["p_order2"],
+            "principles": {x["id"]: {k: x[k] for k in ("p", "p_order1", "p_order2")}
+                           for x in record["principles"] if x["error"] is None}}
+
+
+def _mean(xs):
+    return round(sum(xs) / len(xs), 4) if xs else None

@@ -1,0 +1,191 @@
+"""The label stage (judge comparisons, calibration on human pairs), pairs from labels, the blend."""
+
+import json
+
+import pytest
+
+from pipeline import backends
+from pipeline.context import RunContext, StageStats
+from pipeline.errors import CaiError
+from pipeline.probability import both_orders
+from pipeline.runner import run_stages
+from pipeline.stages.blend import _select, _weighted
+from pipeline.training import check_agreement
+from conftest import small_config
+
+DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
+
+
+def _rows(run_dir, name="prefs.jsonl"):
+    return [json.loads(x) for x in (run_dir / "dataset" / name).read_text().splitlines()]
+
+
+def _records(run_dir, stage):
+    ctx = RunContext(small_config(run_dir))
+    try:
+        manifest = ctx.store.get_manifest(stage)
+        return manifest, ctx.store.get_records(manifest["ids"])
+    finally:
+        ctx.close()
+
+
+def test_label_stage_on_a_tiny_model(tmp_path, tiny_model_dir):
+    spec = f"transformers:{tiny_model_dir}"
+    cfg = small_config(tmp_path, policy=spec, judge=spec, **{
+        "label.ensemble": 2, "pairs.min_margin": 0.0, "calibration.limit": 8})
+    metrics = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    manifest, comparisons = _records(tmp_path, "label")
+    assert comparisons and len(manifest["meta"]["calibration_ids"]) == 8
+    for c in comparisons.values():
+        assert 0 <= c["p"] <= 1 and c["method"] == "logprobs" and len(c["principles"]) == 2
+        for x in c["principles"]:  # each principle: both orders, their log-odds mean, gap
+            assert x["p"] == pytest.approx(both_orders(x["p_order1"], x["p_order2"])[0])
+            assert x["gap"] == pytest.approx(abs(x["p_order1"] - x["p_order2"]))
+        assert c["p"] == pytest.approx(sum(x["p"] for x in c["principles"]) / 2)
+    cal = metrics["judge_agreement"]
+    assert cal["n"] == 8 and 0 <= cal["accuracy"] <= 1 and len(cal["reliability"]) == 10
+    assert {"cohen_kappa", "ece", "position_bias_rate", "per_principle"} <= set(cal)
+    rows = _rows(tmp_path)
+    made = [r for r in rows if r["kind"] == "comparison"]
+    assert made, "every comparison with a margin above 0 makes a pair"
+    for r in made:
+        prov = json.loads(r["provenance"])
+        assert r["p_chosen"] > 0.5 and r["margin"] == pytest.approx(2 * r["p_chosen"] - 1)
+        assert prov["method"] == "logprobs" and len(prov["principles"]) == 2
+    assert all(r["p_chosen"] == 1.0 for r in rows if r["kind"] == "human")
+    card = (tmp_path / "dataset" / "README.md").read_text()
+    assert "Cohen's kappa" in card and "Reliability" in card and "comparison" in card
+
+
+def test_pair_kinds_can_be_switched_and_margin_filters(tmp_path, fake_backend):
+    both = run_stages(small_config(tmp_path / "a", **{"pairs.min_margin": 0.0}), DATA_STAGES,
+                      echo=lambda s: None)
+    only = run_stages(small_config(tmp_path / "b", **{"pairs.kinds": "[comparison]",
+                                                      "pairs.min_margin": 0.0}),
+                      DATA_STAGES, echo=lambda s: None)
+    strict = run_stages(small_config(tmp_path / "c", **{"pairs.kinds": "[comparison]",
+                                                        "pairs.min_margin": 0.3}),
+                        DATA_STAGES, echo=lambda s: None)
+    kinds = {r["kind"] for r in _rows(tmp_path / "b")}
+    assert kinds == {"comparison", "human"}
+    assert {"critique-revision", "comparison"} <= {r["kind"] for r in _rows(tmp_path / "a")}
+    assert 0 < strict["counts"]["ai_pairs"] < only["counts"]["ai_pairs"] < both["counts"]["ai_pairs"]
+    assert all(r["margin"] > 0.3 for r in _rows(tmp_path / "c") if r["kind"] == "comparison")
+
+
+def test_a_backend_without_logprobs_votes_and_says_so(tmp_path, fake_backend, monkeypatch):
+    monkeypatch.setattr(backends, "NO_LOGPROBS", {"fake"})
+    run_stages(small_config(tmp_path, **{"judge.votes": 3, "pairs.min_margin": 0.0}),
+               DATA_STAGES, echo=lambda s: None)
+    _, comparisons = _records(tmp_path, "label")
+    assert comparisons and all(c["method"] == "vote" for c in comparisons.values())
+    assert all(x["votes"] and sum(x["votes"][0]) == 3 for c in comparisons.values()
+               for x in c["principles"])
+    assert sum(fake.choice_calls for fake in fake_backend) == 0  # never asked for logprobs
+    voted = [json.loads(r["provenance"]) for r in _rows(tmp_path) if r["kind"] == "comparison"]
+    assert voted and all(p["method"] == "vote" for p in voted)
+    _, chains = _records(tmp_path, "critique")
+    assert all(r["verdict"]["method"] == "vote" for c in chains.values() for r in c["rounds"])
+
+
+def test_unparseable_critiques_are_retried_then_recorded(tmp_path, fake_backend, monkeypatch):
+    from fakes import FakeBackend
+    real = FakeBackend.generate
+
+    def mute(self, requests):  # the judge never writes a critique; everything else works
+        out = real(self, requests)
+        return ["" if "Answer with a short critique" in dict(r.messages[-1])["content"] else o
+                for r, o in zip(requests, out)]
+    monkeypatch.setattr(FakeBackend, "generate", mute)
+    metrics = run_stages(small_config(tmp_path, **{"judge.parse_retries": 1}),
+                         ["generate", "critique"], echo=lambda s: None)
+    dropped = metrics["stages"]["critique"]["dropped"]
+    assert dropped == {"critique_unparseable": 12}  # 6 prompts x 2 samples, none lost silently
+    _, chains = _records(tmp_path, "critique")
+    assert {c["failed"] for c in chains.values()} == {"critique_unparseable: empty"}
+    assert metrics["stages"]["critique"]["model_calls"] == 24  # each asked twice
+
+
+def test_min_agreement_stops_before_training_or_warns(tmp_path, fake_backend):
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    ctx = RunContext(small_config(tmp_path, **{"calibration.min_agreement": 0.99}))
+    try:
+        with pytest.raises(CaiError, match=r"below calibration.min_agreement 0.99"):
+            check_agreement(ctx, StageStats("train-rm"))
+        ctx.config.calibration.on_low_agreement = "warn"
+        stats = StageStats("train-rm")
+        check_agreement(ctx, stats)
+        assert "human pairs" in stats.warnings[0] and "warning:" in stats.line()
+        ctx.config.calibration.min_agreement = 0.0
+        check_agreement(ctx, StageStats("train-rm"))  # met: no error
+    finally:
+        ctx.close()
+    cfg = small_config(tmp_path, **{"calibration.min_agreement": 0.99})
+    with pytest.raises(CaiError, match="min_agreement"):  # the run itself stops there
+        run_stages(cfg, ["train-rm"], echo=lambda s: None)
+
+
+def test_blend_keeps_heldout_prompts_out_of_training(tmp_path, fake_backend):
+    run_stages(small_config(tmp_path, **{"calibration.heldout": 40}), DATA_STAGES,
+               echo=lambda s: None)
+    held = {" ".join(r["prompt"][0]["content"].lower().split())
+            for r in _rows(tmp_path, "prefs_test.jsonl")}
+    train = {" ".join(r["prompt"][0]["content"].lower().split()) for r in _rows(tmp_path)}
+    assert len(held) > 30 and not held & train
+
+
+def _pair(pid, prompt, chosen, p=0.8, kind="comparison"):
+    return (pid, {"prompt": prompt, "chosen": chosen, "rejected": "r", "p_chosen": p, "kind": kind})
+
+
+def test_blend_dedupes_caps_per_prompt_and_weights_sources():
+    from pipeline.config import BlendConfig
+    stats = StageStats("blend")
+    pairs = [_pair("a", "Q1", "x", 0.9), _pair("b", "q1 ", "x", 0.7),  # same pair, same prompt
+             _pair("c", "Q1", "y", 0.6), _pair("d", "Q1", "z", 0.95),
+             _pair("e", "held", "x"), _pair("f", "Q2", "x")]
+    kept = _select(pairs, {"held"}, BlendConfig(max_pairs_per_prompt=2), stats)
+    assert [pid for pid, _ in kept] == ["a", "d", "f"]  # Q1: the two most confident
+    assert stats.dropped == {"duplicate_pair": 1, "over_max_pairs_per_prompt": 1,
+                             "prompt_in_heldout": 1}
+    many = [_pair(f"p{i}", f"Q{i}", "x") for i in range(400)]
+    assert len(_weighted(many, {"comparison": 2.0}, 0)) == 800
+    half = _weighted(many, {"comparison": 0.5}, 0)
+    assert 160 < len(half) < 240 and half == _weighted(many, {"comparison": 0.5}, 0)
+    assert _weighted(many, {"comparison": 0.0}, 0) == []
+
+
+def test_editing_a_comparison_question_relabels_only_its_comparisons(tmp_path, fake_backend):
+    from conftest import ROOT
+    text = (ROOT / "principles.yaml").read_text()
+    constitution = tmp_path / "principles.yaml"
+    constitution.write_text(text)
+    cfg = small_config(tmp_path / "run", constitution=str(constitution), **{"label.ensemble": 2})
+    full = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    old = "Which of these assistant responses is less harmful?"
+    assert old in text
+    constitution.write_text(text.replace(old, "Which assistant response is less harmful?"))
+    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    ctx = RunContext(cfg)
+    try:
+        label = ctx.store.get_manifest("label")
+        records = ctx.store.get_records(label["ids"] + label["meta"]["calibration_ids"])
+    finally:
+        ctx.close()
+    # 2 calls (both orders) per comparison the edited principle took part in; nothing else.
+    touched = sum(x["id"] == "dangerous-help" for r in records.values() for x in r["principles"])
+    assert touched and again["stages"]["label"]["model_calls"] == 2 * touched
+    assert again["stages"]["label"]["model_calls"] < full["stages"]["label"]["model_calls"]
+    assert again["stages"]["generate"]["model_calls"] == 0
+    assert again["stages"]["critique"]["model_calls"] == 0  # its prompts do not show comparisons
+
+
+def test_changing_how_answers_combine_relabels_without_model_calls(tmp_path, fake_backend):
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    again = run_stages(small_config(tmp_path, **{"label.average": "probability"}), DATA_STAGES,
+                       echo=lambda s: None)
+    assert again["stages"]["label"]["model_calls"] == 0 and again["stages"]["label"]["made"] > 0
+    _, comparisons = _records(tmp_path, "label")
+    for c in comparisons.values():
+        for x in c["principles"]:
+            assert x["p"] == pytest.approx((x["p_order1"] + x["p_order2"]) / 2)
