@@ -74,6 +74,9 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     removed = [pa[k] for k in pa.keys() - pb.keys()]
     changed = [(pa[k], pb[k]) for k in pa.keys() & pb.keys() if pa[k]["chosen"] != pb[k]["chosen"]]
     flipped = [(x, y) for x, y in changed if y["chosen"] == x["rejected"]]
+    # Same pair, same winner, a different probability (a principle in its ensemble was edited).
+    relabelled = [k for k in pa.keys() & pb.keys() if pa[k]["chosen"] == pb[k]["chosen"]
+                  and abs(pa[k].get("p_chosen", 1) - pb[k].get("p_chosen", 1)) > 1e-9]
     per = {}
     for kind, rows in (("added", added), ("removed", removed), ("changed", [y for _, y in changed])):
         for p in rows:
@@ -84,7 +87,8 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
         "old_run": a["id"], "new_run": b["id"],
         "constitution": [a["constitution_version"], b["constitution_version"]],
         "pairs": [len(pa), len(pb)], "added": len(added), "removed": len(removed),
-        "changed": len(changed), "flipped": len(flipped), "per_principle": per,
+        "changed": len(changed), "flipped": len(flipped), "relabelled": len(relabelled),
+        "per_principle": per,
         "judge_accuracy": agree,
         "judge_accuracy_change": None if None in agree else agree[1] - agree[0],
         "examples": {"added": [_short(p) for p in added[:examples]],
@@ -119,7 +123,8 @@ def format_diff(d: dict, width: int = 60) -> str:
     lines = [f"run {d['old_run']} -> run {d['new_run']}  (constitution {d['constitution'][0]} -> "
              f"{d['constitution'][1]})",
              f"pairs {d['pairs'][0]} -> {d['pairs'][1]}: {d['added']} added, {d['removed']} removed, "
-             f"{d['changed']} changed ({d['flipped']} flipped)"]
+             f"{d['changed']} changed ({d['flipped']} flipped); {d['relabelled']} relabelled "
+             "(same winner, new probability)"]
     acc = d["judge_accuracy"]
     if None not in acc:
         lines.append(f"judge-human accuracy {acc[0]:.3f} -> {acc[1]:.3f} "

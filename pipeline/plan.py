@@ -36,6 +36,7 @@ def plan(config) -> dict:
         ctx = RunContext(config.model_copy(update={"run_dir": tmp}), dry_run=True)
         try:
             rows, planned = [], 0
+            known = {rid for rid, kind in ctx.store.all_record_ids() if kind == "comparison"}
             for name in DATA_STAGES:
                 rows.append(_row(STAGES[name](ctx)))
                 if planned and not rows[-1]["model_calls"]:
@@ -45,6 +46,7 @@ def plan(config) -> dict:
             rows += _training_rows(ctx, real_dir, planned)
             by_name = {r["stage"]: r for r in rows}
             by_name["critique"]["why"] = _critique_reasons(ctx)
+            by_name["label"]["why"] = _label_reasons(ctx, known)
             by_name["generate"]["why"] = _generate_reasons(ctx)
         finally:
             ctx.close()
@@ -122,6 +124,30 @@ def _critique_reasons(ctx) -> dict:
             continue
         old = prev.get(chain["response_id"])
         why[_why_chain(ctx, chain, old, principles, versions)] += 1
+    return dict(why)
+
+
+def _label_reasons(ctx, known: set) -> dict:
+    """Why comparisons are relabelled: a new candidate, or an edited principle in the ensemble.
+    `known`: comparison records the store held before the plan (reused, so not explained)."""
+    label = ctx.store.get_manifest("label")
+    if not label:
+        return {}
+    previous = _last_snapshot(ctx.store)
+    stored = ctx.store.get_records(previous.get("label", []) + previous.get("label-calibration", []))
+    key = lambda c: (c["prompt_id"], c["first_id"], c["second_id"])  # noqa: E731
+    old = {key(c): c for c in stored.values()}
+    why = Counter()
+    for rid, c in ctx.store.get_records(label["ids"] + label["meta"]["calibration_ids"]).items():
+        if rid in stored or rid in known:
+            continue
+        was = old.get(key(c))
+        if was is None:
+            why["new or revised candidate"] += 1
+            continue
+        before = {x["id"]: x["version"] for x in was["principles"]}
+        edited = sorted(x["id"] for x in c["principles"] if before.get(x["id"]) != x["version"])
+        why[f"principle '{edited[0]}' edited" if edited else "judge or label settings changed"] += 1
     return dict(why)
 
 
