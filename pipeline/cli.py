@@ -39,8 +39,9 @@ def common_options(fn):
 def cli(debug):
     """cai: Constitutional AI from a principles file.
 
-    principles.yaml + prompts -> critiques and revisions -> preference pairs blended with a human
-    calibration slice -> datasets -> reward model -> DPO-tuned policy -> evaluation.
+    principles.yaml + prompts -> critiques and revisions, and judge comparisons -> preference
+    pairs blended with a human calibration slice (which the judge also labels) -> datasets ->
+    reward model -> DPO-tuned policy -> evaluation.
 
     `cai run` runs every stage; `cai <stage>` runs one (it needs the ones before it to have run).
     Reruns reuse every cached model call: only what changed is recomputed.

@@ -189,3 +189,16 @@ def test_changing_how_answers_combine_relabels_without_model_calls(tmp_path, fak
     for c in comparisons.values():
         for x in c["principles"]:
             assert x["p"] == pytest.approx((x["p_order1"] + x["p_order2"]) / 2)
+
+
+def test_chain_of_thought_labels_are_clamped_and_keep_their_reasoning(tmp_path, fake_backend):
+    run_stages(small_config(tmp_path, **{"label.cot": "true", "label.cot_clamp": "[0.45, 0.55]",
+                                         "calibration.limit": 2}),
+               DATA_STAGES, echo=lambda s: None)
+    _, comparisons = _records(tmp_path, "label")
+    assert comparisons
+    for c in comparisons.values():
+        for x in c["principles"]:
+            assert 0.45 <= x["p_order1"] <= 0.55 and 0.45 <= x["p_order2"] <= 0.55
+            assert len(x["reasoning"]) == 2 and all(x["reasoning"])
+            assert len(x["calls"]) == 4  # a reasoning and a scored choice per order
