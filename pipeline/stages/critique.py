@@ -141,7 +141,9 @@ def _verdict_settings(cfg) -> dict:
 
 
 def _chain_record(c) -> tuple:
-    ids = [r["critique_id"] for r in c["rounds"]]
+    # Named by every critique and revision in it: a revision prompt edit changes only the
+    # revision (the critique is cached), and the chain must change with it.
+    ids = [(r["critique_id"], r.get("revision_id")) for r in c["rounds"]]
     cid = "chain-" + content_hash(c["response_id"], ids, c.get("failed"))
     return (cid, "chain", {
         "response_id": c["response_id"], "prompt_id": c["prompt_id"], "prompt": c["prompt"],
