@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from tqdm import tqdm
 
-from .backends.base import ChoiceRequest, GenerationRequest, SamplingParams
+from .backends.base import ChoiceRequest, GenerationRequest, RequestFailed, SamplingParams
 from .hashing import content_hash
 
 
@@ -46,6 +46,7 @@ class ModelClient:
     batch_size: int = 8
     retry_failed: bool = False
     dry_run: bool = False     # `cai plan`: count misses, answer placeholders, store nothing
+    logprobs: bool = True     # the backend scores choices by log-probabilities (else: votes)
     stats: CallStats = field(default_factory=CallStats)
     _backend: object = None
 
@@ -101,9 +102,11 @@ class ModelClient:
         # Longest first: similar lengths share a batch, and the slowest batch shows up early.
         order = sorted(todo.items(), key=lambda kv: -sum(len(c) for _, c in
                                                           _contents(kv[1].messages)))
+        # A remote backend wants more requests in flight than a local one fits in memory.
+        step = max(self.batch_size, getattr(self.backend, "batch_size", 0))
         with tqdm(total=len(order), desc=desc, unit="call", leave=False) as bar:
-            for i in range(0, len(order), self.batch_size):
-                batch = order[i:i + self.batch_size]
+            for i in range(0, len(order), step):
+                batch = order[i:i + step]
                 rows = self._call_batch(kind, batch)
                 self.store.put_calls(rows)
                 for row in rows:
@@ -115,10 +118,13 @@ class ModelClient:
         start = time.perf_counter()
         try:
             if kind == "generate":
-                outs = [{"text": t} for t in self.backend.generate(reqs)]
+                answers, field = self.backend.generate(reqs), "text"
             else:
-                outs = [{"logprobs": lp} for lp in self.backend.choice_logprobs(reqs)]
-            errors = [None] * len(reqs)
+                answers, field = self.backend.choice_logprobs(reqs), "logprobs"
+            failed = [isinstance(a, RequestFailed) for a in answers]
+            outs = [None if f else {field: a} for a, f in zip(answers, failed)]
+            errors = [a.reason if f else None for a, f in zip(answers, failed)]
+            self.stats.failed += sum(failed)
         except Exception as exc:  # noqa: BLE001 - stored with its reason, counted, never silent
             from .errors import CaiError
             if isinstance(exc, CaiError):

@@ -33,6 +33,30 @@ class ModelsConfig(Section):
     retry_failed: bool = Field(False, description="call again where a stored call failed (failures are kept, with their reason, and not retried by accident)")
 
 
+class OpenAIConfig(Section):
+    base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], description="OpenAI-compatible endpoints for 'openai:<model>' specs; several are used round-robin (e.g. one `vllm serve` per GPU)")
+    model_base_urls: dict[str, list[str]] = Field({}, description="per-model endpoints, overriding base_urls (e.g. policy and judge on different servers)")
+    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the API key (the key itself is never stored or logged)")
+    concurrency: int = Field(16, ge=1, description="requests in flight at once")
+    timeout: float = Field(120.0, gt=0, description="seconds before a request is abandoned and retried")
+    max_retries: int = Field(6, ge=0, description="retries of a request on 429, 5xx, connection errors, timeouts and malformed responses (exponential backoff with jitter, honouring Retry-After)")
+    backoff: float = Field(1.0, gt=0, description="first retry waits up to this many seconds; doubles each time")
+    max_backoff: float = Field(60.0, gt=0, description="longest wait between retries")
+    logprobs: bool = Field(True, description="the server returns top_logprobs (OpenAI, vLLM, llama.cpp do); false makes the judge vote (judge.scoring auto)")
+    top_logprobs: int = Field(20, ge=1, le=20, description="log-probabilities asked per position when scoring choices")
+    structured: bool = Field(False, description="ask for JSON-schema structured output (response_format) for judge texts where the server supports it; otherwise answers are parsed and retried")
+    weights_id: str = Field("", description="optional version tag of the served weights, part of the cache key (e.g. a checkpoint hash): change it when the server's model changes under the same name")
+
+
+class VLLMConfig(Section):
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split across (vLLM offline)")
+    data_parallel_size: int = Field(1, ge=1, description="model replicas (vLLM offline)")
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of GPU memory vLLM may take")
+    max_model_len: int | None = Field(None, ge=1, description="context length (null = the model's)")
+    dtype: str = Field("auto", description="vLLM dtype ('auto', 'bfloat16', 'float16')")
+    prefix_caching: bool = Field(True, description="reuse the KV cache of shared prefixes (every judge prompt starts with the constitution preamble)")
+
+
 class JudgeConfig(Section):
     scoring: Literal["auto", "logprobs", "vote"] = Field("auto", description="how the judge's multiple-choice answers (verdicts, comparisons) become probabilities: 'logprobs' (next-token log-probabilities of the choices), 'vote' (majority over `judge.votes` sampled answers, for backends without log-probabilities), 'auto' (logprobs where the backend has them)")
     votes: int = Field(5, ge=1, description="answers sampled per question when scoring by vote")
@@ -115,6 +139,9 @@ class TrainConfig(Section):
     lora: bool = Field(False, description="train LoRA adapters instead of all weights")
     lora_r: int = Field(16, ge=1, description="LoRA rank")
     max_steps: int = Field(-1, description="stop after this many steps (-1 = epochs decide)")
+    shuffle: bool = Field(True, description="shuffle the training pairs (false: dataset order, which makes runs on different numbers of processes comparable step by step)")
+    bf16: bool | Literal["auto"] = Field("auto", description="bfloat16 mixed precision ('auto' = on CUDA when supported)")
+    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="trade compute for memory ('auto' = on CUDA)")
 
 
 class TrainRMConfig(TrainConfig):
@@ -143,6 +170,8 @@ class RunConfig(Section):
     constitution: str = Field("principles.yaml", description="the constitution file")
     seed: int = Field(0, description="seed for sampling, principle assignment and splits")
     models: ModelsConfig = ModelsConfig()
+    openai: OpenAIConfig = OpenAIConfig()
+    vllm: VLLMConfig = VLLMConfig()
     judge: JudgeConfig = JudgeConfig()
     prompts: PromptsConfig = PromptsConfig()
     generate: GenerateConfig = GenerateConfig()

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .backends import load_backend, parse_spec
+from .backends import has_logprobs, load_backend, parse_spec
 from .client import ModelClient
 from .config import RunConfig
 from .errors import CaiError
@@ -68,22 +68,34 @@ class RunContext:
         """The cached client for a model spec ('transformers:smollm2-135m', a trained model...)."""
         if spec not in self._clients:
             kind, model = parse_spec(spec)
-            identity = self._identity(kind, model)
             m = self.config.models
-            options = {"device": m.device, "dtype": m.dtype, "threads": m.threads}
             self._clients[spec] = ModelClient(
-                spec, self.store, lambda: self._backend(spec, options), identity, m.batch_size,
-                m.retry_failed, self.dry_run)
+                spec, self.store, lambda: self._backend(spec), self._identity(kind, model),
+                m.batch_size, m.retry_failed, self.dry_run,
+                logprobs=has_logprobs(spec, self.config))
         return self._clients[spec]
 
     def _identity(self, kind: str, model: str) -> dict:
-        if kind == "transformers":
-            return resolve(model)[1]
-        return {"model": f"{kind}:{model}"}
+        """What a cached answer depends on: the backend, the weights and how they are run.
 
-    def _backend(self, spec, options):
+        The backend is part of it: the same weights served by another engine (or dtype) give
+        slightly different answers, so switching invalidates exactly the calls made before.
+        """
+        cfg = self.config
+        if kind == "transformers":
+            from .backends.transformers_backend import resolve_dtype
+            return {**resolve(model)[1], "backend": kind,
+                    "dtype": resolve_dtype(cfg.models.device, cfg.models.dtype)}
+        if kind == "vllm":
+            weights = resolve(model)[1] if Path(model).exists() else {"model": model}
+            return {**weights, "backend": kind, "dtype": cfg.vllm.dtype}
+        if kind == "openai":
+            return {"backend": kind, "model": model, "weights": cfg.openai.weights_id or None}
+        return {"backend": kind, "model": model}
+
+    def _backend(self, spec):
         if spec not in self._backends:
-            self._backends[spec] = load_backend(spec, **options)
+            self._backends[spec] = load_backend(spec, self.config)
         return self._backends[spec]
 
     def policy(self) -> ModelClient:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from constitution import render_comparison, render_verdict
 from constitution.render import after_reasoning
 
-from .backends import SamplingParams, has_logprobs
+from .backends import SamplingParams
 from .hashing import calls_key
 from .probability import both_orders, clamp, from_votes, normalise
 from .structured import generate_parsed, parse_choice, parse_text
@@ -43,7 +43,7 @@ class Outcome:
 def scoring_method(client, judge_cfg) -> str:
     if judge_cfg.scoring != "auto":
         return judge_cfg.scoring
-    return "logprobs" if has_logprobs(client.spec) else "vote"
+    return "logprobs" if getattr(client, "logprobs", True) else "vote"
 
 
 def choice_probs(client, messages: list, choices: tuple, judge_cfg, seed: int, desc: str,

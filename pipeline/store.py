@@ -150,6 +150,9 @@ class Store:
     def count_calls(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
 
+    def count_failed_calls(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM calls WHERE error IS NOT NULL").fetchone()[0]
+
     # -- records -------------------------------------------------------------------------------
     def put_records(self, records):
         """records: (id, kind, data) tuples. Ids name contents, so an existing id is kept as is."""
@@ -235,3 +238,29 @@ class Store:
 
     def vacuum(self):
         self.db.execute("VACUUM")
+
+
+def is_main_process() -> bool:
+    """Rank 0 of a multi-process launch (`accelerate launch`, torchrun), or a plain process."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+class FollowerStore(Store):
+    """The store as a non-main process of a multi-process training launch sees it.
+
+    Every rank trains (DDP, FSDP and ZeRO need all of them), but only rank 0 writes: followers
+    read the run's store without the lock and their writes are dropped, so a record, model or
+    run is written exactly once.
+    """
+
+    def __init__(self, run_dir):
+        super().__init__(run_dir, lock=False)
+
+    def _drop(self, *args, **kwargs):
+        return None
+
+    put_calls = touch_calls = put_records = put_manifest = put_artifact = _drop
+    finish_run = delete_artifact = vacuum = _drop
+
+    def start_run(self, config_hash: str, constitution_version: str) -> int:
+        return 0

@@ -52,7 +52,7 @@ def fake_backend(monkeypatch):
     """Registers `fake:<name>` specs; yields the list of backends created, to inspect calls."""
     created = []
 
-    def load(model, options):
+    def load(model, config):
         backend = FakeBackend(model)
         created.append(backend)
         return backend

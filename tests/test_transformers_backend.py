@@ -4,7 +4,10 @@ import pytest
 
 from pipeline.backends import ChoiceRequest, GenerationRequest, SamplingParams, load_backend
 from pipeline.client import freeze
+from pipeline.config import load_config
 from pipeline.errors import ConfigError, ModelUnavailable
+
+CFG = load_config()
 
 
 def _req(text, **kw):
@@ -12,7 +15,7 @@ def _req(text, **kw):
 
 
 def test_tiny_model_generates_and_scores_choices(tiny_model_dir):
-    backend = load_backend(f"transformers:{tiny_model_dir}")
+    backend = load_backend(f"transformers:{tiny_model_dir}", CFG)
     assert backend.identity["model"] == tiny_model_dir.name and backend.identity["weights"]
     params = SamplingParams(max_new_tokens=6, temperature=0.0)
     out = backend.generate([_req("Hello", params=params), _req("A much longer question here", params=params)])
@@ -27,16 +30,16 @@ def test_tiny_model_generates_and_scores_choices(tiny_model_dir):
 
 def test_bad_specs_say_what_is_known(tmp_path):
     with pytest.raises(ConfigError, match="known backends: transformers, openai, vllm"):
-        load_backend("llamacpp:x")
+        load_backend("llamacpp:x", CFG)
     with pytest.raises(ConfigError, match="must look like"):
-        load_backend("smollm2-135m")
+        load_backend("smollm2-135m", CFG)
     with pytest.raises(ModelUnavailable, match="neither an embedded alias"):
-        load_backend(f"transformers:{tmp_path / 'missing'}")
+        load_backend(f"transformers:{tmp_path / 'missing'}", CFG)
 
 
 def test_embedded_model_writes_real_text(smollm2_dir):
     """The real embedded SmolLM2-135M: converted once, reloads as a plain HF directory."""
-    backend = load_backend("transformers:smollm2-135m")
+    backend = load_backend("transformers:smollm2-135m", CFG)
     assert backend.identity == {"model": "smollm2-135m", "weights": "b179c9523d0e6a0f98a3"}
     [text] = backend.generate([_req("What is the capital of France?",
                                     params=SamplingParams(max_new_tokens=12, temperature=0.0))])

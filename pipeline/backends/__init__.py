@@ -8,23 +8,31 @@ from ..errors import ConfigError
 from .base import Backend, ChoiceRequest, GenerationRequest, SamplingParams  # noqa: F401
 
 
-def _transformers(model: str, options: dict):
+def _transformers(model: str, config):
     from .transformers_backend import TransformersBackend
-    return TransformersBackend(model, **options)
+    m = config.models
+    return TransformersBackend(model, device=m.device, dtype=m.dtype, threads=m.threads)
 
 
-def _not_yet(kind: str):
-    def load(model: str, options: dict):
-        raise ConfigError(f"backend '{kind}:' is planned but not implemented yet; "
-                          "use 'transformers:<model>'")
-    return load
+def _openai(model: str, config):
+    try:
+        from .openai_backend import OpenAIBackend
+    except ImportError:
+        raise ConfigError("backend 'openai:' needs the openai package: pip install 'openai>=1.40'") from None
+    return OpenAIBackend(model, config.openai)
 
 
-BACKENDS = {
-    "transformers": _transformers,
-    "openai": _not_yet("openai"),
-    "vllm": _not_yet("vllm"),
-}
+def _vllm(model: str, config):
+    from .vllm_backend import VLLMBackend
+    v = config.vllm
+    return VLLMBackend(model, tensor_parallel_size=v.tensor_parallel_size,
+                       data_parallel_size=v.data_parallel_size,
+                       gpu_memory_utilization=v.gpu_memory_utilization,
+                       max_model_len=v.max_model_len, dtype=v.dtype, prefix_caching=v.prefix_caching)
+
+
+# kind -> loader(model, RunConfig). Loaders import their engine lazily.
+BACKENDS = {"transformers": _transformers, "openai": _openai, "vllm": _vllm}
 
 
 def parse_spec(spec: str) -> tuple[str, str]:
@@ -38,15 +46,16 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return kind, model
 
 
-# Backends whose servers may not return log-probabilities; the judge then votes (`judge.scoring`).
+# Backend kinds that never return log-probabilities; the judge then votes (`judge.scoring`).
 NO_LOGPROBS: set[str] = set()
 
 
-def has_logprobs(spec: str) -> bool:
+def has_logprobs(spec: str, config) -> bool:
     """Whether a spec's backend scores choices by log-probabilities, known without loading it."""
-    return parse_spec(spec)[0] not in NO_LOGPROBS
+    kind = parse_spec(spec)[0]
+    return kind not in NO_LOGPROBS and (kind != "openai" or config.openai.logprobs)
 
 
-def load_backend(spec: str, **options) -> Backend:
+def load_backend(spec: str, config) -> Backend:
     kind, model = parse_spec(spec)
-    return BACKENDS[kind](model, options)
+    return BACKENDS[kind](model, config)

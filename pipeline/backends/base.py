@@ -5,6 +5,9 @@ A backend does two things, both batched:
 - `choice_logprobs(requests)`: log-probabilities of given choice strings as the next reply
   (the judge's multiple-choice answers: "Yes"/"No", "A"/"B").
 
+A result may be `RequestFailed(reason)` for a request that failed on its own (a remote server
+that kept answering 500); an exception fails the whole batch, and a `CaiError` stops the run.
+
 Backends know nothing of the store: caching, batching policy and progress live in
 `pipeline.client`. `identity` names the model independently of the backend that serves it
 (name plus a hash of the weights), so it can be part of a cache key.
@@ -36,6 +39,13 @@ class GenerationRequest:
 class ChoiceRequest:
     messages: tuple
     choices: tuple  # e.g. ("Yes", "No")
+
+
+@dataclass(frozen=True)
+class RequestFailed:
+    """One request of a batch that failed (after the backend's own retries): the client stores
+    it as a failed call with this reason, and the rest of the batch as usual."""
+    reason: str
 
 
 class Backend(Protocol):

@@ -18,6 +18,13 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def resolve_dtype(device: str = "auto", dtype: str = "auto") -> str:
+    """'auto' is float32 on CPU (bf16 matmuls are slower there) and bfloat16 on CUDA."""
+    if dtype != "auto":
+        return dtype
+    return "bfloat16" if pick_device(device).startswith("cuda") else "float32"
+
+
 def set_threads(threads: int = 0):
     """torch threads = cores (or the configured number): more threads than cores thrash."""
     import torch
@@ -33,8 +40,7 @@ class TransformersBackend:
         set_threads(threads)
         self.path, self.identity = resolve(model)
         self.device = pick_device(device)
-        if dtype == "auto":
-            dtype = "bfloat16" if self.device.startswith("cuda") else "float32"
+        dtype = resolve_dtype(self.device, dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
         self.tokenizer.padding_side = "left"  # decoder-only batches pad on the left
         if self.tokenizer.pad_token is None:
