@@ -6,6 +6,7 @@ from . import history, report
 from .context import RunContext
 from .fsutil import atomic_write_text
 from .stages import STAGES
+from .store import FollowerStore, is_main_process
 
 
 def quiet_libraries():
@@ -26,6 +27,8 @@ def quiet_libraries():
 
 def run_stages(config, names: list[str], echo=print) -> dict:
     quiet_libraries()
+    if not is_main_process():  # another rank of `accelerate launch`: train, write nothing
+        return _follow(config, names)
     ctx = RunContext(config)
     try:
         atomic_write_text(ctx.run_dir / "config.yaml", _yaml(config))
@@ -47,6 +50,16 @@ def run_stages(config, names: list[str], echo=print) -> dict:
         echo(f"{'total':<13} {total:7.1f}s  {ctx.calls_made()} model calls; "
              f"wrote {ctx.run_dir}/metrics.json and summary.md")
         return metrics
+    finally:
+        ctx.close()
+
+
+def _follow(config, names: list[str]) -> dict:
+    ctx = RunContext(config, store=FollowerStore(config.run_dir))
+    try:
+        for name in names:
+            STAGES[name](ctx)
+        return {}
     finally:
         ctx.close()
 

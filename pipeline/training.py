@@ -6,6 +6,7 @@ slower, so they are set from the device here.
 """
 
 import json
+import shutil
 from pathlib import Path
 
 from .backends import parse_spec
@@ -14,6 +15,7 @@ from .errors import CaiError
 from .fsutil import atomic_dir
 from .hashing import content_hash
 from .models import resolve
+from .store import is_main_process
 
 MARKER = "cai-model.json"
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
@@ -26,6 +28,13 @@ def base_model(ctx) -> tuple[Path, dict]:
         raise CaiError(f"training starts from local weights: models.policy must be a "
                        f"'transformers:' spec, got '{ctx.config.models.policy}'")
     return resolve(model)
+
+
+def seed_everything(seed: int):
+    """Before any model is built: a reward model's score head is initialised randomly when
+    loaded, and unseeded it made two runs of the same inputs train different models."""
+    from transformers import set_seed
+    set_seed(seed)
 
 
 def train_or_reuse(ctx, name: str, section, stats, train) -> tuple[str, dict]:
@@ -110,9 +119,15 @@ def trl_args(config_cls, section, out_dir, ctx, **extra):
         per_device_train_batch_size=section.batch_size, gradient_accumulation_steps=section.grad_accum,
         num_train_epochs=section.epochs, max_steps=section.max_steps,
         learning_rate=section.learning_rate, max_length=section.max_length,
-        bf16=cuda and torch.cuda.is_bf16_supported(), gradient_checkpointing=cuda,
-        use_cpu=not cuda, logging_steps=1, save_strategy="no", dataloader_num_workers=0,
+        bf16=_switch(section.bf16, cuda and torch.cuda.is_bf16_supported()),
+        gradient_checkpointing=_switch(section.gradient_checkpointing, cuda),
+        use_cpu=not cuda, logging_steps=1,
+        train_sampling_strategy="random" if section.shuffle else "sequential", save_strategy="no", dataloader_num_workers=0,
         disable_tqdm=False, **extra)
+
+
+def _switch(value, auto: bool) -> bool:
+    return auto if value == "auto" else bool(value)
 
 
 def lora_config(section, task_type: str):
@@ -140,14 +155,40 @@ def loss_curve(trainer) -> list[dict]:
             for row in trainer.state.log_history if "loss" in row]
 
 
-def save_model(model, tokenizer, target: Path, meta: dict):
-    """Write a plain HF directory (LoRA merged) beside `target`, then rename it into place."""
+def save_model(trainer, tokenizer, target: Path, meta: dict):
+    """Write a plain HF directory (LoRA merged) beside `target`, then rename it into place.
+
+    Every rank calls this. With sharded weights (FSDP, DeepSpeed ZeRO-3) no rank holds the
+    model, so the trainer first gathers it into a staging directory (all ranks take part,
+    rank 0 writes), and rank 0 reloads it from there; otherwise rank 0 saves what it holds.
+    """
+    model, staging = trainer.model, None
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled:
+        staging = target.parent / f".{target.name}.gathered"
+        trainer.save_model(str(staging))
+        trainer.accelerator.wait_for_everyone()
+        if is_main_process():
+            model = _reload(model, staging)
+    if not is_main_process():
+        return
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()
     with atomic_dir(target) as tmp:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / MARKER).write_text(json.dumps(meta, indent=2, default=str))
+    if staging is not None:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _reload(model, staging: Path):
+    """A gathered checkpoint as a full model in memory (an adapter on its base, for LoRA)."""
+    base = getattr(model, "get_base_model", lambda: model)()
+    if hasattr(model, "peft_config"):
+        from peft import PeftModel
+        fresh = type(base).from_pretrained(base.config._name_or_path)
+        return PeftModel.from_pretrained(fresh, str(staging))
+    return type(base).from_pretrained(str(staging))
 
 
 def is_complete(path) -> bool:

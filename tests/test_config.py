@@ -57,3 +57,13 @@ def test_shipped_configs_are_valid():
     from conftest import ROOT
     for path in sorted((ROOT / "configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_shipped_accelerate_configs_load_in_accelerate():
+    """configs/accelerate/*.yaml are read by accelerate's own loader (DDP, FSDP, ZeRO-3)."""
+    from accelerate.commands.config.config_args import load_config_from_file
+    from conftest import ROOT
+    kinds = {p.stem: str(load_config_from_file(str(p)).distributed_type)
+             for p in (ROOT / "configs" / "accelerate").glob("*.yaml")}
+    assert kinds == {"ddp": "DistributedType.MULTI_GPU", "fsdp": "DistributedType.FSDP",
+                     "deepspeed_zero3": "DistributedType.DEEPSPEED"}

@@ -9,7 +9,7 @@ frozen copy is passed. Named by the hash of its inputs, like every trained model
 
 from ..context import StageStats, timed
 from ..errors import ConfigError
-from ..training import (base_model, check_agreement, dpo_label_smoothing, load_prefs,
+from ..training import (base_model, seed_everything, check_agreement, dpo_label_smoothing, load_prefs,
                         load_tokenizer, lora_config, loss_curve, quiet_progress, save_model,
                         train_or_reuse, trl_args)
 
@@ -36,6 +36,7 @@ def _train(ctx, path) -> dict:
 
     cfg = ctx.config.train_policy
     base_dir, identity = base_model(ctx)
+    seed_everything(ctx.config.seed)
     tokenizer = load_tokenizer(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
     ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
@@ -49,9 +50,9 @@ def _train(ctx, path) -> dict:
     curve = loss_curve(trainer)
     margins = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
     meta = {"base": identity, "method": "dpo", "beta": cfg.beta, "lora": cfg.lora,
-            "label_smoothing": smoothing,
+            "label_smoothing": smoothing, "processes": args.world_size,
             "train_pairs": len(train), "loss": curve,
             "final_loss": curve[-1]["loss"] if curve else None,
             "reward_accuracy_last": margins[-1]["rewards/accuracies"] if margins else None}
-    save_model(trainer.model, tokenizer, path, meta)
+    save_model(trainer, tokenizer, path, meta)
     return meta

@@ -8,7 +8,7 @@ the seed: unchanged inputs reuse it, changed inputs train a new one.
 """
 
 from ..context import StageStats, timed
-from ..training import (base_model, check_agreement, load_prefs, load_tokenizer, lora_config,
+from ..training import (base_model, seed_everything, check_agreement, load_prefs, load_tokenizer, lora_config,
                         loss_curve, pair_accuracy, quiet_progress, reward_scores, save_model,
                         train_or_reuse, trl_args)
 
@@ -31,6 +31,7 @@ def _train(ctx, path, stats) -> dict:
 
     cfg = ctx.config.train_rm
     base_dir, identity = base_model(ctx)
+    seed_everything(ctx.config.seed)
     tokenizer = load_tokenizer(base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
@@ -48,9 +49,9 @@ def _train(ctx, path, stats) -> dict:
     device = next(trainer.model.parameters()).device
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
-        "margin": cfg.use_margin,
+        "margin": cfg.use_margin, "processes": args.world_size,
         "train_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, train, device)),
         "heldout_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, test, device)),
         "loss": loss_curve(trainer)}
-    save_model(trainer.model, tokenizer, path, meta)
+    save_model(trainer, tokenizer, path, meta)
     return meta
