@@ -47,6 +47,7 @@ class ModelClient:
     retry_failed: bool = False
     dry_run: bool = False     # `cai plan`: count misses, answer placeholders, store nothing
     logprobs: bool = True     # the backend scores choices by log-probabilities (else: votes)
+    structured: bool = False  # the backend enforces answer schemas (JSON-schema output)
     stats: CallStats = field(default_factory=CallStats)
     _backend: object = None
 
@@ -60,14 +61,17 @@ class ModelClient:
         if kind == "generate":
             body = {"messages": request.messages, "params": request.params.as_dict(),
                     "seed": request.seed, "sample": request.sample}
+            if request.schema:  # only where enforced: it changes the answer
+                body["schema"] = request.schema
         else:
             body = {"messages": request.messages, "choices": request.choices}
         return content_hash(kind, self.identity, body)
 
     def generate(self, messages_list, params: SamplingParams, seed: int = 0, samples=None,
-                 desc: str = "generate") -> list[Result]:
+                 desc: str = "generate", schema: str | None = None) -> list[Result]:
         samples = samples or [0] * len(messages_list)
-        requests = [GenerationRequest(freeze(m), params, seed, s)
+        schema = schema if self.structured else None
+        requests = [GenerationRequest(freeze(m), params, seed, s, schema)
                     for m, s in zip(messages_list, samples)]
         return self._run("generate", requests, desc)
 
@@ -157,6 +161,8 @@ def _request_json(r) -> dict:
     body = {"messages": [dict(m) for m in r.messages]}
     if isinstance(r, GenerationRequest):
         body.update(params=r.params.as_dict(), seed=r.seed, sample=r.sample)
+        if r.schema:
+            body["schema"] = r.schema
     else:
         body["choices"] = list(r.choices)
     return body

@@ -72,7 +72,8 @@ class RunContext:
             self._clients[spec] = ModelClient(
                 spec, self.store, lambda: self._backend(spec), self._identity(kind, model),
                 m.batch_size, m.retry_failed, self.dry_run,
-                logprobs=has_logprobs(spec, self.config))
+                logprobs=has_logprobs(spec, self.config),
+                structured=kind == "openai" and self.config.openai.structured)
         return self._clients[spec]
 
     def _identity(self, kind: str, model: str) -> dict:

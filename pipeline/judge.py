@@ -145,7 +145,8 @@ def compare(client, constitution, items: list[dict], judge_cfg, seed: int = 0, c
     if cot and not voting:  # votes parse the final letter out of the reasoning itself
         reasons, failures, pre_calls = generate_parsed(
             client, asks, SamplingParams(cot_tokens, 0.0, 1.0), parse_text,
-            judge_cfg.parse_retries, seed, f"{desc} (reasoning)", planned="(planned)")
+            judge_cfg.parse_retries, seed, f"{desc} (reasoning)", planned="(planned)",
+            schema="judge_text")
         asks = [after_reasoning(m, r) if r else None for m, r in zip(asks, reasons)]
     outcomes = choice_probs(client, asks, ("A", "B"), judge_cfg, seed, desc,
                             cot_tokens if cot else VOTE_TOKENS)

@@ -39,6 +39,11 @@ class JudgeText(BaseModel):
         return v
 
 
+# Named answer schemas a backend may enforce (JSON-schema structured output): the judge's text
+# arrives as {"text": ...} and the backend hands the pipeline the text, parsed as usual after.
+SCHEMAS = {"judge_text": JudgeText.model_json_schema()}
+
+
 def parse_text(text: str | None) -> str:
     try:
         return JudgeText(text=text or "").text
@@ -68,7 +73,7 @@ def _index(name: str, choices: tuple) -> int:
 
 
 def generate_parsed(client, messages: list, params, parse, retries: int, seed: int, desc: str,
-                    samples: list[int] | None = None, planned=None):
+                    samples: list[int] | None = None, planned=None, schema: str | None = None):
     """Generate and parse, asking again where the answer does not parse.
 
     Returns (values, failures, call keys): value or None per request, the failure reason or
@@ -88,7 +93,8 @@ def generate_parsed(client, messages: list, params, parse, retries: int, seed: i
             params, temperature=max(params.temperature, RETRY_TEMPERATURE))
         results = client.generate([messages[i] for i in todo], p, seed=seed,
                                   samples=[samples[i] + attempt * stride for i in todo],
-                                  desc=desc if attempt == 0 else f"{desc} (retry {attempt})")
+                                  desc=desc if attempt == 0 else f"{desc} (retry {attempt})",
+                                  schema=schema)
         again = []
         for i, res in zip(todo, results):
             keys[i].append(res.key)

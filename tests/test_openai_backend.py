@@ -127,3 +127,14 @@ def test_a_server_without_logprobs_is_voted_on(server, tmp_path):
         records = store.get_records(label["ids"])
     assert records and all(r["method"] == "vote" for r in records.values())
     assert json.dumps(records).count('"votes"') > 0
+
+
+def test_structured_output_asks_for_the_schema_and_reads_the_text(server, tmp_path):
+    _faults(server, 0.0)
+    run_stages(_config(tmp_path, server, **{"openai.structured": "true"}),
+               ["generate", "critique"], echo=lambda s: None)
+    with Store(tmp_path, lock=False) as store:
+        chains = store.get_records(store.get_manifest("critique")["ids"])
+    critiques = [r["critique"] for c in chains.values() for r in c["rounds"]]
+    assert critiques and not any(c.startswith('{"text"') for c in critiques)
+    assert server.counts["json_schema"] >= len(critiques)  # every critique (and its retries)

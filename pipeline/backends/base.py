@@ -33,6 +33,7 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     seed: int = 0
     sample: int = 0  # index of this sample among several for the same messages
+    schema: str | None = None  # a named answer schema (pipeline.structured.SCHEMAS) to enforce
 
 
 @dataclass(frozen=True)

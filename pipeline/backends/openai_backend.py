@@ -52,8 +52,7 @@ class OpenAIBackend:
     # -- the Backend interface --------------------------------------------------------------
     def generate(self, requests) -> list:
         responses = self._run([self._completion_args(r) for r in requests])
-        return [_read(resp, lambda x: (x.choices[0].message.content or "").strip())
-                for resp in responses]
+        return [_read(resp, lambda x, r=r: _content(x, r.schema)) for resp, r in zip(responses, requests)]
 
     def choice_logprobs(self, requests) -> list:
         responses = self._run([{"messages": as_messages(r.messages), "max_tokens": 1,
@@ -69,6 +68,10 @@ class OpenAIBackend:
                 "temperature": p.temperature, "seed": request_seed(r.seed, r.sample)}
         if p.temperature > 0:
             args["top_p"] = p.top_p
+        if r.schema:  # JSON-schema structured output (OpenAI, vLLM, llama.cpp, SGLang)
+            from ..structured import SCHEMAS
+            args["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": r.schema, "schema": SCHEMAS[r.schema], "strict": True}}
         return args
 
     def _run(self, args: list[dict]) -> list:
@@ -145,6 +148,18 @@ def _retry_after(exc) -> float | None:
 
 def _brief(exc) -> str:
     return str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+
+
+def _content(resp, schema: str | None) -> str:
+    """The answer text; under a schema, its "text" field (the raw reply if that does not parse:
+    the pipeline's parse-and-retry then decides)."""
+    text = (resp.choices[0].message.content or "").strip()
+    if schema:
+        try:
+            return str(json.loads(text)["text"]).strip()
+        except (ValueError, KeyError, TypeError):
+            return text
+    return text
 
 
 def _choice_logprobs(resp, request, model: str) -> list[float]:

@@ -60,7 +60,7 @@ def _round(ctx, stats, constitution, principles, chains, rnd):
     texts, failures, keys = generate_parsed(
         judge, [render_critique(constitution, c["principle"], c["prompt"], c["current"])
                 for c in live], crit_params, parse_text, cfg.judge.parse_retries, cfg.seed,
-        f"critique r{rnd}")
+        f"critique r{rnd}", schema="judge_text")
     for c, text, failure, calls in zip(live, texts, failures, keys):
         c["critique"], c["critique_call"] = text, calls_key(calls)
         if failure:

@@ -57,6 +57,9 @@ class ModelServer(ThreadingHTTPServer):
         with self.lock:  # one at a time: torch's seed is global
             text = self.backend.generate([GenerationRequest(messages, params, body.get("seed") or 0)])[0]
             top = self._top_logprobs(body) if body.get("logprobs") else None
+        if (body.get("response_format") or {}).get("type") == "json_schema":
+            self.counts["json_schema"] = self.counts.get("json_schema", 0) + 1
+            text = json.dumps({"text": text})  # what a server enforcing the schema returns
         choice = {"index": 0, "message": {"role": "assistant", "content": text},
                   "finish_reason": "stop", "logprobs": None}
         if top is not None:
