@@ -26,7 +26,7 @@ class ScriptedClient:
     def choices(self, msgs, choices, desc=""):
         return [Result(f"c{i}", logprobs=self.logprobs(m)) for i, m in enumerate(msgs)]
 
-    def generate(self, msgs, params, seed=0, samples=None, desc=""):
+    def generate(self, msgs, params, seed=0, samples=None, desc="", schema=None):
         samples = samples or [0] * len(msgs)
         self.generated += list(zip(msgs, samples))
         return [Result(f"g{len(self.generated)}-{i}", text=self.text(m, s))
