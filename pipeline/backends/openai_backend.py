@@ -47,7 +47,9 @@ class OpenAIBackend:
         self.identity = {"backend": "openai", "model": model,
                          "weights": settings.weights_id or None}
         self.stats = {"requests": 0, "retries": 0, "failed": 0}
-        self.batch_size = max(64, 4 * settings.concurrency)  # enough work to keep it busy
+        # Requests handed over per batch (the client writes the store once per batch): enough
+        # that the idle slots while a batch drains are a small share of its time.
+        self.batch_size = max(64, 8 * settings.concurrency)
 
     # -- the Backend interface --------------------------------------------------------------
     def generate(self, requests) -> list:

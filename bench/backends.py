@@ -1,0 +1,140 @@
+"""Backend throughput: the `openai:` backend's concurrency, and the pipeline's overhead.
+
+    python bench/backends.py            # ~3 minutes on 2 CPU cores; prints two tables
+
+1. `openai:` against the local OpenAI-compatible test server (tests/drivers/openai_server.py,
+   a tiny random Llama behind it) at concurrency 1, 4 and 16, 64 generation requests each,
+   as a ratio to concurrency 1. The server runs its model one request at a time, so it adds a
+   fixed `latency` per request outside the model (a stand-in for network and queueing: a
+   remote server's time that concurrency can overlap); rows for 0 and 50 ms. The server runs
+   in its own process; client and server share the machine's 2 cores.
+2. The generate stage through the pipeline (cache lookups, batching, one store transaction
+   per batch, records) vs the raw backend's `generate` on the same requests, for `openai:`
+   (50 ms latency, concurrency 16) and `transformers:` (the tiny model, in process). Ratio =
+   raw seconds / pipeline seconds; target >= 0.95.
+"""
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+N = 64
+
+
+def requests(n: int, prompts: list[str]):
+    from pipeline.backends import GenerationRequest, SamplingParams
+    from pipeline.client import freeze
+    params = SamplingParams(max_new_tokens=8, temperature=0.7, top_p=0.95)
+    return [GenerationRequest(freeze([{"role": "user", "content": prompts[i % len(prompts)]}]),
+                              params, 0, i // len(prompts)) for i in range(n)]
+
+
+def config(tmp: Path, spec: str, url: str, concurrency: int, prompts_file: Path, n: int):
+    from pipeline.config import load_config
+    return load_config(None, [
+        f"run_dir={tmp}", f"models.policy={spec}", f"openai.base_urls=[{url}]",
+        f"openai.concurrency={concurrency}", f"prompts.source={prompts_file}",
+        f"prompts.limit={n}", "generate.samples=1", "generate.max_new_tokens=8",
+        "models.batch_size=16"])
+
+
+def concurrency_rows(url: str, prompts, latency: float) -> list:
+    from pipeline.backends import load_backend
+    rows, base = [], None
+    for c in (1, 4, 16):
+        with tempfile.TemporaryDirectory() as tmp:
+            backend = load_backend("openai:tiny", config(Path(tmp), "openai:tiny", url, c,
+                                                         Path(tmp) / "p.jsonl", N))
+            start = time.perf_counter()
+            out = backend.generate(requests(N, prompts))
+            secs = time.perf_counter() - start
+        assert all(isinstance(t, str) for t in out)
+        base = base or secs
+        rows.append((latency, c, secs, N / secs, base / secs))
+    return rows
+
+
+def overhead_row(name, spec, url, prompts, n=128):
+    """Raw backend.generate vs the generate stage on the same requests (fresh store, the same
+    loaded backend, so model loading is in neither number)."""
+    from pipeline.backends import GenerationRequest, SamplingParams, load_backend
+    from pipeline.client import freeze
+    from pipeline.context import RunContext
+    from pipeline.stages import STAGES
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rows = [{"id": f"p{i}", "prompt": f"{p} ({i})"} for i, p in enumerate((prompts * n)[:n])]
+        (tmp / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        cfg = config(tmp / "run", spec, url, 16, tmp / "prompts.jsonl", n)
+        backend = load_backend(spec, cfg)
+        raw = [GenerationRequest(freeze([{"role": "user", "content": r["prompt"]}]),
+                                 SamplingParams(8, 0.8, 0.95), 0, 0) for r in rows]
+        step = getattr(backend, "batch_size", cfg.models.batch_size)  # what the client uses
+        start = time.perf_counter()
+        for i in range(0, n, step):
+            backend.generate(raw[i:i + step])
+        raw_secs = time.perf_counter() - start
+        ctx = RunContext(cfg)
+        ctx._backends[spec] = backend
+        try:
+            start = time.perf_counter()
+            stats = STAGES["generate"](ctx)
+            pipe_secs = time.perf_counter() - start
+        finally:
+            ctx.close()
+        assert stats.calls == n
+    return name, n, raw_secs, pipe_secs
+
+
+def main():
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # server and client share 2 cores
+    from pipeline.runner import quiet_libraries
+    from pipeline.sources import load_prompts
+    from rerun import tiny_model
+    quiet_libraries()
+    tmp = Path(tempfile.mkdtemp(prefix="cai-bench-backends-"))
+    model = tiny_model(tmp)
+    prompts = [p["prompt"] for p in load_prompts("builtin:redteam")[:32]]
+    rows = []
+    for latency in (0.0, 0.05):  # the server in its own process: no shared interpreter lock
+        with serve(model, latency) as url:
+            rows += concurrency_rows(url, prompts, latency)
+            if latency:
+                overhead = [overhead_row("openai: (50 ms, c=16)", "openai:tiny", url, prompts),
+                            overhead_row("transformers: (tiny, CPU)", f"transformers:{model}",
+                                         url, prompts)]
+    print(f"openai: backend vs the local test server, {N} requests of 8 new tokens")
+    print(f"{'latency':>8} {'concurrency':>12} {'seconds':>8} {'req/s':>7} {'vs 1':>6}")
+    for latency, c, secs, rate, ratio in rows:
+        print(f"{latency * 1000:6.0f}ms {c:>12} {secs:8.2f} {rate:7.1f} {ratio:5.2f}x")
+    print()
+    print("generate stage through the pipeline vs the raw backend, same requests")
+    print(f"{'backend':<26} {'requests':>8} {'raw s':>7} {'pipeline s':>10} {'ratio':>6}")
+    for name, n, raw, pipe in overhead:
+        print(f"{name:<26} {n:>8} {raw:7.2f} {pipe:10.2f} {raw / pipe:6.2f}")
+
+
+@contextlib.contextmanager
+def serve(model: Path, latency: float):
+    port = 18000 + int(latency * 1000)
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "drivers" / "openai_server.py"),
+                             str(model), "--port", str(port), "--latency", str(latency)],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        proc.stdout.readline()  # "serving ..." once the model is loaded
+        yield f"http://127.0.0.1:{port}/v1"
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+if __name__ == "__main__":
+    main()
