@@ -138,3 +138,20 @@ def test_structured_output_asks_for_the_schema_and_reads_the_text(server, tmp_pa
     critiques = [r["critique"] for c in chains.values() for r in c["rounds"]]
     assert critiques and not any(c.startswith('{"text"') for c in critiques)
     assert server.counts["json_schema"] >= len(critiques)  # every critique (and its retries)
+
+
+def test_switching_backend_recomputes_exactly_the_calls_of_the_old_one(server, tmp_path,
+                                                                      tiny_model_dir):
+    """The same weights behind another engine are another model to the cache; going back
+    reuses everything the first backend made."""
+    _faults(server, 0.0)
+    local = {"models.policy": f"transformers:{tiny_model_dir}"}
+    first = run_stages(_config(tmp_path, server, **local), ["generate"], echo=lambda s: None)
+    remote = run_stages(_config(tmp_path, server), ["generate"], echo=lambda s: None)
+    back = run_stages(_config(tmp_path, server, **local), ["generate"], echo=lambda s: None)
+    calls = [m["stages"]["generate"]["model_calls"] for m in (first, remote, back)]
+    assert calls == [12, 12, 0]
+    with Store(tmp_path, lock=False) as store:
+        records = store.get_records(store.get_manifest("generate")["ids"])
+    assert set(next(iter(records.values()))) == {"prompt_id", "prompt", "sample", "text", "model",
+                                                 "params", "seed", "call"}
