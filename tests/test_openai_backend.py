@@ -22,14 +22,14 @@ DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
 
 @pytest.fixture(scope="module")
 def server(tiny_model_dir):
-    srv = start(tiny_model_dir, hang=2.0)
+    srv = start(tiny_model_dir, hang=5.0)
     yield srv
     srv.shutdown()
 
 
 def _config(run_dir, server, **extra):
     return small_config(run_dir, policy="openai:tiny", judge="openai:tiny", **{
-        "openai.base_urls": f"[{server.url}]", "openai.timeout": 1.0, "openai.backoff": 0.02,
+        "openai.base_urls": f"[{server.url}]", "openai.timeout": 3.0, "openai.backoff": 0.02,
         "openai.max_backoff": 0.1, "openai.concurrency": 8, "openai.max_retries": 8, **extra})
 
 
@@ -74,12 +74,12 @@ def test_twenty_percent_faults_give_the_same_dataset(server, tmp_path):
     faulty = run_stages(_config(tmp_path / "faulty", server), DATA_STAGES, echo=lambda s: None)
     injected = {f: server.counts[f] for f in FAULTS}
     assert all(injected.values()), injected  # every kind of fault happened at least once
+    with Store(tmp_path / "faulty", lock=False) as store:
+        assert store.count_failed_calls() == 0  # every fault was retried to success
     for name in ("prefs.jsonl", "prefs_test.jsonl", "sft.jsonl"):
         assert (tmp_path / "clean" / "dataset" / name).read_bytes() == \
                (tmp_path / "faulty" / "dataset" / name).read_bytes()
     assert clean["counts"] == faulty["counts"]
-    with Store(tmp_path / "faulty", lock=False) as store:
-        assert store.count_failed_calls() == 0  # every fault was retried to success
 
 
 def test_retries_that_run_out_are_recorded_not_lost(server, tmp_path):
