@@ -144,6 +144,12 @@ class TrainConfig(Section):
     gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="trade compute for memory ('auto' = on CUDA)")
 
 
+class TrainSFTConfig(TrainConfig):
+    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
+    batch_size: int = Field(2, ge=1, description="per-device batch size")
+    lora: bool = Field(True, description="train LoRA adapters (merged into the saved model)")
+
+
 class TrainRMConfig(TrainConfig):
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
     use_margin: bool = Field(True, description="pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be separated more)")
@@ -151,6 +157,8 @@ class TrainRMConfig(TrainConfig):
 
 class TrainPolicyConfig(TrainConfig):
     method: str = Field("dpo", description="preference method: 'dpo' (more in later releases)")
+    init: Literal["sft", "base"] = Field("sft", description="start from the SL-CAI model of train-sft (the Constitutional AI recipe; falls back to the base when train_sft is disabled) or from the base policy")
+    loss_type: list[str] = Field(["sigmoid"], description="TRL DPO loss(es): 'sigmoid' (DPO), 'ipo', 'robust', 'hinge', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'apo_zero', 'apo_down', 'discopop', 'sigmoid_norm', 'sft' (several are summed)")
     beta: float = Field(0.1, gt=0, description="DPO beta: strength of the KL anchor to the reference")
     label_smoothing: float | Literal["auto"] = Field("auto", description="DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen ≻ rejected) over the training pairs")
     batch_size: int = Field(2, ge=1, description="per-device batch size")
@@ -180,6 +188,7 @@ class RunConfig(Section):
     calibration: CalibrationConfig = CalibrationConfig()
     pairs: PairsConfig = PairsConfig()
     blend: BlendConfig = BlendConfig()
+    train_sft: TrainSFTConfig = TrainSFTConfig()
     train_rm: TrainRMConfig = TrainRMConfig()
     train_policy: TrainPolicyConfig = TrainPolicyConfig()
     evaluate: EvaluateConfig = EvaluateConfig()

@@ -9,8 +9,8 @@ import time
 
 from .errors import CaiError
 
-SNAPSHOT_STAGES = ("generate", "critique", "label", "pairs", "blend", "export", "train-rm",
-                   "train-policy")
+SNAPSHOT_STAGES = ("generate", "critique", "label", "pairs", "blend", "export", "train-sft",
+                   "train-rm", "train-policy")
 
 
 def manifest_ids(store) -> dict:

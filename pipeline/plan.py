@@ -17,6 +17,7 @@ from constitution import assign_principle
 
 from .client import PLACEHOLDER
 from .context import RunContext
+from .errors import CaiError
 from .stages import STAGES
 from .store import DB_NAME, Store
 from .training import input_hash, is_complete
@@ -59,28 +60,35 @@ def _row(stats) -> dict:
 
 
 def _training_rows(ctx, real_dir: Path, planned: int) -> list[dict]:
-    cfg, rows, retrain_policy = ctx.config, [], True
+    cfg, rows, retrain_policy, retrain_sft = ctx.config, [], True, False
     with Store(real_dir, lock=False) if (real_dir / DB_NAME).exists() else _NoStore() as real:
-        for name, section in (("rm", cfg.train_rm), ("policy", cfg.train_policy)):
+        for name, section in (("sft", cfg.train_sft), ("rm", cfg.train_rm),
+                              ("policy", cfg.train_policy)):
             if not section.enabled:
                 rows.append({"stage": f"train-{name}", "cached": 0, "to_compute": 0,
                              "model_calls": 0, "why": {"disabled": 1}})
                 retrain_policy = False if name == "policy" else retrain_policy
                 continue
-            done = real.get_artifact(name, input_hash(ctx, name, section))
+            try:
+                done = real.get_artifact(name, input_hash(ctx, name, section))
+            except CaiError:  # it starts from a model that is not trained yet (train-sft)
+                done = None
             reuse = bool(done and is_complete(done["path"]))
             if planned:  # the dataset depends on answers not known yet: say so, don't guess
                 reuse, why = False, {"dataset may change (depends on uncached calls)": 1}
+            elif name == "policy" and retrain_sft:  # it starts from the SL-CAI model
+                reuse, why = False, {"after the new SL-CAI model": 1}
             else:
                 why = {} if reuse else {"dataset or config changed": 1}
             rows.append({"stage": f"train-{name}", "cached": int(reuse), "to_compute": int(not reuse),
                          "model_calls": 0, "why": why})
             retrain_policy = not reuse if name == "policy" else retrain_policy
+            retrain_sft = not reuse if name == "sft" else retrain_sft
     e = cfg.evaluate
-    trained = 2 * e.limit if retrain_policy else 0
-    # The base policy's replies are cached after the first run; only a new policy needs calls.
+    trained = 2 * e.limit * (int(retrain_policy) + int(retrain_sft))
+    # The base policy's replies are cached after the first run; only new models need calls.
     rows.append({"stage": "evaluate", "cached": None, "to_compute": trained,
-                 "model_calls": trained, "why": {"if the policy is retrained": 1} if trained else {}})
+                 "model_calls": trained, "why": {"if models are retrained": 1} if trained else {}})
     return rows
 
 

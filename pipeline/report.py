@@ -21,8 +21,10 @@ def collect(ctx, stage_stats) -> dict:
                    "sft": meta["export"].get("sft")},
         "judge_agreement": meta["label"].get("calibration"),
         "dataset": (m["export"] or {"ids": [None]})["ids"][0],
+        "sft": {k: meta["train-sft"].get(k) for k in ("path", "train_rows", "final_loss")},
         "reward_model": {k: meta["train-rm"].get(k) for k in
-                         ("path", "train_pairs", "train_accuracy", "heldout_accuracy")},
+                         ("path", "train_pairs", "train_accuracy", "heldout_accuracy",
+                          "heldout_auc", "train_heldout_gap")},
         "policy": {k: meta["train-policy"].get(k) for k in
                    ("path", "method", "train_pairs", "final_loss", "reward_accuracy_last")},
         "evaluation": {k: meta["evaluate"].get(k) for k in ("table", "detector", "samples")},
@@ -64,7 +66,11 @@ def summary(m: dict) -> str:
              f"{_fmt(a.get('position_bias_rate'))} over {a.get('n', 0)} human pairs "
              "(chance accuracy = 0.50; a judge that always picks one position has bias rate 1.00)",
              f"- reward model: held-out accuracy {_fmt(m['reward_model'].get('heldout_accuracy'))}, "
-             f"train accuracy {_fmt(m['reward_model'].get('train_accuracy'))}",
+             f"train accuracy {_fmt(m['reward_model'].get('train_accuracy'))} (gap "
+             f"{_fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "
+             f"{_fmt(m['reward_model'].get('heldout_auc'))}",
+             f"- SL-CAI SFT: final loss {_fmt(m['sft'].get('final_loss'))} on "
+             f"{m['sft'].get('train_rows')} revisions",
              f"- policy (DPO): final loss {_fmt(m['policy'].get('final_loss'))}", "",
              "| policy | harmful: refusal rate ↑ | safe: compliance rate ↑ |", "|---|---|---|"]
     for name, row in ((m["evaluation"] or {}).get("table") or {}).items():

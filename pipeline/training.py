@@ -21,9 +21,18 @@ MARKER = "cai-model.json"
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
-def base_model(ctx) -> tuple[Path, dict]:
-    """The policy's weights: the starting point of every training stage."""
-    kind, model = parse_spec(ctx.config.models.policy)
+def base_model(ctx, tuned: bool = False) -> tuple[Path, dict]:
+    """The weights a training stage starts from: the policy's, or with `tuned` (train-policy
+    under `train_policy.init: sft`) the SL-CAI model of train-sft when there is one."""
+    cfg = ctx.config
+    if tuned and cfg.train_policy.init == "sft" and cfg.train_sft.enabled:
+        sft = ctx.store.get_manifest("train-sft")
+        if sft is None:
+            raise CaiError(f"{ctx.run_dir}: train_policy.init is 'sft' but train-sft has not run; "
+                           "run `cai train-sft` first (or set train_policy.init=base)")
+        return Path(sft["meta"]["path"]), {"model": Path(sft["meta"]["path"]).name,
+                                           "weights": sft["ids"][0]}
+    kind, model = parse_spec(cfg.models.policy)
     if kind != "transformers":
         raise CaiError(f"training starts from local weights: models.policy must be a "
                        f"'transformers:' spec, got '{ctx.config.models.policy}'")
@@ -70,7 +79,7 @@ def dataset_hash(ctx) -> str:
 
 def input_hash(ctx, name: str, section) -> str:
     """A trained model is named by everything it was made from."""
-    _, identity = base_model(ctx)
+    _, identity = base_model(ctx, tuned=name == "policy")
     return content_hash(name, dataset_hash(ctx), section.model_dump(), identity, ctx.config.seed)
 
 
@@ -213,3 +222,13 @@ def reward_scores(model, tokenizer, rows, device: str) -> list[tuple[float, floa
 
 def pair_accuracy(scores) -> float | None:
     return sum(c > r for c, r in scores) / len(scores) if scores else None
+
+
+def pair_auc(scores) -> float | None:
+    """ROC-AUC of the reward as a chosen-vs-rejected classifier over all replies: the chance a
+    random chosen reply outscores a random rejected one (Mann-Whitney; ties count half)."""
+    chosen, rejected = [c for c, _ in scores], [r for _, r in scores]
+    if not scores:
+        return None
+    wins = sum((c > r) + 0.5 * (c == r) for c in chosen for r in rejected)
+    return wins / (len(chosen) * len(rejected))

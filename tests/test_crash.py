@@ -117,9 +117,10 @@ def test_sigkill_during_training_and_evaluation(tmp_path, tiny_model_dir):
     """Models are written beside their place and renamed in: a kill leaves none half-written,
     and the resumed run trains, evaluates and reports."""
     policy = ["--set", f"models.policy=transformers:{tiny_model_dir}", "--set", "train_rm.max_steps=3",
-              "--set", "train_policy.max_steps=3", "--set", "generate.max_new_tokens=8",
+              "--set", "train_policy.max_steps=3", "--set", "train_sft.max_steps=3",
+              "--set", "generate.max_new_tokens=8",
               "--set", "prompts.limit=4"]
-    for stages_done in (5, 6, 7):  # killed in train-rm, in train-policy, then in evaluate
+    for stages_done in (6, 7, 8, 9):  # killed in train-sft, train-rm, train-policy, evaluate
         proc = _cai(tmp_path, *policy, to="evaluate")
         _signal_when(proc, tmp_path, lambda calls, stages, n=stages_done: stages >= n)
         proc.wait(timeout=300)
@@ -129,5 +130,5 @@ def test_sigkill_during_training_and_evaluation(tmp_path, tiny_model_dir):
     assert final.wait(timeout=600) == 0, final.stderr.read()
     assert json.loads((tmp_path / "metrics.json").read_text())["evaluation"]["table"]["trained"]
     names = sorted(d.name.split("-")[0] for d in (tmp_path / "models").glob("[!.]*"))
-    assert names == ["policy", "rm"]
+    assert names == ["policy", "rm", "sft"]
     assert not list((tmp_path / "models").glob(".*.tmp-*"))  # a killed writer's leftovers are gone

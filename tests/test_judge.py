@@ -186,3 +186,11 @@ def test_revision_filters():
                           original, critique, [example]) is None
     assert clean_revision('Revised response: "Hello there."\n```\nThe fenced text above is') \
         == "Hello there."
+
+
+def test_reward_auc_is_the_chance_a_chosen_reply_outscores_a_rejected_one():
+    from pipeline.training import pair_auc
+    assert pair_auc([(2.0, 1.0), (3.0, 0.0)]) == 1.0
+    # chosen {1, 3}, rejected {2, 0}: 1>0, 3>2, 3>0 win, 1<2 loses -> 3/4
+    assert pair_auc([(1.0, 2.0), (3.0, 0.0)]) == 0.75
+    assert pair_auc([(1.0, 1.0)]) == 0.5 and pair_auc([]) is None

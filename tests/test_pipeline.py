@@ -11,6 +11,7 @@ from pipeline.runner import run_stages
 from conftest import ROOT, small_config
 
 DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
+ALL_STAGES = DATA_STAGES + ["train-sft", "train-rm", "train-policy", "evaluate"]
 
 
 def _dataset(run_dir):
@@ -83,26 +84,34 @@ def test_interrupted_run_resumes_to_the_same_dataset(tmp_path, fake_backend):
 def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_dir):
     spec = f"transformers:{tiny_model_dir}"
     cfg = small_config(tmp_path, policy=spec, judge=spec, **{"critique.rounds": 1})
-    metrics = run_stages(cfg, ["generate", "critique", "label", "pairs", "blend", "export", "train-rm",
-                               "train-policy", "evaluate"], echo=lambda s: None)
+    metrics = run_stages(cfg, ALL_STAGES, echo=lambda s: None)
     d = tmp_path / "dataset"
     for name in ["prefs.jsonl", "prefs_test.jsonl", "sft.jsonl", "README.md", "prefs", "sft"]:
         assert (d / name).exists(), name
     from datasets import load_from_disk
     prefs = load_from_disk(str(d / "prefs"))
     assert set(prefs) == {"train", "test"} and len(prefs["test"]) == 6
-    for path in (metrics["reward_model"]["path"], metrics["policy"]["path"]):
+    for path in (metrics["sft"]["path"], metrics["reward_model"]["path"], metrics["policy"]["path"]):
         assert (Path(path) / "model.safetensors").exists() and (Path(path) / "cai-model.json").exists()
     assert 0 <= metrics["reward_model"]["heldout_accuracy"] <= 1
     table = metrics["evaluation"]["table"]
-    assert set(table) == {"base", "trained"} and table["trained"]["harmful"]["n"] == 3
+    assert set(table) == {"base", "sft", "trained"} and table["trained"]["harmful"]["n"] == 3
+    # SL-CAI then preferences: DPO started from the SFT model.
+    policy_meta = json.loads((Path(metrics["policy"]["path"]) / "cai-model.json").read_text())
+    assert policy_meta["init"] == Path(metrics["sft"]["path"]).name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["counts"]["responses"] == 12 and (tmp_path / "summary.md").exists()
     # Rerun: zero model calls, both models reused.
-    again = run_stages(cfg, ["generate", "critique", "label", "pairs", "blend", "export", "train-rm",
-                             "train-policy", "evaluate"], echo=lambda s: None)
+    again = run_stages(cfg, ALL_STAGES, echo=lambda s: None)
     assert sum(s["model_calls"] for s in again["stages"].values()) == 0
-    assert again["stages"]["train-rm"]["reused"] == 1 and again["stages"]["train-policy"]["reused"] == 1
+    assert all(again["stages"][s]["reused"] == 1 for s in ("train-sft", "train-rm", "train-policy"))
+    # A TRL loss variant is a new policy, from the same SL-CAI model; the others are reused.
+    ipo = small_config(tmp_path, policy=spec, judge=spec, **{"critique.rounds": 1,
+                                                             "train_policy.loss_type": "[ipo]"})
+    variant = run_stages(ipo, ["train-sft", "train-policy"], echo=lambda s: None)
+    assert variant["stages"]["train-sft"]["reused"] == 1 and variant["stages"]["train-policy"]["made"] == 1
+    meta = json.loads((Path(variant["policy"]["path"]) / "cai-model.json").read_text())
+    assert meta["loss_type"] == ["ipo"] and variant["policy"]["path"] != metrics["policy"]["path"]
 
 
 def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
@@ -156,7 +165,8 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
     constitution = tmp_path / "principles.yaml"
     constitution.write_text(text)
     cfg = small_config(tmp_path / "run", constitution=str(constitution),
-                       **{"train_rm.enabled": "false", "train_policy.enabled": "false"})
+                       **{"train_rm.enabled": "false", "train_policy.enabled": "false",
+                          "train_sft.enabled": "false"})
     first = plan(cfg)  # nothing cached yet: everything is to compute
     assert first["stages"][0]["model_calls"] == 12 and first["stages"][0]["why"] == {"new prompt": 12}
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)

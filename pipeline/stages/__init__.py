@@ -4,7 +4,8 @@
 wrote (the ids of that stage's current outputs) and writes its own manifest last.
 """
 
-from . import blend, critique, evaluate, export, generate, label, pairs, train_policy, train_rm
+from . import (blend, critique, evaluate, export, generate, label, pairs, train_policy, train_rm,
+               train_sft)
 
 STAGES = {
     "generate": generate.run,
@@ -13,6 +14,7 @@ STAGES = {
     "pairs": pairs.run,
     "blend": blend.run,
     "export": export.run,
+    "train-sft": train_sft.run,
     "train-rm": train_rm.run,
     "train-policy": train_policy.run,
     "evaluate": evaluate.run,

@@ -21,6 +21,9 @@ def run(ctx) -> StageStats:
     sets = {"harmful": load_prompts(e.harmful, limit=e.limit, seed=cfg.seed),
             "safe": load_prompts(e.safe, limit=e.limit, seed=cfg.seed)}
     models = {"base": cfg.models.policy}
+    sft = ctx.store.get_manifest("train-sft")
+    if sft and cfg.train_sft.enabled:
+        models["sft"] = "transformers:" + str(sft["meta"]["path"])
     trained = ctx.store.get_manifest("train-policy")
     if trained and cfg.train_policy.enabled:
         models["trained"] = "transformers:" + str(trained["meta"]["path"])

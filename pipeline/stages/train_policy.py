@@ -35,7 +35,7 @@ def _train(ctx, path) -> dict:
     from trl import DPOConfig, DPOTrainer
 
     cfg = ctx.config.train_policy
-    base_dir, identity = base_model(ctx)
+    base_dir, identity = base_model(ctx, tuned=True)
     seed_everything(ctx.config.seed)
     tokenizer = load_tokenizer(base_dir)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
@@ -43,7 +43,7 @@ def _train(ctx, path) -> dict:
     train = load_prefs(ctx, "train", ("p_chosen",))
     smoothing = dpo_label_smoothing(cfg, train)  # conservative DPO: labels are P, not certainty
     args = trl_args(DPOConfig, cfg, path.parent / ".trainer-policy", ctx, beta=cfg.beta,
-                    label_smoothing=smoothing)
+                    label_smoothing=smoothing, loss_type=list(cfg.loss_type))
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
                          processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
     quiet_progress(trainer).train()
@@ -51,6 +51,7 @@ def _train(ctx, path) -> dict:
     margins = [r for r in trainer.state.log_history if "rewards/accuracies" in r]
     meta = {"base": identity, "method": "dpo", "beta": cfg.beta, "lora": cfg.lora,
             "label_smoothing": smoothing, "processes": args.world_size,
+            "loss_type": list(cfg.loss_type), "init": identity["model"],
             "train_pairs": len(train), "loss": curve,
             "final_loss": curve[-1]["loss"] if curve else None,
             "reward_accuracy_last": margins[-1]["rewards/accuracies"] if margins else None}

@@ -9,7 +9,7 @@ the seed: unchanged inputs reuse it, changed inputs train a new one.
 
 from ..context import StageStats, timed
 from ..training import (base_model, seed_everything, check_agreement, load_prefs, load_tokenizer, lora_config,
-                        loss_curve, pair_accuracy, quiet_progress, reward_scores, save_model,
+                        loss_curve, pair_accuracy, pair_auc, quiet_progress, reward_scores, save_model,
                         train_or_reuse, trl_args)
 
 
@@ -21,8 +21,20 @@ def run(ctx) -> StageStats:
         return stats
     check_agreement(ctx, stats)
     _, meta = train_or_reuse(ctx, "rm", cfg.train_rm, stats, lambda path: _train(ctx, path, stats))
-    stats.metrics = {k: meta[k] for k in ("train_accuracy", "heldout_accuracy", "train_pairs")}
+    stats.metrics = {k: meta.get(k) for k in ("train_accuracy", "heldout_accuracy", "heldout_auc",
+                                              "train_heldout_gap", "train_pairs")}
     return stats
+
+
+def _scores(trainer, tokenizer, train, test, device) -> dict:
+    """Accuracy on the training pairs and on held-out human pairs, the held-out ROC-AUC, and
+    the gap between them: a reward model that fits its training pairs (0.95) but not held-out
+    humans (0.70) has learned the pairs, not the preference."""
+    train_s = reward_scores(trainer.model, tokenizer, train, device)
+    held_s = reward_scores(trainer.model, tokenizer, test, device)
+    acc = pair_accuracy(train_s), pair_accuracy(held_s)
+    return {"train_accuracy": acc[0], "heldout_accuracy": acc[1], "heldout_auc": pair_auc(held_s),
+            "train_heldout_gap": None if None in acc else acc[0] - acc[1]}
 
 
 def _train(ctx, path, stats) -> dict:
@@ -50,8 +62,7 @@ def _train(ctx, path, stats) -> dict:
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
         "margin": cfg.use_margin, "processes": args.world_size,
-        "train_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, train, device)),
-        "heldout_accuracy": pair_accuracy(reward_scores(trainer.model, tokenizer, test, device)),
+        **_scores(trainer, tokenizer, train, test, device),
         "loss": loss_curve(trainer)}
     save_model(trainer, tokenizer, path, meta)
     return meta

@@ -1,0 +1,47 @@
+"""train-sft: SL-CAI, supervised fine-tuning of the policy on the judge's final revisions.
+
+dataset/sft (prompt -> final revision, and answers the judge found no fault in) ->
+models/sft-<hash>/ (TRL SFTTrainer, loss on the completion only)
+    cai train-sft --set train_sft.epochs=2
+
+The Constitutional AI recipe trains preferences from this model: with `train_policy.init: sft`
+(the default) train-policy starts here. Named by the hash of its inputs, like every model.
+"""
+
+from ..context import StageStats, timed
+from ..training import (base_model, load_tokenizer, lora_config, loss_curve, quiet_progress,
+                        save_model, seed_everything, train_or_reuse, trl_args)
+
+
+@timed("train-sft")
+def run(ctx) -> StageStats:
+    cfg, stats = ctx.config, StageStats("train-sft")
+    if not cfg.train_sft.enabled:
+        stats.drop("disabled")
+        return stats
+    _, meta = train_or_reuse(ctx, "sft", cfg.train_sft, stats, lambda path: _train(ctx, path))
+    stats.metrics = {k: meta.get(k) for k in ("train_rows", "final_loss")}
+    return stats
+
+
+def _train(ctx, path) -> dict:
+    from datasets import load_from_disk
+    from transformers import AutoModelForCausalLM
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = ctx.config.train_sft
+    base_dir, identity = base_model(ctx, tuned=False)
+    seed_everything(ctx.config.seed)
+    tokenizer = load_tokenizer(base_dir)
+    rows = load_from_disk(str(ctx.run_dir / "dataset" / "sft"))["train"]
+    rows = rows.select_columns(["prompt", "completion"])
+    args = trl_args(SFTConfig, cfg, path.parent / ".trainer-sft", ctx, completion_only_loss=True)
+    trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(base_dir), args=args,
+                         train_dataset=rows, processing_class=tokenizer,
+                         peft_config=lora_config(cfg, "CAUSAL_LM"))
+    quiet_progress(trainer).train()
+    curve = loss_curve(trainer)
+    meta = {"base": identity, "train_rows": len(rows), "loss": curve, "lora": cfg.lora,
+            "final_loss": curve[-1]["loss"] if curve else None, "processes": args.world_size}
+    save_model(trainer, tokenizer, path, meta)
+    return meta
