@@ -24,7 +24,7 @@ def collect(ctx, stage_stats) -> dict:
         "sft": {k: meta["train-sft"].get(k) for k in ("path", "train_rows", "final_loss")},
         "reward_model": {k: meta["train-rm"].get(k) for k in
                          ("path", "train_pairs", "train_accuracy", "heldout_accuracy",
-                          "heldout_auc", "train_heldout_gap")},
+                          "heldout_auc", "train_heldout_gap", "reward_length_corr")},
         "policy": {k: meta["train-policy"].get(k) for k in
                    ("path", "method", "train_pairs", "final_loss", "reward_accuracy_last")},
         "evaluation": {k: meta["evaluate"].get(k) for k in ("table", "detector", "samples")},
@@ -34,9 +34,11 @@ def collect(ctx, stage_stats) -> dict:
 
 
 def write(ctx, stage_stats) -> dict:
+    from . import report_html
     metrics = collect(ctx, stage_stats)
     atomic_write_text(ctx.run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str))
     atomic_write_text(ctx.run_dir / "summary.md", summary(metrics))
+    report_html.write(ctx, metrics)
     return metrics
 
 

@@ -224,6 +224,19 @@ def pair_accuracy(scores) -> float | None:
     return sum(c > r for c, r in scores) / len(scores) if scores else None
 
 
+def correlation(xs, ys) -> float | None:
+    """Pearson correlation (None when either side is constant or empty)."""
+    n = len(xs)
+    if n < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sx = sum((x - mx) ** 2 for x in xs) ** 0.5
+    sy = sum((y - my) ** 2 for y in ys) ** 0.5
+    if not sx or not sy:
+        return None
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy), 4)
+
+
 def pair_auc(scores) -> float | None:
     """ROC-AUC of the reward as a chosen-vs-rejected classifier over all replies: the chance a
     random chosen reply outscores a random rejected one (Mann-Whitney; ties count half)."""

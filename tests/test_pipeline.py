@@ -99,6 +99,9 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_di
     # SL-CAI then preferences: DPO started from the SFT model.
     policy_meta = json.loads((Path(metrics["policy"]["path"]) / "cai-model.json").read_text())
     assert policy_meta["init"] == Path(metrics["sft"]["path"]).name
+    from test_report import render_in_chromium  # all six plots, painted in a real browser
+    assert render_in_chromium(tmp_path / "report.html") == {"plots": "6", "loaded": "6",
+                                                            "broken": "0", "errors": "0"}
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["counts"]["responses"] == 12 and (tmp_path / "summary.md").exists()
     # Rerun: zero model calls, both models reused.

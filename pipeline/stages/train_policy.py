@@ -9,9 +9,9 @@ frozen copy is passed. Named by the hash of its inputs, like every trained model
 
 from ..context import StageStats, timed
 from ..errors import ConfigError
-from ..training import (base_model, seed_everything, check_agreement, dpo_label_smoothing, load_prefs,
+from ..training import (base_model, check_agreement, dpo_label_smoothing, load_prefs,
                         load_tokenizer, lora_config, loss_curve, quiet_progress, save_model,
-                        train_or_reuse, trl_args)
+                        seed_everything, train_or_reuse, trl_args)
 
 
 @timed("train-policy")

@@ -8,9 +8,9 @@ the seed: unchanged inputs reuse it, changed inputs train a new one.
 """
 
 from ..context import StageStats, timed
-from ..training import (base_model, seed_everything, check_agreement, load_prefs, load_tokenizer, lora_config,
-                        loss_curve, pair_accuracy, pair_auc, quiet_progress, reward_scores, save_model,
-                        train_or_reuse, trl_args)
+from ..training import (base_model, check_agreement, correlation, load_prefs, load_tokenizer,
+                        lora_config, loss_curve, pair_accuracy, pair_auc, quiet_progress,
+                        reward_scores, save_model, seed_everything, train_or_reuse, trl_args)
 
 
 @timed("train-rm")
@@ -33,8 +33,13 @@ def _scores(trainer, tokenizer, train, test, device) -> dict:
     train_s = reward_scores(trainer.model, tokenizer, train, device)
     held_s = reward_scores(trainer.model, tokenizer, test, device)
     acc = pair_accuracy(train_s), pair_accuracy(held_s)
+    lengths = [(len(r["chosen"][-1]["content"]), len(r["rejected"][-1]["content"])) for r in test]
     return {"train_accuracy": acc[0], "heldout_accuracy": acc[1], "heldout_auc": pair_auc(held_s),
-            "train_heldout_gap": None if None in acc else acc[0] - acc[1]}
+            "train_heldout_gap": None if None in acc else acc[0] - acc[1],
+            "heldout_scores": held_s, "heldout_lengths": lengths,
+            # The verbosity hack: a reward that grows with length rewards rambling.
+            "reward_length_corr": correlation([x for p in lengths for x in p],
+                                              [x for s in held_s for x in s])}
 
 
 def _train(ctx, path, stats) -> dict:

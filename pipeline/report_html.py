@@ -1,0 +1,164 @@
+"""report.html: one self-contained page (plots inlined as PNG) of what a run produced.
+
+Plots (matplotlib, Agg backend): judge-human agreement per principle, the reliability diagram,
+reward-model scores of held-out chosen vs rejected replies, reward vs reply length, training
+loss curves, refusal vs compliance per policy. Then a sample of pairs with the critique and the
+revision side by side. The page records its own health for tests and people alike: every image
+that fails to load, and any script error, is counted in `data-*` attributes of <body>.
+"""
+
+import base64
+import html
+import io
+
+from .fsutil import atomic_write_text
+
+SAMPLE_PAIRS = 6
+
+
+def write(ctx, metrics: dict):
+    atomic_write_text(ctx.run_dir / "report.html", render(ctx, metrics))
+
+
+def render(ctx, m: dict) -> str:
+    figures = [(title, _png(draw)) for title, draw in _plots(ctx, m) if draw is not None]
+    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>"]
+    for title, png in figures:
+        body.append(f'<figure><img class="plot" alt="{html.escape(title)}" '
+                    f'src="data:image/png;base64,{png}"><figcaption>{html.escape(title)}'
+                    "</figcaption></figure>")
+    body.append(_pairs_html(ctx))
+    return PAGE.format(body="\n".join(body), n=len(figures))
+
+
+def _intro(m: dict) -> str:
+    c, a = m["counts"], m.get("judge_agreement") or {}
+    return html.escape(
+        f"Constitution {m['constitution']['name']} v{m['constitution']['version']}; policy "
+        f"{m['models']['policy']}, judge {m['models']['judge']}. {c['responses']} responses, "
+        f"{c.get('comparisons', 0)} comparisons, {c['ai_pairs']} AI pairs. Judge vs humans: "
+        f"accuracy {a.get('accuracy')}, kappa {a.get('cohen_kappa')}, ECE {a.get('ece')} "
+        f"over {a.get('n', 0)} pairs.")
+
+
+def _plots(ctx, m):
+    cal = m.get("judge_agreement") or {}
+    rm = ctx.store.get_manifest("train-rm")
+    rm_meta = rm["meta"] if rm else {}
+    yield "Judge-human agreement per principle", _agreement(cal) if cal.get("per_principle") else None
+    yield "Reliability diagram (judge P vs human choice)", _reliability(cal) if cal.get("reliability") else None
+    yield "Reward-model scores on held-out human pairs", _rewards(rm_meta) if rm_meta.get("heldout_scores") else None
+    yield "Reward vs reply length (held-out replies)", _length(rm_meta) if rm_meta.get("heldout_scores") else None
+    curves = {s: (ctx.store.get_manifest(s) or {}).get("meta", {}).get("loss")
+              for s in ("train-sft", "train-rm", "train-policy")}
+    yield "Training loss", _curves(curves) if any(curves.values()) else None
+    table = (m.get("evaluation") or {}).get("table")
+    yield "Refusal (harmful prompts) vs compliance (safe prompts)", _refusals(table) if table else None
+
+
+def _png(draw) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=90)
+    draw(ax)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _agreement(cal):
+    def draw(ax):
+        rows = cal["per_principle"]
+        ax.bar(list(rows), [r["accuracy"] for r in rows.values()], color="#4c72b0")
+        ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
+        ax.axhline(cal["accuracy"], color="#c44e52", lw=1, label=f"all ({cal['accuracy']})")
+        ax.set_ylim(0, 1), ax.set_ylabel("accuracy"), ax.legend(fontsize=7)
+        ax.tick_params(axis="x", labelrotation=60, labelsize=7)
+    return draw
+
+
+def _reliability(cal):
+    def draw(ax):
+        bins = [b for b in cal["reliability"] if b["n"]]
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="calibrated")
+        ax.scatter([b["mean_p"] for b in bins], [b["observed"] for b in bins],
+                   s=[10 + 2 * b["n"] for b in bins], color="#4c72b0", label="bins (size = pairs)")
+        ax.set_xlim(0, 1), ax.set_ylim(0, 1), ax.legend(fontsize=7)
+        ax.set_xlabel("judge P(reply X is better)"), ax.set_ylabel("humans chose X")
+    return draw
+
+
+def _rewards(meta):
+    def draw(ax):
+        scores = meta["heldout_scores"]
+        ax.hist([s[0] for s in scores], bins=15, alpha=0.6, label="chosen")
+        ax.hist([s[1] for s in scores], bins=15, alpha=0.6, label="rejected")
+        ax.set_xlabel("reward"), ax.legend(fontsize=7)
+    return draw
+
+
+def _length(meta):
+    def draw(ax):
+        pts = [(n, s) for (sc, sr), (nc, nr) in zip(meta["heldout_scores"], meta["heldout_lengths"])
+               for n, s in ((nc, sc), (nr, sr))]
+        ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=8, color="#55a868")
+        ax.set_xlabel("reply length (characters)"), ax.set_ylabel("reward")
+        ax.set_title(f"correlation {meta.get('reward_length_corr')}", fontsize=8)
+    return draw
+
+
+def _curves(curves):
+    def draw(ax):
+        for stage, rows in curves.items():
+            if rows:
+                ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=stage)
+        ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7)
+    return draw
+
+
+def _refusals(table):
+    def draw(ax):
+        names = list(table)
+        xs = range(len(names))
+        ax.bar([x - 0.2 for x in xs], [table[n]["harmful"].get("refusal_rate") or 0 for n in names],
+               width=0.4, label="harmful: refusal rate")
+        ax.bar([x + 0.2 for x in xs], [table[n]["safe"].get("compliance_rate") or 0 for n in names],
+               width=0.4, label="safe: compliance rate")
+        ax.set_xticks(list(xs), names), ax.set_ylim(0, 1), ax.legend(fontsize=7)
+    return draw
+
+
+def _pairs_html(ctx) -> str:
+    manifest = ctx.store.get_manifest("pairs")
+    pairs = list(ctx.store.get_records(manifest["ids"][:SAMPLE_PAIRS]).values()) if manifest else []
+    rows = ["<h2>Sample of preference pairs</h2>", "<table><tr><th>prompt</th><th>rejected</th>"
+            "<th>critique / judge</th><th>chosen</th></tr>"]
+    for p in pairs:
+        prov = p.get("provenance", {})
+        why = " ".join(r.get("critique") or "" for r in prov.get("rounds", []) if r.get("violates"))
+        if p["kind"] == "comparison":
+            why = f"judge P(chosen ≻ rejected) = {p.get('p_chosen', 0):.2f} ({prov.get('method')})"
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in
+                                     (p["prompt"], p["rejected"], why, p["chosen"])) + "</tr>")
+    return "\n".join(rows + ["</table>"])
+
+
+PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>cai report</title>
+<style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}
+figure{{display:inline-block;margin:.5em}} table{{border-collapse:collapse;font-size:12px}}
+td,th{{border:1px solid #ccc;padding:4px;vertical-align:top}}</style></head>
+<body data-plots="{n}" data-loaded="0" data-broken="0" data-errors="0">
+{body}
+<script>
+window.addEventListener("error", () => {{ document.body.dataset.errors++; }});
+window.addEventListener("load", () => {{
+  const imgs = [...document.querySelectorAll("img.plot")];
+  document.body.dataset.loaded = imgs.filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.broken = imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length;
+}});
+</script></body></html>
+"""
