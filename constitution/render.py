@@ -123,6 +123,15 @@ def render_verdict(
     return messages, VERDICT_CHOICES
 
 
+def render_direct_verdict(
+    c: Constitution, p: Principle, prompt: str, response: str
+) -> tuple[list[Message], tuple[str, str]]:
+    """The principle's question about a response, answered Yes/No without a written critique
+    (the judge as a reward: one scoring pass per completion)."""
+    content = f"{_conversation(prompt, response)}\n\n{p.critique}\n{VERDICT_QUESTION}"
+    return [_msg("system", c.system), _msg("user", content)], VERDICT_CHOICES
+
+
 def render_revision(
     c: Constitution, p: Principle, prompt: str, response: str, critique: str
 ) -> list[Message]:

@@ -156,7 +156,10 @@ class TrainRMConfig(TrainConfig):
 
 
 class TrainPolicyConfig(TrainConfig):
-    method: str = Field("dpo", description="preference method: 'dpo' (more in later releases)")
+    method: Literal["dpo", "grpo"] = Field("dpo", description="'dpo' (offline, on the blended pairs) or 'grpo' (online RL: TRL GRPOTrainer on the pairs' prompts, rewarded by `train_policy.reward`)")
+    reward: list[Literal["rm", "judge"]] = Field(["judge"], description="GRPO rewards, summed: 'rm' (the trained reward model), 'judge' (the constitution judge scoring each completion: 1 − P(violates))")
+    num_generations: int = Field(4, ge=2, description="GRPO completions sampled per prompt (the group)")
+    max_new_tokens: int = Field(64, ge=1, description="GRPO completion length")
     init: Literal["sft", "base"] = Field("sft", description="start from the SL-CAI model of train-sft (the Constitutional AI recipe; falls back to the base when train_sft is disabled) or from the base policy")
     loss_type: list[str] = Field(["sigmoid"], description="TRL DPO loss(es): 'sigmoid' (DPO), 'ipo', 'robust', 'hinge', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'apo_zero', 'apo_down', 'discopop', 'sigmoid_norm', 'sft' (several are summed)")
     beta: float = Field(0.1, gt=0, description="DPO beta: strength of the KL anchor to the reference")

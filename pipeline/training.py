@@ -119,20 +119,24 @@ def dpo_label_smoothing(section, train) -> float:
 
 
 def trl_args(config_cls, section, out_dir, ctx, **extra):
+    """The TRL config of a stage: the section's knobs, defaults set from the device, and
+    `extra` (method-specific arguments, which win)."""
     set_threads(ctx.config.models.threads)
-    device = pick_device(ctx.config.models.device)
-    cuda = device.startswith("cuda")
     import torch
-    return config_cls(
+    cuda = pick_device(ctx.config.models.device).startswith("cuda")
+    args = dict(
         output_dir=str(out_dir), seed=ctx.config.seed, report_to="none",
         per_device_train_batch_size=section.batch_size, gradient_accumulation_steps=section.grad_accum,
         num_train_epochs=section.epochs, max_steps=section.max_steps,
-        learning_rate=section.learning_rate, max_length=section.max_length,
+        learning_rate=section.learning_rate,
         bf16=_switch(section.bf16, cuda and torch.cuda.is_bf16_supported()),
         gradient_checkpointing=_switch(section.gradient_checkpointing, cuda),
         use_cpu=not cuda, logging_steps=1,
-        train_sampling_strategy="random" if section.shuffle else "sequential", save_strategy="no", dataloader_num_workers=0,
-        disable_tqdm=False, **extra)
+        train_sampling_strategy="random" if section.shuffle else "sequential",
+        save_strategy="no", dataloader_num_workers=0, disable_tqdm=False)
+    if "max_length" in config_cls.__dataclass_fields__:  # GRPO has none (prompt + completion)
+        args["max_length"] = section.max_length
+    return config_cls(**{**args, **extra})
 
 
 def _switch(value, auto: bool) -> bool:
