@@ -139,6 +139,7 @@ class TrainConfig(Section):
     lora: bool = Field(False, description="train LoRA adapters instead of all weights")
     lora_r: int = Field(16, ge=1, description="LoRA rank")
     max_steps: int = Field(-1, description="stop after this many steps (-1 = epochs decide)")
+    report_to: str = Field("none", description="where the trainer logs: 'none', 'tensorboard', 'wandb', 'mlflow' (comma-separated for several; passed to TRL)")
     shuffle: bool = Field(True, description="shuffle the training pairs (false: dataset order, which makes runs on different numbers of processes comparable step by step)")
     bf16: bool | Literal["auto"] = Field("auto", description="bfloat16 mixed precision ('auto' = on CUDA when supported)")
     gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="trade compute for memory ('auto' = on CUDA)")

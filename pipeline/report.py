@@ -54,6 +54,15 @@ def _composition(c: dict | None) -> str:
             + f") + {c['human']} human pairs; {c['heldout_human']} human pairs held out")
 
 
+def evaluation_table(m: dict) -> list[str]:
+    """Base vs each trained policy: the table `cai run` prints last and summary.md shows."""
+    lines = ["| policy | harmful: refusal rate ↑ | safe: compliance rate ↑ |", "|---|---|---|"]
+    for name, row in ((m["evaluation"] or {}).get("table") or {}).items():
+        lines.append(f"| {name} | {_fmt(row['harmful'].get('refusal_rate'))} (n={row['harmful']['n']}) "
+                     f"| {_fmt(row['safe'].get('compliance_rate'))} (n={row['safe']['n']}) |")
+    return lines
+
+
 def summary(m: dict) -> str:
     c, a = m["counts"], m["judge_agreement"] or {}
     lines = [f"# cai run summary", "",
@@ -74,10 +83,7 @@ def summary(m: dict) -> str:
              f"- SL-CAI SFT: final loss {_fmt(m['sft'].get('final_loss'))} on "
              f"{m['sft'].get('train_rows')} revisions",
              f"- policy (DPO): final loss {_fmt(m['policy'].get('final_loss'))}", "",
-             "| policy | harmful: refusal rate ↑ | safe: compliance rate ↑ |", "|---|---|---|"]
-    for name, row in ((m["evaluation"] or {}).get("table") or {}).items():
-        lines.append(f"| {name} | {_fmt(row['harmful'].get('refusal_rate'))} (n={row['harmful']['n']}) "
-                     f"| {_fmt(row['safe'].get('compliance_rate'))} (n={row['safe']['n']}) |")
+             *evaluation_table(m)]
     lines += ["", f"Refusals decided by: {(m['evaluation'] or {}).get('detector')}.", "",
               "| stage | seconds | made | reused | model calls | dropped |", "|---|---|---|---|---|---|"]
     for name, s in m["stages"].items():

@@ -48,7 +48,9 @@ def run_stages(config, names: list[str], echo=print) -> dict:
                                                   "stages": [s.stage for s in done],
                                                   **history.snapshot(ctx.store, metrics)})
         echo(f"{'total':<13} {total:7.1f}s  {ctx.calls_made()} model calls; "
-             f"wrote {ctx.run_dir}/metrics.json and summary.md")
+             f"wrote {ctx.run_dir}/metrics.json, summary.md and report.html")
+        if (metrics.get("evaluation") or {}).get("table"):
+            echo("\n".join(["", *report.evaluation_table(metrics)]))
         return metrics
     finally:
         ctx.close()

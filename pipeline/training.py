@@ -125,7 +125,9 @@ def trl_args(config_cls, section, out_dir, ctx, **extra):
     import torch
     cuda = pick_device(ctx.config.models.device).startswith("cuda")
     args = dict(
-        output_dir=str(out_dir), seed=ctx.config.seed, report_to="none",
+        output_dir=str(out_dir), seed=ctx.config.seed,
+        report_to=[x.strip() for x in section.report_to.split(",")] if section.report_to != "none"
+        else "none",
         per_device_train_batch_size=section.batch_size, gradient_accumulation_steps=section.grad_accum,
         num_train_epochs=section.epochs, max_steps=section.max_steps,
         learning_rate=section.learning_rate,
