@@ -135,20 +135,26 @@ def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 
 
-def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
-    from pipeline.history import diff, format_diff, history_lines
-    from pipeline.store import Store
+def _run_edit_rerun(tmp_path, **extra):
+    """Data stages on a copy of the constitution, an edit of one principle's revision request,
+    and the data stages again. Returns (config, constitution path, original text)."""
     text = (ROOT / "principles.yaml").read_text()
     constitution = tmp_path / "principles.yaml"
     constitution.write_text(text)
-    # Critique-revision pairs only: a comparison pair can change because one of its candidates
-    # (a revision) did, whichever principles judged the comparison.
-    cfg = small_config(tmp_path / "run", constitution=str(constitution),
-                       **{"pairs.kinds": "[critique-revision]"})
+    cfg = small_config(tmp_path / "run", constitution=str(constitution), **extra)
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
                                          "Rewrite the reply to drop every dangerous"))
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    return cfg, constitution, text
+
+
+def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
+    from pipeline.history import diff, format_diff, history_lines
+    from pipeline.store import Store
+    # Critique-revision pairs only: a comparison pair can change because one of its candidates
+    # (a revision) did, whichever principles judged the comparison.
+    _run_edit_rerun(tmp_path, **{"pairs.kinds": "[critique-revision]"})
     with Store(tmp_path / "run", lock=False) as store:
         assert len(history_lines(store)) == 3  # header + 2 runs
         d = diff(store)
@@ -192,15 +198,8 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
     from pipeline.collect import collect
     from pipeline.plan import plan
     from pipeline.store import Store
-    text = (ROOT / "principles.yaml").read_text()
-    constitution = tmp_path / "principles.yaml"
-    constitution.write_text(text)
-    cfg = small_config(tmp_path / "run", constitution=str(constitution),
-                       **{"train_rm.enabled": "false", "train_policy.enabled": "false"})
-    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
-                                         "Rewrite the reply to drop every dangerous"))
-    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    cfg, constitution, text = _run_edit_rerun(tmp_path, **{"train_rm.enabled": "false",
+                                                            "train_policy.enabled": "false"})
     with Store(tmp_path / "run") as store:
         assert collect(store) == {"calls": 0, "records": 0, "models": 0}  # every run is kept
         calls_before, records_before = store.count_calls(), store.count_records()
