@@ -7,6 +7,7 @@ With LoRA the reference model is the base with the adapter disabled; without it 
 frozen copy is passed. Named by the hash of its inputs, like every trained model.
 """
 
+from ..client import freeze
 from ..context import StageStats, timed
 from ..errors import ConfigError
 from ..rewards import judge_reward
@@ -42,8 +43,8 @@ def _train_grpo(ctx, path) -> dict:
     tokenizer = load_tokenizer(base_dir)
     seen, rows = set(), []
     for messages in load_prefs(ctx, "train")["prompt"]:  # each prompt once
-        if _frozen(messages) not in seen:
-            seen.add(_frozen(messages))
+        if freeze(messages) not in seen:
+            seen.add(freeze(messages))
             rows.append({"prompt": messages})
     prompts = Dataset.from_list(rows)
     rewards = [r for r in (_rm_path(ctx) if "rm" in cfg.reward else None,
@@ -64,10 +65,6 @@ def _train_grpo(ctx, path) -> dict:
                         for r in logs], "processes": args.world_size}
     save_model(trainer, tokenizer, path, meta)
     return meta
-
-
-def _frozen(messages) -> tuple:
-    return tuple(tuple(sorted(m.items())) for m in messages)
 
 
 def _rm_path(ctx) -> str:
