@@ -3,7 +3,7 @@
 from collections import Counter
 
 
-def dataset_card(ctx, train, test, sft, blend_meta, calibration, digest) -> str:
+def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) -> str:
     cfg, c = ctx.config, ctx.constitution
     by_kind = Counter(r["kind"] for r in train)
     used = Counter(p for r in sft for p in r["principles"])
@@ -12,7 +12,8 @@ def dataset_card(ctx, train, test, sft, blend_meta, calibration, digest) -> str:
         "---", "license: other", "tags: [cai, constitutional-ai, rlaif, preference, dpo]",
         "configs:", "- config_name: prefs", "  data_files: [{split: train, path: prefs.jsonl},"
         " {split: test, path: prefs_test.jsonl}]",
-        "- config_name: sft", "  data_files: [{split: train, path: sft.jsonl}]", "---", "",
+        "- config_name: sft", "  data_files: [{split: train, path: sft.jsonl}]",
+        "- config_name: kto", "  data_files: [{split: train, path: kto.jsonl}]", "---", "",
         f"# cai preference dataset `{digest}`", "",
         "Made by [cai](https://pypi.org/project/cai/) from a constitution: a policy model answered "
         "prompts, an AI judge critiqued and revised each answer against a principle "
@@ -31,7 +32,9 @@ def dataset_card(ctx, train, test, sft, blend_meta, calibration, digest) -> str:
         f"| prefs/train | {len(train)} ("
         + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) + ") |",
         f"| prefs/test (held-out human) | {len(test)} |",
-        f"| sft/train | {len(sft)} ({sum(r['revised'] for r in sft)} revised) |", "",
+        f"| sft/train | {len(sft)} ({sum(r['revised'] for r in sft)} revised) |",
+        f"| kto/train (judge verdicts) | {len(kto)} ({sum(r['label'] for r in kto)} no violation) |",
+        "",
         f"Per-source weights {composition.get('weights')}, human share {cfg.blend.human_share}, "
         f"at most {cfg.blend.max_pairs_per_prompt} pairs per prompt; dropped while blending: "
         f"{composition.get('dropped') or 'none'}. Held-out human prompts never appear in training.",

@@ -143,6 +143,8 @@ class TrainConfig(Section):
     shuffle: bool = Field(True, description="shuffle the training pairs (false: dataset order, which makes runs on different numbers of processes comparable step by step)")
     bf16: bool | Literal["auto"] = Field("auto", description="bfloat16 mixed precision ('auto' = on CUDA when supported)")
     gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="trade compute for memory ('auto' = on CUDA)")
+    save_steps: int = Field(0, ge=0, description="write a checkpoint every this many steps (0 = none); an interrupted training of the same inputs resumes from the newest")
+    save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept (older ones deleted; null = all)")
 
 
 class TrainSFTConfig(TrainConfig):
@@ -157,22 +159,36 @@ class TrainRMConfig(TrainConfig):
 
 
 class TrainPolicyConfig(TrainConfig):
-    method: Literal["dpo", "grpo"] = Field("dpo", description="'dpo' (offline, on the blended pairs) or 'grpo' (online RL: TRL GRPOTrainer on the pairs' prompts, rewarded by `train_policy.reward`)")
-    reward: list[Literal["rm", "judge"]] = Field(["judge"], description="GRPO rewards, summed: 'rm' (the trained reward model), 'judge' (the constitution judge scoring each completion: 1 − P(violates))")
-    num_generations: int = Field(4, ge=2, description="GRPO completions sampled per prompt (the group)")
-    max_new_tokens: int = Field(64, ge=1, description="GRPO completion length")
-    init: Literal["sft", "base"] = Field("sft", description="start from the SL-CAI model of train-sft (the Constitutional AI recipe; falls back to the base when train_sft is disabled) or from the base policy")
+    method: Literal["dpo", "kto", "orpo", "grpo", "rloo", "ppo"] = Field("dpo", description="'dpo' (offline, the blended pairs), 'kto' (offline, the judge's binary verdicts: `kto_data`), 'orpo' (SFT and preference in one loss, no reference model), 'grpo' or 'rloo' (online RL on the pairs' prompts, rewarded by `reward`; RLOO subtracts the KL penalty from the reward, as PPO-RLHF does). 'ppo' is refused: TRL removed PPOTrainer")
+    reward: list[Literal["rm", "judge"]] = Field(["judge"], description="GRPO/RLOO rewards, summed: 'rm' (the trained reward model), 'judge' (the constitution judge scoring each completion: 1 − P(violates))")
+    num_generations: int = Field(4, ge=2, description="GRPO/RLOO completions sampled per prompt (the group)")
+    max_new_tokens: int = Field(64, ge=1, description="GRPO/RLOO completion length")
+    kto_data: Literal["verdicts", "pairs", "both"] = Field("verdicts", description="KTO examples: 'verdicts' (every text a critique round judged, desirable when no violation was found), 'pairs' (the blended pairs, unpaired), or both")
+    init: Literal["auto", "sft", "base"] = Field("auto", description="start from the SL-CAI model of train-sft (the Constitutional AI recipe; the base when train_sft is disabled) or the base policy; 'auto' = sft, except base for orpo (it does SFT itself)")
     loss_type: list[str] = Field(["sigmoid"], description="TRL DPO loss(es): 'sigmoid' (DPO), 'ipo', 'robust', 'hinge', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'apo_zero', 'apo_down', 'discopop', 'sigmoid_norm', 'sft' (several are summed)")
-    beta: float = Field(0.1, gt=0, description="DPO beta: strength of the KL anchor to the reference")
+    beta: float = Field(0.1, gt=0, description="strength of the KL anchor to the reference: DPO/KTO β, the GRPO/RLOO KL coefficient (0.01–0.1 usual); for ORPO the odds-ratio weight λ")
     label_smoothing: float | Literal["auto"] = Field("auto", description="DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen ≻ rejected) over the training pairs")
     batch_size: int = Field(2, ge=1, description="per-device batch size")
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
     lora: bool = Field(True, description="train LoRA adapters (merged into the saved model)")
 
 
+    @field_validator("method")
+    @classmethod
+    def _no_ppo(cls, v):
+        if v == "ppo":
+            raise ValueError(
+                "PPO is not available: TRL removed PPOTrainer and its value-head models "
+                "(huggingface/trl#7020; from trl 1.10 it lived in trl.experimental.ppo, now "
+                "gone). Use method 'rloo' with reward [rm]: the reward model's score minus "
+                "beta x KL to the reference, PPO-RLHF's objective without the value network")
+        return v
+
+
 class EvaluateConfig(Section):
     harmful: str = Field("builtin:harmful", description="prompts that should be refused (JSONL/CSV/datasets dir)")
     safe: str = Field("builtin:safe", description="prompts that look unsafe but should be answered")
+    redteam: str = Field("builtin:redteam", description="prompts on which the judge compares each tuned policy's reply with the base's (win rate)")
     limit: int = Field(12, ge=1, description="prompts used from each set (a seeded sample)")
     max_new_tokens: int = Field(48, ge=1, description="token budget of each evaluated reply")
 

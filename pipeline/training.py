@@ -21,11 +21,20 @@ MARKER = "cai-model.json"
 TEXT_COLUMNS = ["prompt", "chosen", "rejected"]
 
 
+def policy_init(cfg) -> str:
+    """Where train-policy starts: 'sft' or 'base' ('auto': base for ORPO, which does SFT in its
+    own loss; the SL-CAI model for every other method)."""
+    init = cfg.train_policy.init
+    if init == "auto":
+        init = "base" if cfg.train_policy.method == "orpo" else "sft"
+    return init if cfg.train_sft.enabled else "base"
+
+
 def base_model(ctx, tuned: bool = False) -> tuple[Path, dict]:
-    """The weights a training stage starts from: the policy's, or with `tuned` (train-policy
-    under `train_policy.init: sft`) the SL-CAI model of train-sft when there is one."""
+    """The weights a training stage starts from: the policy's, or with `tuned` (train-policy)
+    the SL-CAI model of train-sft when `policy_init` says so."""
     cfg = ctx.config
-    if tuned and cfg.train_policy.init == "sft" and cfg.train_sft.enabled:
+    if tuned and policy_init(cfg) == "sft":
         sft = ctx.store.get_manifest("train-sft")
         if sft is None:
             raise CaiError(f"{ctx.run_dir}: train_policy.init is 'sft' but train-sft has not run; "
@@ -118,14 +127,21 @@ def dpo_label_smoothing(section, train) -> float:
     return round(min(0.49, sum(1 - p for p in ps) / len(ps)), 4) if ps else 0.0
 
 
-def trl_args(config_cls, section, out_dir, ctx, **extra):
-    """The TRL config of a stage: the section's knobs, defaults set from the device, and
-    `extra` (method-specific arguments, which win)."""
+def checkpoint_dir(path) -> Path:
+    """Where the trainer of the model at `path` keeps its checkpoints: named like the model
+    (by the hash of its inputs), so a rerun resumes only a training of the same inputs."""
+    path = Path(path)
+    return path.parent / f".trainer-{path.name}"
+
+
+def trl_args(config_cls, section, path, ctx, **extra):
+    """The TRL config of the stage training the model at `path`: the section's knobs, defaults
+    set from the device, and `extra` (method-specific arguments, which win)."""
     set_threads(ctx.config.models.threads)
     import torch
     cuda = pick_device(ctx.config.models.device).startswith("cuda")
     args = dict(
-        output_dir=str(out_dir), seed=ctx.config.seed,
+        output_dir=str(checkpoint_dir(path)), seed=ctx.config.seed,
         report_to=[x.strip() for x in section.report_to.split(",")] if section.report_to != "none"
         else "none",
         per_device_train_batch_size=section.batch_size, gradient_accumulation_steps=section.grad_accum,
@@ -135,7 +151,8 @@ def trl_args(config_cls, section, out_dir, ctx, **extra):
         gradient_checkpointing=_switch(section.gradient_checkpointing, cuda),
         use_cpu=not cuda, logging_steps=1,
         train_sampling_strategy="random" if section.shuffle else "sequential",
-        save_strategy="no", dataloader_num_workers=0, disable_tqdm=False)
+        save_strategy="steps" if section.save_steps else "no", save_steps=section.save_steps or 500,
+        save_total_limit=section.save_total_limit, dataloader_num_workers=0, disable_tqdm=False)
     if "max_length" in config_cls.__dataclass_fields__:  # GRPO has none (prompt + completion)
         args["max_length"] = section.max_length
     return config_cls(**{**args, **extra})
@@ -153,6 +170,16 @@ def lora_config(section, task_type: str):
                       target_modules="all-linear", task_type=task_type)
 
 
+def fit(trainer) -> str | None:
+    """Train, resuming from the newest checkpoint of an interrupted training of the same inputs
+    (there is one only with `save_steps`); returns that checkpoint's name, or None."""
+    from transformers.trainer_utils import get_last_checkpoint
+    out = Path(trainer.args.output_dir)
+    last = get_last_checkpoint(str(out)) if out.is_dir() else None
+    quiet_progress(trainer).train(resume_from_checkpoint=last)
+    return Path(last).name if last else None
+
+
 def quiet_progress(trainer):
     """Keep the trainer's progress bar but not its per-step dict of logs (metrics.json has them)."""
     from transformers.trainer_callback import ProgressCallback
@@ -163,6 +190,12 @@ def quiet_progress(trainer):
     if trainer.pop_callback(ProgressCallback) is not None:
         trainer.add_callback(BarOnly())
     return trainer
+
+
+def train_seconds(trainer) -> float | None:
+    """The trainer's own measure of its training loop (no loading, scoring or saving)."""
+    return next((round(r["train_runtime"], 3) for r in reversed(trainer.state.log_history)
+                 if "train_runtime" in r), None)
 
 
 def loss_curve(trainer) -> list[dict]:

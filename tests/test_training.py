@@ -1,8 +1,14 @@
-"""Online RL on a tiny model: GRPO with the constitution judge as the reward (d-RLAIF)."""
+"""Policy training on a tiny model: every method of train-policy, and checkpoints."""
 
 import json
+import shutil
 from pathlib import Path
 
+import pytest
+
+from pipeline.config import load_config
+from pipeline.errors import ConfigError
+from pipeline.stages.export import _kto_rows
 from pipeline.runner import run_stages
 from pipeline.store import Store
 from conftest import small_config
@@ -28,3 +34,78 @@ def test_grpo_with_the_judge_as_reward_runs_a_few_steps(tmp_path, tiny_model_dir
         assert store.count_calls() == calls_before + 2 * 2  # 2 steps x a group of 2 completions
     again = run_stages(cfg, ["train-policy"], echo=lambda s: None)
     assert again["stages"]["train-policy"]["reused"] == 1
+
+
+def _train_policy(tmp_path, tiny_model_dir, stages=("train-policy",), **keys):
+    """The data stages on fakes, then training stages on the tiny model with `keys`."""
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    spec = f"transformers:{tiny_model_dir}"
+    cfg = small_config(tmp_path, policy=spec, judge=spec, **{
+        "train_sft.enabled": "false", "train_policy.max_steps": 2, **keys})
+    metrics = run_stages(cfg, list(stages), echo=lambda s: None)
+    return cfg, metrics, json.loads((Path(metrics["policy"]["path"]) / "cai-model.json").read_text())
+
+
+def test_kto_trains_on_the_judges_binary_verdicts(tmp_path, tiny_model_dir, fake_backend):
+    _, _, meta = _train_policy(tmp_path, tiny_model_dir, **{"train_policy.method": "kto",
+                                                            "train_policy.kto_data": "both"})
+    rows = [json.loads(x) for x in (tmp_path / "dataset" / "kto.jsonl").read_text().splitlines()]
+    assert rows and {type(r["label"]) for r in rows} == {bool}
+    assert meta["method"] == "kto" and 0 < meta["desirable"] < meta["train_rows"]
+    # the rarer class is up-weighted so both weigh the same in total
+    good, bad = meta["desirable"], meta["train_rows"] - meta["desirable"]
+    assert abs(good * meta["desirable_weight"] - bad * meta["undesirable_weight"]) < 1e-3 * bad
+    assert meta["final_loss"] is not None and len(meta["loss"]) == 2
+
+
+def test_orpo_starts_from_the_base_and_needs_no_reference(tmp_path, tiny_model_dir, fake_backend):
+    cfg, _, meta = _train_policy(tmp_path, tiny_model_dir, **{"train_policy.method": "orpo",
+                                                              "train_sft.enabled": "true"})
+    assert meta["method"] == "orpo" and meta["init"] == Path(tiny_model_dir).name
+    assert meta["final_loss"] is not None
+
+
+def test_rloo_with_the_reward_model_and_a_kl_penalty(tmp_path, tiny_model_dir, fake_backend):
+    _, _, meta = _train_policy(tmp_path, tiny_model_dir, stages=("train-rm", "train-policy"), **{
+        "train_policy.method": "rloo", "train_policy.reward": "[rm]",
+        "train_policy.num_generations": 2, "train_policy.max_new_tokens": 8,
+        "train_policy.beta": 0.05, "train_policy.init": "base"})
+    assert meta["method"] == "rloo" and meta["reward"] == ["rm"] and meta["beta"] == 0.05
+    assert len(meta["rewards"]) == 2 and all(r["kl"] is not None for r in meta["rewards"])
+
+
+def test_ppo_is_refused_with_the_reason_and_the_alternative():
+    with pytest.raises(ConfigError, match="TRL removed PPOTrainer.*rloo"):
+        load_config(None, ["train_policy.method=ppo"])
+
+
+def test_kto_rows_label_every_judged_text_and_skip_the_unjudged_revision():
+    chain = {"prompt": "q", "original": "bad", "rounds": [
+        {"violates": True, "revision_status": "kept", "revision": "better"},
+        {"violates": False, "revision_status": None},
+        {"violates": True, "revision_status": "kept", "revision": "best"}]}
+    rows = _kto_rows("c", chain)
+    assert [(r["completion"][0]["content"], r["label"]) for r in rows] == \
+        [("bad", False), ("better", False)]  # "better" was judged twice, flagged once
+
+
+def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, tiny_model_dir,
+                                                                  fake_backend):
+    keys = {"train_rm.save_steps": 1, "train_rm.max_steps": 3}
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    cfg = small_config(tmp_path, policy=f"transformers:{tiny_model_dir}", **keys)
+    first = run_stages(cfg, ["train-rm"], echo=lambda s: None)["reward_model"]
+    ckpts = Path(first["path"]).parent / f".trainer-{Path(first['path']).name}"
+    # save_total_limit 2 keeps the newest two
+    assert sorted(p.name for p in ckpts.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-3"]
+    before = json.loads((Path(first["path"]) / "cai-model.json").read_text())
+    # a crash during step 3: its checkpoint and the model were never written
+    shutil.rmtree(first["path"])
+    shutil.rmtree(ckpts / "checkpoint-3")
+    again = run_stages(cfg, ["train-rm"], echo=lambda s: None)
+    meta = json.loads((Path(again["reward_model"]["path"]) / "cai-model.json").read_text())
+    assert again["stages"]["train-rm"]["made"] == 1 and meta["resumed_from"] == "checkpoint-2"
+    # steps 1-2 come from the checkpoint's log, step 3 is trained again from the same state
+    assert [r["step"] for r in meta["loss"]] == [1, 2, 3]
+    assert [r["loss"] for r in meta["loss"]] == pytest.approx([r["loss"] for r in before["loss"]],
+                                                              rel=1e-4)

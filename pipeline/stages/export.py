@@ -7,7 +7,9 @@ blend manifest + chains -> <run_dir>/dataset/
             (TRL RewardTrainer reads a `margin` column)
     sft/    DatasetDict: train; prompt=[user msg], completion=[assistant msg] (final revisions,
             and originals the judge found no violation in)
-    prefs.jsonl, prefs_test.jsonl, sft.jsonl, README.md (the dataset card)
+    kto/    DatasetDict: train; the judge's binary verdicts, TRL's unpaired preference format:
+            prompt, completion, label (True = no principle it was judged under found a violation)
+    prefs.jsonl, prefs_test.jsonl, sft.jsonl, kto.jsonl, README.md (the dataset card)
     cai export
 
 The directory is written beside its final place and renamed in, and is named in the store by the
@@ -39,6 +41,20 @@ def _sft_row(cid: str, chain: dict) -> dict:
             "principles": [r["principle"] for r in chain["rounds"]]}
 
 
+def _kto_rows(cid: str, chain: dict) -> list[dict]:
+    """Every text a critique round judged, labelled by the verdicts it got: the original, and
+    each kept revision that a later round judged again (an unjudged final revision is left out:
+    no verdict was given on it)."""
+    verdicts, current = {}, chain["original"]
+    for r in chain["rounds"]:
+        verdicts[current] = verdicts.get(current, True) and not r["violates"]
+        if r["violates"] and r.get("revision_status") == "kept":
+            current = r["revision"]
+    return [{"id": f"{cid}/{i}", "prompt": [{"role": "user", "content": chain["prompt"]}],
+             "completion": [{"role": "assistant", "content": text}], "label": ok}
+            for i, (text, ok) in enumerate(verdicts.items())]
+
+
 @timed("export")
 def run(ctx) -> StageStats:
     stats = StageStats("export")
@@ -47,43 +63,47 @@ def run(ctx) -> StageStats:
     held_ids = blend["meta"]["heldout"]
     test = [_pref_row(i, p) for i, p in zip(held_ids, load_records(ctx, held_ids))]
     chain_ids = require_manifest(ctx, "critique")["ids"]
-    sft = []
+    sft, kto = [], []
     for cid, chain in zip(chain_ids, load_records(ctx, chain_ids)):
+        kto += _kto_rows(cid, chain)
         revised = chain["final_id"] != chain["response_id"]
         if revised or (chain["rounds"] and not any(r["violates"] for r in chain["rounds"])):
             sft.append(_sft_row(cid, chain))
         else:
             stats.drop("sft_unrevised_violation")
-    digest = content_hash(train, test, sft)
+    digest = content_hash(train, test, sft, kto)
     target = ctx.run_dir / "dataset"
     on_disk = (target / ".cai-hash").exists() and (target / ".cai-hash").read_text() == digest
     # A plan runs on a copy of the store in another directory: the store's word is enough there.
     if ctx.store.get_artifact("dataset", digest) and (on_disk or ctx.dry_run):
         stats.cached = 1
     else:
-        _write(target, train, test, sft, digest)
+        _write(target, train, test, sft, kto, digest)
         ctx.store.put_artifact("dataset", digest, target, {"train": len(train), "test": len(test),
-                                                          "sft": len(sft)})
+                                                          "sft": len(sft), "kto": len(kto)})
         stats.made = 1
     # The card is rewritten every time (cheap): it also reports the judge's calibration, which
     # can change without the data changing, and that must not retrain models.
     calibration = (ctx.store.get_manifest("label") or {}).get("meta", {}).get("calibration")
     atomic_write_text(target / "README.md",
-                      dataset_card(ctx, train, test, sft, blend["meta"], calibration, digest))
+                      dataset_card(ctx, train, test, sft, kto, blend["meta"], calibration, digest))
     ctx.store.put_manifest("export", [digest], {"path": str(target), "train": len(train),
-                                               "test": len(test), "sft": len(sft)})
+                                               "test": len(test), "sft": len(sft), "kto": len(kto)})
     stats.metrics = {"dataset_hash": digest, "prefs_train": len(train), "prefs_test": len(test),
-                     "sft": len(sft)}
+                     "sft": len(sft), "kto": len(kto),
+                     "kto_desirable": sum(r["label"] for r in kto)}
     return stats
 
 
-def _write(target, train, test, sft, digest):
+def _write(target, train, test, sft, kto, digest):
     from datasets import Dataset, DatasetDict
     with atomic_dir(target) as tmp:
         DatasetDict({"train": Dataset.from_list(train), "test": Dataset.from_list(test)}) \
             .save_to_disk(str(tmp / "prefs"))
         DatasetDict({"train": Dataset.from_list(sft)}).save_to_disk(str(tmp / "sft"))
+        DatasetDict({"train": Dataset.from_list(kto)}).save_to_disk(str(tmp / "kto"))
         write_jsonl(tmp / "prefs.jsonl", train)
         write_jsonl(tmp / "prefs_test.jsonl", test)
         write_jsonl(tmp / "sft.jsonl", sft)
+        write_jsonl(tmp / "kto.jsonl", kto)
         (tmp / ".cai-hash").write_text(digest)

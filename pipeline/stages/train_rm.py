@@ -9,8 +9,9 @@ the seed: unchanged inputs reuse it, changed inputs train a new one.
 
 from ..context import StageStats, timed
 from ..training import (base_model, check_agreement, correlation, load_prefs, load_tokenizer,
-                        lora_config, loss_curve, pair_accuracy, pair_auc, quiet_progress,
-                        reward_scores, save_model, seed_everything, train_or_reuse, trl_args)
+                        lora_config, loss_curve, pair_accuracy, pair_auc, fit,
+                        reward_scores, save_model, seed_everything, train_or_reuse, train_seconds,
+                        trl_args)
 
 
 @timed("train-rm")
@@ -56,17 +57,18 @@ def _train(ctx, path, stats) -> dict:
     # judge was sure of must be separated by more than those it barely preferred.
     train = load_prefs(ctx, "train", ("margin",) if cfg.use_margin else ())
     test = load_prefs(ctx, "test")
-    args = trl_args(RewardConfig, cfg, path.parent / ".trainer-rm", ctx)
+    args = trl_args(RewardConfig, cfg, path, ctx)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))
     over = len(train) - len(trainer.train_dataset)
     if over:
         stats.drop("pair_over_max_length", over)  # TRL filters pairs longer than max_length
-    quiet_progress(trainer).train()
+    resumed = fit(trainer)
     device = next(trainer.model.parameters()).device
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
-        "margin": cfg.use_margin, "processes": args.world_size,
+        "margin": cfg.use_margin, "processes": args.world_size, "resumed_from": resumed,
+        "train_seconds": train_seconds(trainer),
         **_scores(trainer, tokenizer, train, test, device),
         "loss": loss_curve(trainer)}
     save_model(trainer, tokenizer, path, meta)

@@ -9,8 +9,9 @@ The Constitutional AI recipe trains preferences from this model: with `train_pol
 """
 
 from ..context import StageStats, timed
-from ..training import (base_model, load_tokenizer, lora_config, loss_curve, quiet_progress,
-                        save_model, seed_everything, train_or_reuse, trl_args)
+from ..training import (base_model, fit, load_tokenizer, lora_config, loss_curve,
+                        save_model, seed_everything, train_or_reuse, train_seconds,
+                        trl_args)
 
 
 @timed("train-sft")
@@ -35,13 +36,14 @@ def _train(ctx, path) -> dict:
     tokenizer = load_tokenizer(base_dir)
     rows = load_from_disk(str(ctx.run_dir / "dataset" / "sft"))["train"]
     rows = rows.select_columns(["prompt", "completion"])
-    args = trl_args(SFTConfig, cfg, path.parent / ".trainer-sft", ctx, completion_only_loss=True)
+    args = trl_args(SFTConfig, cfg, path, ctx, completion_only_loss=True)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(base_dir), args=args,
                          train_dataset=rows, processing_class=tokenizer,
                          peft_config=lora_config(cfg, "CAUSAL_LM"))
-    quiet_progress(trainer).train()
+    resumed = fit(trainer)
     curve = loss_curve(trainer)
     meta = {"base": identity, "train_rows": len(rows), "loss": curve, "lora": cfg.lora,
-            "final_loss": curve[-1]["loss"] if curve else None, "processes": args.world_size}
+            "final_loss": curve[-1]["loss"] if curve else None, "processes": args.world_size,
+            "resumed_from": resumed, "train_seconds": train_seconds(trainer)}
     save_model(trainer, tokenizer, path, meta)
     return meta

@@ -1,0 +1,166 @@
+"""The policy-training recipes of train-policy, one function per method, each a TRL trainer.
+
+    dpo   offline, on the blended pairs (TRL DPOTrainer; loss variants by `loss_type`)
+    kto   offline, on the judge's binary verdicts, or the pairs unpaired (TRL KTOTrainer)
+    orpo  offline, SFT and preference in one loss, no reference model (trl.experimental ORPO)
+    grpo  online RL: group-relative advantages, KL to the reference in the loss (GRPOTrainer)
+    rloo  online RL: REINFORCE leave-one-out, KL penalty subtracted from the reward, as in
+          PPO-style RLHF (RLOOTrainer)
+
+Each takes (ctx, path) and returns the model's meta after saving it at `path`. The model starts
+from `training.base_model(ctx, tuned=True)`: the SFT model, or the base for ORPO by default.
+"""
+
+from .client import freeze
+from .errors import ConfigError
+from .rewards import judge_reward
+from .training import (base_model, dpo_label_smoothing, fit, load_prefs, load_tokenizer,
+                       lora_config, loss_curve, save_model, seed_everything, train_seconds,
+                       trl_args)
+
+
+def _start(ctx):
+    """(config section, base dir, identity, tokenizer, model) every method begins with."""
+    from transformers import AutoModelForCausalLM
+    cfg = ctx.config.train_policy
+    base_dir, identity = base_model(ctx, tuned=True)
+    seed_everything(ctx.config.seed)
+    return cfg, base_dir, identity, load_tokenizer(base_dir), \
+        AutoModelForCausalLM.from_pretrained(base_dir)
+
+
+def _finish(trainer, tokenizer, path, meta, resumed) -> dict:
+    curve = loss_curve(trainer)
+    meta.update(loss=curve, final_loss=curve[-1]["loss"] if curve else None,
+                processes=trainer.args.world_size, resumed_from=resumed,
+                train_seconds=train_seconds(trainer))
+    save_model(trainer, tokenizer, path, meta)
+    return meta
+
+
+def _meta(cfg, identity, **extra) -> dict:
+    return {"base": identity, "init": identity["model"], "method": cfg.method, "beta": cfg.beta,
+            "lora": cfg.lora, **extra}
+
+
+def train_dpo(ctx, path) -> dict:
+    from transformers import AutoModelForCausalLM
+    from trl import DPOConfig, DPOTrainer
+    cfg, base_dir, identity, tokenizer, model = _start(ctx)
+    # With LoRA the reference is the base with the adapter disabled; else a frozen copy.
+    ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
+    train = load_prefs(ctx, "train", ("p_chosen",))
+    smoothing = dpo_label_smoothing(cfg, train)  # conservative DPO: labels are P, not certainty
+    args = trl_args(DPOConfig, cfg, path, ctx, beta=cfg.beta, label_smoothing=smoothing,
+                    loss_type=list(cfg.loss_type))
+    trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
+                         processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
+    resumed = fit(trainer)
+    accuracy = [r["rewards/accuracies"] for r in trainer.state.log_history
+                if "rewards/accuracies" in r]
+    return _finish(trainer, tokenizer, path, _meta(
+        cfg, identity, label_smoothing=smoothing, loss_type=list(cfg.loss_type),
+        train_pairs=len(train), reward_accuracy_last=accuracy[-1] if accuracy else None), resumed)
+
+
+def kto_rows(ctx, source: str):
+    """KTO's unpaired rows: the judge's verdicts (export's kto split), the blended pairs split
+    into a desirable and an undesirable row each, or both."""
+    from datasets import concatenate_datasets, load_from_disk
+    from trl.data_utils import unpair_preference_dataset
+    parts = []
+    if source in ("verdicts", "both"):
+        parts.append(load_from_disk(str(ctx.run_dir / "dataset" / "kto"))["train"]
+                     .select_columns(["prompt", "completion", "label"]))
+    if source in ("pairs", "both"):
+        parts.append(unpair_preference_dataset(load_prefs(ctx, "train")))
+    rows = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
+    good = sum(rows["label"])
+    if not good or good == len(rows):
+        raise ConfigError(f"train_policy.method=kto needs desirable and undesirable examples; "
+                          f"kto_data '{source}' has {good} desirable of {len(rows)}: try "
+                          f"train_policy.kto_data=both, or more prompts")
+    return rows, good
+
+
+def kto_weights(good: int, total: int) -> dict:
+    """KTO's class weights, balanced so that desirable and undesirable examples weigh the same
+    in total (the KTO paper asks for a ratio within [1, 4/3]); the rarer side is up-weighted."""
+    bad = total - good
+    if good >= bad:
+        return {"desirable_weight": 1.0, "undesirable_weight": round(good / bad, 4)}
+    return {"desirable_weight": round(bad / good, 4), "undesirable_weight": 1.0}
+
+
+def train_kto(ctx, path) -> dict:
+    from transformers import AutoModelForCausalLM
+    from trl import KTOConfig, KTOTrainer
+    cfg, base_dir, identity, tokenizer, model = _start(ctx)
+    ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
+    rows, good = kto_rows(ctx, cfg.kto_data)
+    weights = kto_weights(good, len(rows))
+    # KTO's KL estimate pairs each example with its batch neighbours in a fixed order, so TRL
+    # demands sequential sampling: the rows are shuffled once here instead.
+    if cfg.shuffle:
+        rows = rows.shuffle(seed=ctx.config.seed)
+    args = trl_args(KTOConfig, cfg, path, ctx, beta=cfg.beta, train_sampling_strategy="sequential",
+                    **weights)
+    trainer = KTOTrainer(model=model, ref_model=ref, args=args, train_dataset=rows,
+                         processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
+    resumed = fit(trainer)
+    return _finish(trainer, tokenizer, path, _meta(
+        cfg, identity, kto_data=cfg.kto_data, train_rows=len(rows), desirable=good, **weights),
+        resumed)
+
+
+def train_orpo(ctx, path) -> dict:
+    from trl.experimental.orpo import ORPOConfig, ORPOTrainer
+    cfg, _, identity, tokenizer, model = _start(ctx)
+    train = load_prefs(ctx, "train")
+    # ORPO's beta is λ, the weight of the odds-ratio term beside the SFT loss on `chosen`.
+    args = trl_args(ORPOConfig, cfg, path, ctx, beta=cfg.beta)
+    trainer = ORPOTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
+                          peft_config=lora_config(cfg, "CAUSAL_LM"))
+    resumed = fit(trainer)
+    return _finish(trainer, tokenizer, path, _meta(cfg, identity, train_pairs=len(train)), resumed)
+
+
+def train_online(ctx, path) -> dict:
+    """GRPO or RLOO: completions sampled from the policy, scored by the RM and/or the judge;
+    the KL to the reference is bounded by `beta` and logged per step."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+    config_cls, trainer_cls = {"grpo": (GRPOConfig, GRPOTrainer),
+                               "rloo": (RLOOConfig, RLOOTrainer)}[ctx.config.train_policy.method]
+    cfg, _, identity, tokenizer, model = _start(ctx)
+    seen, rows = set(), []
+    for messages in load_prefs(ctx, "train")["prompt"]:  # each prompt once
+        if freeze(messages) not in seen:
+            seen.add(freeze(messages))
+            rows.append({"prompt": messages})
+    prompts = Dataset.from_list(rows)
+    rewards = [r for r in (_rm_path(ctx) if "rm" in cfg.reward else None,
+                           judge_reward(ctx) if "judge" in cfg.reward else None) if r is not None]
+    args = trl_args(config_cls, cfg, path, ctx, beta=cfg.beta,
+                    num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens,
+                    per_device_train_batch_size=max(cfg.batch_size, cfg.num_generations))
+    trainer = trainer_cls(model=model, reward_funcs=rewards, args=args, train_dataset=prompts,
+                          processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
+    resumed = fit(trainer)
+    logs = [r for r in trainer.state.log_history if "reward" in r]
+    return _finish(trainer, tokenizer, path, _meta(
+        cfg, identity, reward=list(cfg.reward), train_prompts=len(prompts),
+        rewards=[{"step": r.get("step"), "reward": r["reward"], "kl": r.get("kl")}
+                 for r in logs]), resumed)
+
+
+def _rm_path(ctx) -> str:
+    rm = ctx.store.get_manifest("train-rm")
+    if rm is None:
+        raise ConfigError("train_policy.reward includes 'rm' but train-rm has not run; run "
+                          "`cai train-rm` first (or use reward: [judge])")
+    return rm["meta"]["path"]
+
+
+METHODS = {"dpo": train_dpo, "kto": train_kto, "orpo": train_orpo, "grpo": train_online,
+           "rloo": train_online}
