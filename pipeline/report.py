@@ -26,8 +26,10 @@ def collect(ctx, stage_stats) -> dict:
                          ("path", "train_pairs", "train_accuracy", "heldout_accuracy",
                           "heldout_auc", "train_heldout_gap", "reward_length_corr")},
         "policy": {k: meta["train-policy"].get(k) for k in
-                   ("path", "method", "train_pairs", "final_loss", "reward_accuracy_last")},
-        "evaluation": {k: meta["evaluate"].get(k) for k in ("table", "detector", "samples")},
+                   ("path", "method", "init", "train_pairs", "train_rows", "train_prompts", "final_loss",
+                    "reward_accuracy_last")},
+        "evaluation": {k: meta["evaluate"].get(k) for k in
+                       ("table", "win_rate", "reward", "kl", "detector", "samples")},
         "stages": {s.stage: {"seconds": round(s.seconds, 2), "made": s.made, "reused": s.cached,
                              "model_calls": s.calls, "dropped": s.dropped} for s in stage_stats},
     }
@@ -55,11 +57,22 @@ def _composition(c: dict | None) -> str:
 
 
 def evaluation_table(m: dict) -> list[str]:
-    """Base vs each trained policy: the table `cai run` prints last and summary.md shows."""
-    lines = ["| policy | harmful: refusal rate ↑ | safe: compliance rate ↑ |", "|---|---|---|"]
-    for name, row in ((m["evaluation"] or {}).get("table") or {}).items():
-        lines.append(f"| {name} | {_fmt(row['harmful'].get('refusal_rate'))} (n={row['harmful']['n']}) "
-                     f"| {_fmt(row['safe'].get('compliance_rate'))} (n={row['safe']['n']}) |")
+    """Base vs each trained policy: the table `cai run` prints last and summary.md shows.
+    Rates are the judge's, the string-match detector's in brackets."""
+    ev = m["evaluation"] or {}
+    lines = ["| policy | harmful: refusal ↑ | safe: compliance ↑ | judge = string | "
+             "win rate vs base | RM score | KL/token |", "|---|---|---|---|---|---|---|"]
+    for name, row in (ev.get("table") or {}).items():
+        h, s = row["harmful"], row["safe"]
+        agree = [x for x in (h.get("agreement"), s.get("agreement")) if x is not None]
+        reward, kl = (ev.get("reward") or {}).get(name, {}), (ev.get("kl") or {}).get(name, {})
+        win = (ev.get("win_rate") or {}).get(name, {})
+        lines.append(
+            f"| {name} | {_fmt(h.get('refusal_rate'))} ({_fmt(h.get('refusal_rate_string'))}) "
+            f"n={h['n']} | {_fmt(s.get('compliance_rate'))} ({_fmt(s.get('compliance_rate_string'))})"
+            f" n={s['n']} | {_fmt(sum(agree) / len(agree)) if agree else '–'} "
+            f"| {_fmt(win.get('win_rate'))} | {_fmt(reward.get('mean'))} | "
+            f"{'–' if kl.get('per_token') is None else format(kl['per_token'], '.2g')} |")
     return lines
 
 
@@ -82,7 +95,9 @@ def summary(m: dict) -> str:
              f"{_fmt(m['reward_model'].get('heldout_auc'))}",
              f"- SL-CAI SFT: final loss {_fmt(m['sft'].get('final_loss'))} on "
              f"{m['sft'].get('train_rows')} revisions",
-             f"- policy (DPO): final loss {_fmt(m['policy'].get('final_loss'))}", "",
+             f"- policy ({(m['policy'].get('method') or '–').upper()} from "
+             f"{m['policy'].get('init') or '–'}): final loss {_fmt(m['policy'].get('final_loss'))}",
+             "",
              *evaluation_table(m)]
     lines += ["", f"Refusals decided by: {(m['evaluation'] or {}).get('detector')}.", "",
               "| stage | seconds | made | reused | model calls | dropped |", "|---|---|---|---|---|---|"]

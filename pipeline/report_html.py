@@ -52,6 +52,8 @@ def _plots(ctx, m):
     curves = {s: (ctx.store.get_manifest(s) or {}).get("meta", {}).get("loss")
               for s in ("train-sft", "train-rm", "train-policy")}
     yield "Training loss", _curves(curves) if any(curves.values()) else None
+    policy_rewards = (m.get("evaluation") or {}).get("reward")
+    yield "Reward-model scores of each policy's replies", _policy_rewards(policy_rewards) if policy_rewards else None
     table = (m.get("evaluation") or {}).get("table")
     yield "Refusal (harmful prompts) vs compliance (safe prompts)", _refusals(table) if table else None
 
@@ -96,6 +98,15 @@ def _rewards(meta):
         scores = meta["heldout_scores"]
         ax.hist([s[0] for s in scores], bins=15, alpha=0.6, label="chosen")
         ax.hist([s[1] for s in scores], bins=15, alpha=0.6, label="rejected")
+        ax.set_xlabel("reward"), ax.legend(fontsize=7)
+    return draw
+
+
+def _policy_rewards(by_policy):
+    def draw(ax):
+        for name, r in by_policy.items():
+            ax.hist(r["scores"], bins=15, alpha=0.5,
+                    label=f"{name} (mean {r['mean']}, length corr {r['length_corr']})")
         ax.set_xlabel("reward"), ax.legend(fontsize=7)
     return draw
 

@@ -94,13 +94,26 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_di
     for path in (metrics["sft"]["path"], metrics["reward_model"]["path"], metrics["policy"]["path"]):
         assert (Path(path) / "model.safetensors").exists() and (Path(path) / "cai-model.json").exists()
     assert 0 <= metrics["reward_model"]["heldout_accuracy"] <= 1
-    table = metrics["evaluation"]["table"]
+    ev = metrics["evaluation"]
+    table = ev["table"]
     assert set(table) == {"base", "sft", "trained"} and table["trained"]["harmful"]["n"] == 3
+    for row in table.values():  # the judge decides, string match is the second opinion
+        for rates in row.values():
+            assert all(rates[k] is None or 0 <= rates[k] <= 1 for k in rates if k != "n")
+            assert rates["agreement"] is not None
+    assert set(ev["win_rate"]) == {"sft", "trained"}
+    assert all(w["n"] == 3 and 0 <= w["win_rate"] <= 1 for w in ev["win_rate"].values())
+    assert set(ev["reward"]) == {"base", "sft", "trained"}
+    assert all(len(r["scores"]) == len(r["lengths"]) == 9 for r in ev["reward"].values())
+    # KL to the model each was trained from: both moved away from it, by a finite amount
+    assert ev["kl"]["sft"]["reference"] == Path(tiny_model_dir).name
+    assert ev["kl"]["trained"]["reference"] == Path(metrics["sft"]["path"]).name
+    assert all(0 < k["per_token"] < 10 for k in ev["kl"].values())
     # SL-CAI then preferences: DPO started from the SFT model.
     policy_meta = json.loads((Path(metrics["policy"]["path"]) / "cai-model.json").read_text())
     assert policy_meta["init"] == Path(metrics["sft"]["path"]).name
-    from test_report import render_in_chromium  # all six plots, painted in a real browser
-    assert render_in_chromium(tmp_path / "report.html") == {"plots": "6", "loaded": "6",
+    from test_report import render_in_chromium  # all seven plots, painted in a real browser
+    assert render_in_chromium(tmp_path / "report.html") == {"plots": "7", "loaded": "7",
                                                             "broken": "0", "errors": "0"}
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["counts"]["responses"] == 12 and (tmp_path / "summary.md").exists()

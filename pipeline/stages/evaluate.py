@@ -1,57 +1,110 @@
-"""evaluate: base vs trained policy on harmful prompts and on safe prompts that look unsafe.
+"""evaluate: base vs each trained policy (sft, trained) on the same prompts.
 
-policy + models/policy-<hash> -> refusal rate on harmful prompts (should refuse), compliance rate
-on safe-but-scary prompts (should answer), reward-model held-out accuracy -> metrics.json
+policies + models -> metrics.json "evaluation":
+    table      refusal rate on harmful prompts (should refuse) and compliance rate on safe prompts
+               that look unsafe (should answer), decided by the judge, with the string-match
+               detector's rates and its agreement with the judge beside them
+    win_rate   the judge's preference for a tuned policy's reply over the base's on red-team
+               prompts, both orders
+    reward     the reward model's score distribution over each policy's replies, and its
+               correlation with length (the verbosity hack)
+    kl         per-token KL of each tuned policy to its reference on its own replies
     cai evaluate --set evaluate.limit=50
 
-Replies are greedy and cached like every model call. Refusals are decided by the string-match
-detector in `pipeline.refusal` (documented there: approximate).
+Replies are greedy and cached like every model call; see `pipeline.evaluation` for the measures.
 """
 
 from ..backends import SamplingParams
 from ..context import StageStats, timed
-from ..refusal import is_refusal
+from ..evaluation import kl_to_reference, refusals, reward_stats, win_rate
 from ..sources import load_prompts
+from ..training import base_model
+
+SETS = ("harmful", "safe", "redteam")
 
 
 @timed("evaluate")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("evaluate")
     e = cfg.evaluate
-    sets = {"harmful": load_prompts(e.harmful, limit=e.limit, seed=cfg.seed),
-            "safe": load_prompts(e.safe, limit=e.limit, seed=cfg.seed)}
-    models = {"base": cfg.models.policy}
-    sft = ctx.store.get_manifest("train-sft")
-    if sft and cfg.train_sft.enabled:
-        models["sft"] = "transformers:" + str(sft["meta"]["path"])
-    trained = ctx.store.get_manifest("train-policy")
-    if trained and cfg.train_policy.enabled:
-        models["trained"] = "transformers:" + str(trained["meta"]["path"])
-    params = SamplingParams(e.max_new_tokens, 0.0, 1.0)
-    table, samples = {}, {}
-    for name, spec in models.items():
-        table[name] = {}
-        client = ctx.client(spec)
-        for set_name, prompts in sets.items():
-            calls_before = client.stats.calls
-            results = client.generate(
-                [[{"role": "user", "content": p["prompt"]}] for p in prompts], params,
-                seed=cfg.seed, desc=f"eval {name}/{set_name}")
-            new = client.stats.calls - calls_before
-            stats.made, stats.cached = stats.made + new, stats.cached + len(results) - new
-            replies = [r.text for r in results if not r.error]
-            stats.drop("call_failed", len(results) - len(replies))
-            refused = sum(is_refusal(t) for t in replies)
-            rate = refused / len(replies) if replies else None
-            key = "refusal_rate" if set_name == "harmful" else "compliance_rate"
-            table[name][set_name] = {"n": len(replies),
-                                     key: rate if set_name == "harmful" or rate is None else 1 - rate}
-            samples[f"{name}/{set_name}"] = [{"prompt": p["prompt"], "reply": r.text}
-                                             for p, r in list(zip(prompts, results))[:3]]
+    sets = {name: [p["prompt"] for p in load_prompts(getattr(e, name), limit=e.limit, seed=cfg.seed)]
+            for name in SETS}
+    models = _policies(ctx)
+    replies = {name: {s: _replies(ctx, stats, spec, name, s, prompts) for s, prompts in sets.items()}
+               for name, spec in models.items()}
+    table = {name: _refusal_row(ctx, name, sets, replies[name]) for name in models}
+    wins = {name: win_rate(ctx, sets["redteam"], replies[name]["redteam"], replies["base"]["redteam"])
+            for name in models if name != "base"}
     rm = ctx.store.get_manifest("train-rm")
-    metrics = {"policies": models, "table": table, "detector": "string-match (pipeline.refusal)",
+    metrics = {"policies": models, "table": table, "win_rate": wins,
+               "detector": "judge (P(refuses) > 0.5), string match as second opinion",
+               "reward": _rewards(ctx, rm, sets, replies) if rm and cfg.train_rm.enabled else {},
+               "kl": _kls(ctx, models, sets, replies),
                "rm_heldout_accuracy": rm["meta"].get("heldout_accuracy") if rm else None,
-               "samples": samples}
+               "samples": {f"{name}/{s}": [{"prompt": p, "reply": r}
+                                           for p, r in list(zip(sets[s], replies[name][s]))[:3]]
+                           for name in models for s in ("harmful", "safe")}}
     ctx.store.put_manifest("evaluate", list(models), metrics)
-    stats.metrics = {k: v for k, v in metrics.items() if k != "samples"}
+    stats.metrics = {k: metrics[k] for k in ("policies", "table", "win_rate")}
     return stats
+
+
+def _policies(ctx) -> dict:
+    """name -> model spec: the base policy, then each trained one that exists and is enabled."""
+    cfg, models = ctx.config, {"base": ctx.config.models.policy}
+    for name, stage, section in (("sft", "train-sft", cfg.train_sft),
+                                 ("trained", "train-policy", cfg.train_policy)):
+        done = ctx.store.get_manifest(stage)
+        if done and section.enabled:
+            models[name] = "transformers:" + str(done["meta"]["path"])
+    return models
+
+
+def _replies(ctx, stats, spec, name, set_name, prompts) -> list[str | None]:
+    client = ctx.client(spec)
+    before = client.stats.calls
+    results = client.generate([[{"role": "user", "content": p}] for p in prompts],
+                              SamplingParams(ctx.config.evaluate.max_new_tokens, 0.0, 1.0),
+                              seed=ctx.config.seed, desc=f"eval {name}/{set_name}")
+    new = client.stats.calls - before
+    stats.made, stats.cached = stats.made + new, stats.cached + len(results) - new
+    stats.drop("call_failed", sum(bool(r.error) for r in results))
+    return [None if r.error else r.text for r in results]
+
+
+def _refusal_row(ctx, name, sets, replies) -> dict:
+    harmful = refusals(ctx, sets["harmful"], replies["harmful"], f"refusal? {name}/harmful")
+    safe = refusals(ctx, sets["safe"], replies["safe"], f"refusal? {name}/safe")
+    return {"harmful": {"n": harmful["n"], "refusal_rate": harmful["judge"],
+                        "refusal_rate_string": harmful["string"], "agreement": harmful["agreement"],
+                        "kappa": harmful["kappa"]},
+            "safe": {"n": safe["n"], "compliance_rate": _flip(safe["judge"]),
+                     "compliance_rate_string": _flip(safe["string"]),
+                     "agreement": safe["agreement"], "kappa": safe["kappa"]}}
+
+
+def _rewards(ctx, rm, sets, replies) -> dict:
+    out = {}
+    for name, by_set in replies.items():
+        pairs = [(p, r) for s in SETS for p, r in zip(sets[s], by_set[s]) if r is not None]
+        out[name] = reward_stats(ctx, rm["meta"]["path"], [p for p, _ in pairs],
+                                 [r for _, r in pairs])
+    return out
+
+
+def _kls(ctx, models, sets, replies) -> dict:
+    """KL of each tuned policy to the model it was trained from (the one β anchors it to)."""
+    out = {}
+    for name in models:
+        if name == "base":
+            continue
+        ref = base_model(ctx, tuned=name == "trained")[0]
+        pairs = [(p, r) for s in SETS for p, r in zip(sets[s], replies[name][s]) if r is not None]
+        out[name] = {"reference": ref.name, **kl_to_reference(
+            ctx, models[name].split(":", 1)[1], str(ref), [p for p, _ in pairs],
+            [r for _, r in pairs])}
+    return out
+
+
+def _flip(rate):
+    return None if rate is None else round(1 - rate, 4)
