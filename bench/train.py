@@ -62,7 +62,8 @@ def tokens(run_dir, model, max_length) -> int:
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(model)
     rows = load_from_disk(str(Path(run_dir) / "dataset" / "prefs"))["train"]
-    return sum(min(max_length, len(tok.apply_chat_template(r["prompt"] + r[side], tokenize=True)))
+    return sum(min(max_length, len(tok.apply_chat_template(r["prompt"] + r[side], tokenize=True,
+                                                           return_dict=False)))
                for r in rows for side in ("chosen", "rejected"))
 
 

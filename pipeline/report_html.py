@@ -2,7 +2,8 @@
 
 Plots (matplotlib, Agg backend): judge-human agreement per principle, the reliability diagram,
 reward-model scores of held-out chosen vs rejected replies, reward vs reply length, training
-loss curves, refusal vs compliance per policy. Then a sample of pairs with the critique and the
+loss curves, reward-model scores of each policy's replies, refusal vs compliance per policy.
+The evaluation table (the one `cai run` prints) sits above them. Then a sample of pairs with the critique and the
 revision side by side. The page records its own health for tests and people alike: every image
 that fails to load, and any script error, is counted in `data-*` attributes of <body>.
 """
@@ -22,7 +23,7 @@ def write(ctx, metrics: dict):
 
 def render(ctx, m: dict) -> str:
     figures = [(title, _png(draw)) for title, draw in _plots(ctx, m) if draw is not None]
-    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>"]
+    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", _evaluation_html(m)]
     for title, png in figures:
         body.append(f'<figure><img class="plot" alt="{html.escape(title)}" '
                     f'src="data:image/png;base64,{png}"><figcaption>{html.escape(title)}'
@@ -39,6 +40,22 @@ def _intro(m: dict) -> str:
         f"{c.get('comparisons', 0)} comparisons, {c['ai_pairs']} AI pairs. Judge vs humans: "
         f"accuracy {a.get('accuracy')}, kappa {a.get('cohen_kappa')}, ECE {a.get('ece')} "
         f"over {a.get('n', 0)} pairs.")
+
+
+def _evaluation_html(m: dict) -> str:
+    """The markdown evaluation table of `report.evaluation_table` as an HTML table."""
+    from .report import evaluation_table
+    if not (m.get("evaluation") or {}).get("table"):
+        return ""
+    head, _, *rows = evaluation_table(m)
+    return ("<h2>Evaluation</h2><table><tr>" + _cells(head, "th") + "</tr>"
+            + "".join(f"<tr>{_cells(r, 'td')}</tr>" for r in rows) + "</table>"
+            "<p>Rates decided by the judge; the string-match detector's in brackets.</p>")
+
+
+def _cells(markdown_row: str, tag: str) -> str:
+    return "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>"
+                   for c in markdown_row.strip("|").split("|"))
 
 
 def _plots(ctx, m):
