@@ -148,14 +148,21 @@ def _curves(curves):
 
 
 def _refusals(table):
+    """Per policy: the judge's rates (solid) and the string-match detector's (hatched)."""
+    bars = (("harmful", "refusal_rate", "harmful: refusal", "#4c72b0"),
+            ("safe", "compliance_rate", "safe: compliance", "#dd8452"))
+
     def draw(ax):
         names = list(table)
-        xs = range(len(names))
-        ax.bar([x - 0.2 for x in xs], [table[n]["harmful"].get("refusal_rate") or 0 for n in names],
-               width=0.4, label="harmful: refusal rate")
-        ax.bar([x + 0.2 for x in xs], [table[n]["safe"].get("compliance_rate") or 0 for n in names],
-               width=0.4, label="safe: compliance rate")
-        ax.set_xticks(list(xs), names), ax.set_ylim(0, 1), ax.legend(fontsize=7)
+        for i, (set_name, key, label, color) in enumerate(bars):
+            for j, (suffix, hatch, who) in enumerate((("", None, "judge"),
+                                                      ("_string", "//", "string"))):
+                ax.bar([x + (2 * i + j - 1.5) * 0.2 for x in range(len(names))],
+                       [table[n][set_name].get(key + suffix) or 0 for n in names], width=0.2,
+                       color=color, hatch=hatch, alpha=1 if not hatch else 0.5,
+                       label=f"{label} ({who})")
+        ax.set_xticks(list(range(len(names))), names), ax.set_ylim(0, 1.3)
+        ax.legend(fontsize=7, ncol=2, loc="upper center")
     return draw
 
 
