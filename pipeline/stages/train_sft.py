@@ -4,8 +4,9 @@ dataset/sft (prompt -> final revision, and answers the judge found no fault in) 
 models/sft-<hash>/ (TRL SFTTrainer, loss on the completion only)
     cai train-sft --set train_sft.epochs=2
 
-The Constitutional AI recipe trains preferences from this model: with `train_policy.init: sft`
-(the default) train-policy starts here. Named by the hash of its inputs, like every model.
+The Constitutional AI recipe trains preferences from this model: with `train_policy.init: auto`
+(the default; ORPO excepted) or `sft`, train-policy starts here. Named by the hash of its
+inputs, like every model.
 """
 
 from ..context import StageStats, timed
