@@ -83,13 +83,15 @@ def _refusal_row(ctx, name, sets, replies) -> dict:
                      "agreement": safe["agreement"], "kappa": safe["kappa"]}}
 
 
+def _answered(sets, by_set) -> tuple[list[str], list[str]]:
+    """(prompts, replies) of one policy over every set, where its reply did not fail."""
+    pairs = [(p, r) for s in SETS for p, r in zip(sets[s], by_set[s]) if r is not None]
+    return [p for p, _ in pairs], [r for _, r in pairs]
+
+
 def _rewards(ctx, rm, sets, replies) -> dict:
-    out = {}
-    for name, by_set in replies.items():
-        pairs = [(p, r) for s in SETS for p, r in zip(sets[s], by_set[s]) if r is not None]
-        out[name] = reward_stats(ctx, rm["meta"]["path"], [p for p, _ in pairs],
-                                 [r for _, r in pairs])
-    return out
+    return {name: reward_stats(ctx, rm["meta"]["path"], *_answered(sets, by_set))
+            for name, by_set in replies.items()}
 
 
 def _kls(ctx, models, sets, replies) -> dict:
@@ -99,10 +101,8 @@ def _kls(ctx, models, sets, replies) -> dict:
         if name == "base":
             continue
         ref = base_model(ctx, tuned=name == "trained")[0]
-        pairs = [(p, r) for s in SETS for p, r in zip(sets[s], replies[name][s]) if r is not None]
         out[name] = {"reference": ref.name, **kl_to_reference(
-            ctx, models[name].split(":", 1)[1], str(ref), [p for p, _ in pairs],
-            [r for _, r in pairs])}
+            ctx, models[name].split(":", 1)[1], str(ref), *_answered(sets, replies[name]))}
     return out
 
 
