@@ -20,7 +20,7 @@ from .calibration import cohen_kappa
 from .hashing import content_hash
 from .judge import choice_probs, compare
 from .refusal import is_refusal
-from .training import correlation
+from .training import correlation, score_conversations
 
 
 def refusals(ctx, prompts: list[str], replies: list[str | None], desc: str) -> dict:
@@ -92,18 +92,12 @@ def _cached(ctx, name: str, inputs, compute):
 
 
 def _score(ctx, rm_dir, prompts, replies) -> list[float]:
-    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     device = _device(ctx)
-    tokenizer = AutoTokenizer.from_pretrained(rm_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(rm_dir).to(device).eval()
-    out = []
-    with torch.no_grad():
-        for p, r in zip(prompts, replies):
-            text = tokenizer.apply_chat_template(_chat(p, r), tokenize=False)
-            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
-            out.append(round(float(model(**ids).logits[0, 0]), 6))
-    return out
+    model = AutoModelForSequenceClassification.from_pretrained(rm_dir).to(device)
+    scores = score_conversations(model, AutoTokenizer.from_pretrained(rm_dir),
+                                 [_chat(p, r) for p, r in zip(prompts, replies)], device)
+    return [round(x, 6) for x in scores]
 
 
 def _kl(ctx, policy_dir, ref_dir, prompts, replies) -> tuple[list[float], int]:

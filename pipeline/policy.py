@@ -29,6 +29,13 @@ def _start(ctx):
         AutoModelForCausalLM.from_pretrained(base_dir)
 
 
+def _reference(cfg, base_dir):
+    """With LoRA the reference is the start model with the adapter disabled (TRL does that when
+    given none); without it, an explicit frozen copy."""
+    from transformers import AutoModelForCausalLM
+    return None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
+
+
 def _finish(trainer, tokenizer, path, meta, resumed) -> dict:
     curve = loss_curve(trainer)
     meta.update(loss=curve, final_loss=curve[-1]["loss"] if curve else None,
@@ -44,11 +51,9 @@ def _meta(cfg, identity, **extra) -> dict:
 
 
 def train_dpo(ctx, path) -> dict:
-    from transformers import AutoModelForCausalLM
     from trl import DPOConfig, DPOTrainer
     cfg, base_dir, identity, tokenizer, model = _start(ctx)
-    # With LoRA the reference is the base with the adapter disabled; else a frozen copy.
-    ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
+    ref = _reference(cfg, base_dir)
     train = load_prefs(ctx, "train", ("p_chosen",))
     smoothing = dpo_label_smoothing(cfg, train)  # conservative DPO: labels are P, not certainty
     args = trl_args(DPOConfig, cfg, path, ctx, beta=cfg.beta, label_smoothing=smoothing,
@@ -93,10 +98,9 @@ def kto_weights(good: int, total: int) -> dict:
 
 
 def train_kto(ctx, path) -> dict:
-    from transformers import AutoModelForCausalLM
     from trl import KTOConfig, KTOTrainer
     cfg, base_dir, identity, tokenizer, model = _start(ctx)
-    ref = None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
+    ref = _reference(cfg, base_dir)
     rows, good = kto_rows(ctx, cfg.kto_data)
     weights = kto_weights(good, len(rows))
     # KTO's KL estimate pairs each example with its batch neighbours in a fixed order, so TRL

@@ -55,6 +55,19 @@ def seed_everything(seed: int):
     set_seed(seed)
 
 
+def training_stage(ctx, stats, name: str, section, train, keys, check: bool = True):
+    """What every training stage does around its training: skip when disabled, refuse (or
+    warn) below the judge-agreement bar, reuse or train, and report `keys` of the meta."""
+    if not section.enabled:
+        stats.drop("disabled")
+        return stats
+    if check:
+        check_agreement(ctx, stats)
+    _, meta = train_or_reuse(ctx, name, section, stats, train)
+    stats.metrics = {k: meta[k] for k in keys if meta.get(k) is not None}
+    return stats
+
+
 def train_or_reuse(ctx, name: str, section, stats, train) -> tuple[str, dict]:
     """The model named by the hash of its inputs: reused when complete, else `train(path)`."""
     h = input_hash(ctx, name, section)
@@ -243,20 +256,24 @@ def is_complete(path) -> bool:
     return path is not None and (Path(path) / MARKER).exists()
 
 
-def reward_scores(model, tokenizer, rows, device: str) -> list[tuple[float, float]]:
-    """(r(chosen), r(rejected)) for rows of conversational prompt/chosen/rejected."""
+def score_conversations(model, tokenizer, conversations, device: str) -> list[float]:
+    """The reward model's score of each conversation (a list of chat messages)."""
     import torch
     model.eval()
     out = []
     with torch.no_grad():
-        for row in rows:
-            pair = []
-            for side in ("chosen", "rejected"):
-                text = tokenizer.apply_chat_template(row["prompt"] + row[side], tokenize=False)
-                ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
-                pair.append(float(model(**ids).logits[0, 0]))
-            out.append(tuple(pair))
+        for messages in conversations:
+            text = tokenizer.apply_chat_template(messages, tokenize=False)
+            ids = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
+            out.append(float(model(**ids).logits[0, 0]))
     return out
+
+
+def reward_scores(model, tokenizer, rows, device: str) -> list[tuple[float, float]]:
+    """(r(chosen), r(rejected)) for rows of conversational prompt/chosen/rejected."""
+    flat = score_conversations(model, tokenizer, [row["prompt"] + row[side] for row in rows
+                                                  for side in ("chosen", "rejected")], device)
+    return list(zip(flat[0::2], flat[1::2]))
 
 
 def pair_accuracy(scores) -> float | None:

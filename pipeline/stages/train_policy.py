@@ -9,19 +9,14 @@ Named by the hash of its inputs, like every trained model.
 
 from ..context import StageStats, timed
 from ..policy import METHODS
-from ..training import check_agreement, train_or_reuse
+from ..training import training_stage
 
 
 @timed("train-policy")
 def run(ctx) -> StageStats:
-    cfg, stats = ctx.config, StageStats("train-policy")
-    if not cfg.train_policy.enabled:
-        stats.drop("disabled")
-        return stats
-    check_agreement(ctx, stats)
-    train = METHODS[cfg.train_policy.method]
-    _, meta = train_or_reuse(ctx, "policy", cfg.train_policy, stats, lambda path: train(ctx, path))
-    stats.metrics = {k: meta.get(k) for k in ("method", "train_pairs", "train_rows",
-                                              "train_prompts", "final_loss", "label_smoothing")
-                     if meta.get(k) is not None}
-    return stats
+    section = ctx.config.train_policy
+    train = METHODS[section.method]
+    return training_stage(ctx, StageStats("train-policy"), "policy", section,
+                          lambda path: train(ctx, path),
+                          ("method", "train_pairs", "train_rows", "train_prompts", "final_loss",
+                           "label_smoothing"))

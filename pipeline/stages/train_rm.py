@@ -8,23 +8,19 @@ the seed: unchanged inputs reuse it, changed inputs train a new one.
 """
 
 from ..context import StageStats, timed
-from ..training import (base_model, check_agreement, correlation, load_prefs, load_tokenizer,
+from ..training import (base_model, correlation, load_prefs, load_tokenizer,
                         lora_config, loss_curve, pair_accuracy, pair_auc, fit,
-                        reward_scores, save_model, seed_everything, train_or_reuse, train_seconds,
+                        reward_scores, save_model, seed_everything, train_seconds, training_stage,
                         trl_args)
 
 
 @timed("train-rm")
 def run(ctx) -> StageStats:
-    cfg, stats = ctx.config, StageStats("train-rm")
-    if not cfg.train_rm.enabled:
-        stats.drop("disabled")
-        return stats
-    check_agreement(ctx, stats)
-    _, meta = train_or_reuse(ctx, "rm", cfg.train_rm, stats, lambda path: _train(ctx, path, stats))
-    stats.metrics = {k: meta.get(k) for k in ("train_accuracy", "heldout_accuracy", "heldout_auc",
-                                              "train_heldout_gap", "train_pairs")}
-    return stats
+    stats = StageStats("train-rm")
+    return training_stage(ctx, stats, "rm", ctx.config.train_rm,
+                          lambda path: _train(ctx, path, stats),
+                          ("train_accuracy", "heldout_accuracy", "heldout_auc",
+                           "train_heldout_gap", "train_pairs"))
 
 
 def _scores(trainer, tokenizer, train, test, device) -> dict:

@@ -11,19 +11,16 @@ inputs, like every model.
 
 from ..context import StageStats, timed
 from ..training import (base_model, fit, load_tokenizer, lora_config, loss_curve,
-                        save_model, seed_everything, train_or_reuse, train_seconds,
+                        save_model, seed_everything, train_seconds, training_stage,
                         trl_args)
 
 
 @timed("train-sft")
 def run(ctx) -> StageStats:
-    cfg, stats = ctx.config, StageStats("train-sft")
-    if not cfg.train_sft.enabled:
-        stats.drop("disabled")
-        return stats
-    _, meta = train_or_reuse(ctx, "sft", cfg.train_sft, stats, lambda path: _train(ctx, path))
-    stats.metrics = {k: meta.get(k) for k in ("train_rows", "final_loss")}
-    return stats
+    # SFT learns from the judge's revisions, not its comparisons: no agreement check
+    return training_stage(ctx, StageStats("train-sft"), "sft", ctx.config.train_sft,
+                          lambda path: _train(ctx, path), ("train_rows", "final_loss"),
+                          check=False)
 
 
 def _train(ctx, path) -> dict:
