@@ -1,17 +1,18 @@
 """The run config: every knob of a run, one pydantic model per stage plus RunConfig.
 
 Precedence: defaults < YAML file (`--config FILE`) < `--set section.key=value` flags.
-Each field's description is the only help text: `cai config --help-keys` and the README's
+Each field's description is the only help text: `cai config --keys` and the README's
 configuration reference are generated from it. Unknown keys fail, naming the key and the file.
 """
 
 import difflib
 from pathlib import Path
 
-import yaml
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+import yaml
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model,
+                      field_validator, model_validator)
 
 from .errors import ConfigError
 from .hashing import content_hash
@@ -130,13 +131,16 @@ class BlendConfig(Section):
 
 
 class TrainConfig(Section):
+    """The knobs every training stage has. `train.<knob>` sets one for all three stages, and
+    `train_sft.<knob>` (or `train_rm.`, `train_policy.`) for one stage; a stage's own
+    defaults (below each class) apply where neither is set."""
     enabled: bool = Field(True, description="run this training stage")
     epochs: float = Field(1.0, gt=0, description="passes over the training pairs")
     batch_size: int = Field(4, ge=1, description="per-device batch size")
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
     max_length: int = Field(256, ge=16, description="truncate prompt+response to this many tokens")
-    lora: bool = Field(False, description="train LoRA adapters instead of all weights")
+    lora: bool = Field(False, description="train LoRA adapters (merged into the saved model) instead of all weights")
     lora_r: int = Field(16, ge=1, description="LoRA rank")
     max_steps: int = Field(-1, description="stop after this many steps (-1 = epochs decide)")
     report_to: str = Field("none", description="where the trainer logs: 'none', 'tensorboard', 'wandb', 'mlflow' (comma-separated for several; passed to TRL)")
@@ -147,14 +151,30 @@ class TrainConfig(Section):
     save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept (older ones deleted; null = all)")
 
 
+TRAIN_KNOBS = tuple(TrainConfig.model_fields)
+TRAIN_STAGES = ("train_sft", "train_rm", "train_policy")
+
+
+def _unset(model: type[Section], name: str) -> type[Section]:
+    """`model` with every field optional and unset (None): a section of overrides, validated
+    with the same constraints as the fields it overrides."""
+    def optional(f):
+        kind = Annotated[f.annotation, *f.metadata] if f.metadata else f.annotation
+        return kind | None, Field(None, description=f.description)
+    fields = {k: optional(f) for k, f in model.model_fields.items()}
+    return create_model(name, __base__=Section, **fields)
+
+
+SharedTrainConfig = _unset(TrainConfig, "SharedTrainConfig")
+
+
 class TrainSFTConfig(TrainConfig):
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
     batch_size: int = Field(2, ge=1, description="per-device batch size")
-    lora: bool = Field(True, description="train LoRA adapters (merged into the saved model)")
+    lora: bool = Field(True, description="train LoRA adapters (merged into the saved model) instead of all weights")
 
 
 class TrainRMConfig(TrainConfig):
-    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
     use_margin: bool = Field(True, description="pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be separated more)")
 
 
@@ -169,9 +189,7 @@ class TrainPolicyConfig(TrainConfig):
     beta: float = Field(0.1, gt=0, description="strength of the KL anchor to the reference: DPO/KTO β, the GRPO/RLOO KL coefficient (0.01–0.1 usual); for ORPO the odds-ratio weight λ")
     label_smoothing: float | Literal["auto"] = Field("auto", description="DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen ≻ rejected) over the training pairs")
     batch_size: int = Field(2, ge=1, description="per-device batch size")
-    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
-    lora: bool = Field(True, description="train LoRA adapters (merged into the saved model)")
-
+    lora: bool = Field(True, description="train LoRA adapters (merged into the saved model) instead of all weights")
 
     @field_validator("method")
     @classmethod
@@ -208,10 +226,23 @@ class RunConfig(Section):
     calibration: CalibrationConfig = CalibrationConfig()
     pairs: PairsConfig = PairsConfig()
     blend: BlendConfig = BlendConfig()
+    train: SharedTrainConfig = SharedTrainConfig()
     train_sft: TrainSFTConfig = TrainSFTConfig()
     train_rm: TrainRMConfig = TrainRMConfig()
     train_policy: TrainPolicyConfig = TrainPolicyConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shared_training(cls, data):
+        """`train.<knob>` fills every training stage's knob that its own section leaves unset."""
+        shared = data.get("train") if isinstance(data, dict) else None
+        if not isinstance(shared, dict):
+            return data
+        given = {k: v for k, v in shared.items() if k in TRAIN_KNOBS and v is not None}
+        stages = {s: {**given, **data[s]} if isinstance(data.get(s), dict) else data.get(s, given)
+                  for s in TRAIN_STAGES}
+        return {**data, **stages}
 
     def fingerprint(self, *sections: str) -> str:
         """Hash of some sections (all if none): what a stage's cached outputs depend on."""
@@ -268,12 +299,33 @@ def _explain(exc: ValidationError, where: str) -> str:
 
 
 def help_rows():
-    """(key, default, description) for every config key: the one source of help text."""
+    """(key, default, description) for every config key: the one source of help text.
+
+    The training knobs are listed once, as `train.*`, with each stage's default; a stage's
+    section lists only the keys it alone has."""
     def walk(model, prefix):
         for name, f in model.model_fields.items():
             ann = f.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
+            if name == "train":
+                yield from _train_rows()
+            elif isinstance(ann, type) and issubclass(ann, BaseModel):
                 yield from walk(ann, f"{prefix}{name}.")
-            else:
+            elif not (prefix[:-1] in TRAIN_STAGES and name in TRAIN_KNOBS):
                 yield f"{prefix}{name}", f.default, f.description or ""
     return list(walk(RunConfig, ""))
+
+
+def _train_rows():
+    stages = {s.removeprefix("train_"): RunConfig.model_fields[s].annotation for s in TRAIN_STAGES}
+    for knob in TRAIN_KNOBS:
+        defaults = {name: model.model_fields[knob].default for name, model in stages.items()}
+        shown = next(iter(defaults.values())) if len(set(map(repr, defaults.values()))) == 1 \
+            else StageDefaults(defaults)
+        desc = TrainConfig.model_fields[knob].description
+        yield f"train.{knob}", shown, desc
+
+
+class StageDefaults(dict):
+    """Per-stage defaults of a training knob, shown as `sft 2e-05, rm 5e-05, policy 5e-05`."""
+    def __repr__(self):
+        return ", ".join(f"{k} {v!r}" for k, v in self.items())

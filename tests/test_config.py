@@ -67,3 +67,16 @@ def test_shipped_accelerate_configs_load_in_accelerate():
              for p in (ROOT / "configs" / "accelerate").glob("*.yaml")}
     assert kinds == {"ddp": "DistributedType.MULTI_GPU", "fsdp": "DistributedType.FSDP",
                      "deepspeed_zero3": "DistributedType.DEEPSPEED"}
+
+
+def test_train_keys_are_shared_and_a_stage_overrides_them():
+    cfg = load_config(None, ["train.epochs=2", "train_rm.epochs=3", "train.learning_rate=1e-4"])
+    assert (cfg.train_sft.epochs, cfg.train_rm.epochs, cfg.train_policy.epochs) == (2, 3, 2)
+    assert cfg.train_sft.learning_rate == cfg.train_rm.learning_rate == 1e-4
+    default = load_config()
+    assert (default.train_sft.learning_rate, default.train_rm.lora) == (2e-5, False)
+    with pytest.raises(ConfigError, match="'train.epochs': Input should be greater than 0"):
+        load_config(None, ["train.epochs=0"])
+    # listed once: as train.<knob>, not again under each stage
+    keys = [k for k, _, _ in help_rows()]
+    assert "train.epochs" in keys and "train_rm.epochs" not in keys and "train_rm.use_margin" in keys
