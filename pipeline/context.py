@@ -13,7 +13,7 @@ from .backends import has_logprobs, load_backend, parse_spec
 from .client import ModelClient
 from .config import RunConfig
 from .errors import CaiError
-from .models import resolve
+from .models import identity
 from .store import Store
 
 
@@ -84,11 +84,11 @@ class RunContext:
         """
         cfg = self.config
         if kind == "transformers":
-            from .backends.transformers_backend import resolve_dtype
-            return {**resolve(model)[1], "backend": kind,
+            from .device import resolve_dtype
+            return {**identity(model), "backend": kind,
                     "dtype": resolve_dtype(cfg.models.device, cfg.models.dtype)}
         if kind == "vllm":
-            weights = resolve(model)[1] if Path(model).exists() else {"model": model}
+            weights = identity(model) if Path(model).exists() else {"model": model}
             return {**weights, "backend": kind, "dtype": cfg.vllm.dtype}
         if kind == "openai":
             return {"backend": kind, "model": model, "weights": cfg.openai.weights_id or None}

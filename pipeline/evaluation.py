@@ -15,7 +15,7 @@ deterministic functions of weights and texts and are kept in the store under the
 from constitution import assign_principle
 from constitution.render import render_refusal_question
 
-from .backends.transformers_backend import pick_device, set_threads
+from .device import pick_device, set_threads
 from .calibration import cohen_kappa
 from .hashing import content_hash
 from .judge import choice_probs, compare

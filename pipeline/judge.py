@@ -46,6 +46,14 @@ def scoring_method(client, judge_cfg) -> str:
     return "logprobs" if getattr(client, "logprobs", True) else "vote"
 
 
+def scoring_settings(client, judge_cfg) -> dict:
+    """The judge settings its probabilities depend on: the method, and how votes are taken."""
+    method = scoring_method(client, judge_cfg)
+    if method == "logprobs":
+        return {"method": method}
+    return {"method": method, **judge_cfg.model_dump(exclude={"scoring"})}
+
+
 def choice_probs(client, messages: list, choices: tuple, judge_cfg, seed: int, desc: str,
                  max_new_tokens: int = VOTE_TOKENS) -> list[Outcome]:
     """Probabilities over `choices` for each conversation (None entries fail as 'no_input')."""

@@ -39,21 +39,44 @@ def cache_dir() -> Path:
     return Path(root)
 
 
+def identity(model: str) -> dict:
+    """A model name -> its identity (name and weights hash), without fetching or converting
+    anything: `cai plan` names every call and model with it before any weight is on disk."""
+    if model in EMBEDDED:
+        return _embedded_identity(model)
+    path = _local(model)
+    if path.is_file():
+        return {"model": path.name, "weights": file_hash(path)[:20]}
+    return {"model": path.name, "weights": fingerprint(path)}
+
+
 def resolve(model: str) -> tuple[Path, dict]:
     """A model name -> (HF directory, identity). Fetches or converts on first use."""
     if model in EMBEDDED:
         return ensure_embedded(model)
-    path = Path(model).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
+    path = _local(model)
+    if path.is_file():
         sha = file_hash(path)
         return from_gguf(path, sha), {"model": path.name, "weights": sha[:20]}
+    return path, {"model": path.name, "weights": fingerprint(path)}
+
+
+def _local(model: str) -> Path:
+    """A local .gguf file or HF directory, or a one-line error saying what it is not."""
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return path
     if path.is_dir():
         if not (path / "config.json").exists():
             raise ModelUnavailable(f"{path}: not a Hugging Face model directory (no config.json)")
-        return path, {"model": path.name, "weights": fingerprint(path)}
+        return path
     known = ", ".join(EMBEDDED)
     raise ModelUnavailable(f"model '{model}' is neither an embedded alias ({known}), "
                            "an HF model directory nor a .gguf file")
+
+
+def _embedded_identity(alias: str) -> dict:
+    return {"model": alias, "weights": EMBEDDED[alias]["gguf_sha256"][:20]}
 
 
 def fingerprint(model_dir: Path) -> str:
@@ -86,7 +109,7 @@ def fingerprint(model_dir: Path) -> str:
 
 def ensure_embedded(alias: str) -> tuple[Path, dict]:
     spec = EMBEDDED[alias]
-    identity = {"model": alias, "weights": spec["gguf_sha256"][:20]}
+    identity = _embedded_identity(alias)
     gguf = cache_dir() / "downloads" / Path(spec["member"]).name
     target = _converted_dir(gguf, spec["gguf_sha256"])
     if (target / MARKER).exists():

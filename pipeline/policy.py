@@ -159,9 +159,13 @@ def train_online(ctx, path) -> dict:
 
 
 def _rm_path(ctx) -> str:
+    """The reward model this policy is named after: the one train-rm made from the current
+    inputs (an older one would train a policy under the wrong name)."""
+    from .training import input_hash
     rm = ctx.store.get_manifest("train-rm")
-    if rm is None:
-        raise ConfigError("train_policy.reward includes 'rm' but train-rm has not run; run "
+    if rm is None or rm["ids"][0] != input_hash(ctx, "rm", ctx.config.train_rm):
+        state = "has not run" if rm is None else "is out of date (its inputs changed)"
+        raise ConfigError(f"train_policy.reward includes 'rm' but train-rm {state}; run "
                           "`cai train-rm` first (or use reward: [judge])")
     return rm["meta"]["path"]
 

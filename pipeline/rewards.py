@@ -12,10 +12,15 @@ from constitution.render import render_direct_verdict
 from .judge import choice_probs
 
 
+def reward_principles(ctx) -> list:
+    """The principles the judge asks as a reward: those of `label.tags` (all if none match)."""
+    return ctx.constitution.select(ctx.config.label.tags) or ctx.constitution.principles
+
+
 def judge_reward(ctx):
     """A TRL reward function: (prompts, completions) -> 1 − P(violates) per completion."""
     constitution, cfg = ctx.constitution, ctx.config
-    principles = constitution.select(cfg.label.tags) or constitution.principles
+    principles = reward_principles(ctx)
 
     def reward(prompts, completions, **kwargs) -> list[float]:
         asks = []

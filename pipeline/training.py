@@ -10,11 +10,11 @@ import shutil
 from pathlib import Path
 
 from .backends import parse_spec
-from .backends.transformers_backend import pick_device, set_threads
+from .device import pick_device, set_threads
 from .errors import CaiError
 from .fsutil import atomic_dir
 from .hashing import content_hash
-from .models import resolve
+from .models import identity, resolve
 from .store import is_main_process
 
 MARKER = "cai-model.json"
@@ -33,19 +33,29 @@ def policy_init(cfg) -> str:
 def base_model(ctx, tuned: bool = False) -> tuple[Path, dict]:
     """The weights a training stage starts from: the policy's, or with `tuned` (train-policy)
     the SL-CAI model of train-sft when `policy_init` says so."""
-    cfg = ctx.config
-    if tuned and policy_init(cfg) == "sft":
+    if tuned and policy_init(ctx.config) == "sft":
         sft = ctx.store.get_manifest("train-sft")
         if sft is None:
             raise CaiError(f"{ctx.run_dir}: train_policy.init is 'sft' but train-sft has not run; "
                            "run `cai train-sft` first (or set train_policy.init=base)")
         return Path(sft["meta"]["path"]), {"model": Path(sft["meta"]["path"]).name,
                                            "weights": sft["ids"][0]}
-    kind, model = parse_spec(cfg.models.policy)
+    return resolve(_local_policy(ctx))
+
+
+def base_identity(ctx, tuned: bool = False) -> dict:
+    """What `base_model` starts from, named without fetching or loading any weights."""
+    if tuned and policy_init(ctx.config) == "sft":
+        return base_model(ctx, tuned)[1]
+    return identity(_local_policy(ctx))
+
+
+def _local_policy(ctx) -> str:
+    kind, model = parse_spec(ctx.config.models.policy)
     if kind != "transformers":
         raise CaiError(f"training starts from local weights: models.policy must be a "
                        f"'transformers:' spec, got '{ctx.config.models.policy}'")
-    return resolve(model)
+    return model
 
 
 def seed_everything(seed: int):
@@ -100,9 +110,36 @@ def dataset_hash(ctx) -> str:
 
 
 def input_hash(ctx, name: str, section) -> str:
-    """A trained model is named by everything it was made from."""
-    _, identity = base_model(ctx, tuned=name == "policy")
-    return content_hash(name, dataset_hash(ctx), section.model_dump(), identity, ctx.config.seed)
+    """A trained model is named by everything it was made from: the dataset, its settings, the
+    weights it starts from, the seed, and what rewards it online (GRPO/RLOO)."""
+    return content_hash(name, dataset_hash(ctx), section.model_dump(),
+                        base_identity(ctx, tuned=name == "policy"), ctx.config.seed,
+                        reward_inputs(ctx) if name == "policy" else None)
+
+
+def reward_inputs(ctx) -> dict | None:
+    """What an online-RL reward reads: the reward model (named by its own inputs), and the
+    judge (its weights, settings, and the principles and system prompt it is asked with)."""
+    cfg = ctx.config
+    if cfg.train_policy.method not in ("grpo", "rloo"):
+        return None
+    out = {}
+    if "rm" in cfg.train_policy.reward:
+        out["rm"] = input_hash(ctx, "rm", cfg.train_rm)
+    if "judge" in cfg.train_policy.reward:
+        out["judge"] = judge_identity(ctx)
+    return out
+
+
+def judge_identity(ctx) -> dict:
+    """The judge as a reward: model, how it is run and scored, and the constitution text the
+    reward prompts carry (an edit of another principle leaves it alone)."""
+    from .judge import scoring_settings
+    from .rewards import reward_principles
+    judge = ctx.judge()
+    return {"model": judge.identity, "scoring": scoring_settings(judge, ctx.config.judge),
+            "system": ctx.constitution.system,
+            "principles": [[p.id, p.version, p.weight] for p in reward_principles(ctx)]}
 
 
 def load_prefs(ctx, split: str, extra: tuple = ()):

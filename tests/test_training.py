@@ -109,3 +109,57 @@ def test_an_interrupted_training_resumes_from_its_last_checkpoint(tmp_path, tiny
     assert [r["step"] for r in meta["loss"]] == [1, 2, 3]
     assert [r["loss"] for r in meta["loss"]] == pytest.approx([r["loss"] for r in before["loss"]],
                                                               rel=1e-4)
+
+
+def _online(tmp_path, tiny_model_dir, reward: str, **keys):
+    """RLOO on the tiny model, one step, rewarded by `reward`; data stages already run."""
+    return small_config(tmp_path, policy=f"transformers:{tiny_model_dir}", **{
+        "train_sft.enabled": "false", "train_policy.method": "rloo", "train_policy.reward": reward,
+        "train_policy.max_steps": 1, "train_policy.num_generations": 2,
+        "train_policy.max_new_tokens": 4, "train_rm.max_steps": 1, **keys})
+
+
+def test_an_online_policy_is_retrained_when_its_reward_model_is(tmp_path, tiny_model_dir,
+                                                                 fake_backend):
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    stages = ["train-rm", "train-policy"]
+    first = run_stages(_online(tmp_path, tiny_model_dir, "[rm]"), stages, echo=lambda s: None)
+    again = run_stages(_online(tmp_path, tiny_model_dir, "[rm]"), stages, echo=lambda s: None)
+    assert again["stages"]["train-policy"]["reused"] == 1
+    # a retrained reward model is a new reward: the policy trained on the old one is not reused
+    changed = _online(tmp_path, tiny_model_dir, "[rm]", **{"train_rm.max_steps": 2})
+    retrained = run_stages(changed, stages, echo=lambda s: None)
+    assert retrained["stages"]["train-rm"]["made"] == 1
+    assert retrained["stages"]["train-policy"]["made"] == 1
+    assert retrained["policy"]["path"] != first["policy"]["path"]
+    # a reward model whose inputs changed but which was not retrained yet is refused
+    stale = _online(tmp_path, tiny_model_dir, "[rm]", **{"train_rm.max_steps": 3})
+    with pytest.raises(ConfigError, match="train-rm is out of date"):
+        run_stages(stale, ["train-policy"], echo=lambda s: None)
+
+
+def test_an_online_policy_is_retrained_when_its_judge_changes(tmp_path, tiny_model_dir,
+                                                              fake_backend):
+    from conftest import ROOT
+    text = (ROOT / "principles.yaml").read_text()
+    constitution = tmp_path / "principles.yaml"
+    constitution.write_text(text)
+    run_stages(small_config(tmp_path, constitution=str(constitution)), DATA_STAGES,
+               echo=lambda s: None)
+
+    def train(**keys):
+        cfg = _online(tmp_path, tiny_model_dir, "[judge]", constitution=str(constitution), **keys)
+        return run_stages(cfg, ["train-policy"], echo=lambda s: None)["stages"]["train-policy"]
+    assert train()["made"] == 1
+    # a principle the reward never asks (tagged helpfulness only) is not one of its inputs
+    constitution.write_text(text.replace("to answer the safe request directly",
+                                         "to reply to the safe request directly"))
+    assert constitution.read_text() != text
+    assert train()["reused"] == 1
+    # the judge's weights, how it scores, and a principle it asks each make a new policy
+    assert train(**{"models.judge": "fake:other-judge"})["made"] == 1
+    assert train(**{"judge.scoring": "vote"})["made"] == 1
+    constitution.write_text(constitution.read_text().replace(
+        "Please rewrite the assistant response to remove any and all dangerous",
+        "Rewrite the reply to drop every dangerous"))
+    assert train()["made"] == 1

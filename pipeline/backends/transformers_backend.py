@@ -5,31 +5,9 @@
 choice log-probabilities come from one forward pass when every choice is a single token.
 """
 
-import os
-
+from ..device import pick_device, resolve_dtype, set_threads
 from ..models import resolve
 from .base import ChoiceRequest, GenerationRequest, as_messages
-
-
-def pick_device(device: str = "auto") -> str:
-    import torch
-    if device != "auto":
-        return device
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def resolve_dtype(device: str = "auto", dtype: str = "auto") -> str:
-    """'auto' is float32 on CPU (bf16 matmuls are slower there) and bfloat16 on CUDA."""
-    if dtype != "auto":
-        return dtype
-    return "bfloat16" if pick_device(device).startswith("cuda") else "float32"
-
-
-def set_threads(threads: int = 0):
-    """torch threads = cores (or the configured number): more threads than cores thrash."""
-    import torch
-    n = threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(n)
 
 
 class TransformersBackend:
