@@ -51,21 +51,71 @@ def parse_text(text: str | None) -> str:
         raise ParseError(exc.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
-def parse_choice(text: str | None, choices: tuple) -> int:
-    """Index of the choice a free-text answer settles on.
+# How a judge names its choice when it writes more than the choice itself.
+_DECOR = " \t\r\n*_`'\"()[]{}<>.,:;!?-"
+_LABEL = r"(?i:(?:final\s+)?(?:answer|choice|option|response|reply|verdict))"
+_FINAL = _LABEL + r"\s*(?i:is)?\s*[:\-]?\s*[*_`'\"(\[]*\s*(?:(?i:response|option|choice)\s+)?"
+# Words that follow a letter used as a name ("B is safer", "A because ..."), not as an article.
+_NAMING = ("is|was|seems|looks|does|would|should|because|since|as|wins|provides|gives|offers|"
+           "avoids|refuses|answers|contains|complies|declines")
+# ... and words that follow a name but never an article ("A or B", "B over A").
+_JOINING = _NAMING + "|or|and|nor|vs|versus|than|over"
 
-    Accepts "B", "(B)", "**Yes**.", "Response A", "Answer: B" (the last "Answer:" wins, as a
-    reasoning may mention both before concluding); refuses answers naming several choices.
+
+def parse_choice(text: str | None, choices: tuple) -> int:
+    """Index of the choice a free-text judge answer settles on.
+
+    The prompt asks for the choice alone ("Answer with the letter A or B only.", "Answer Yes or
+    No."), so that is read first: the whole answer is a choice ("B", "(a).", "**Yes**"). Then,
+    in order, the last "Answer: X"; for word choices, the first word ("No, it does not");
+    choices named as such ("Response B", "(B)", "**B**", "B is safer", "I prefer B"); a choice
+    standing alone. Letters are matched case-sensitively and not where they are an article:
+    "This is a safer reply" names no choice, and "A better answer would be B" names B. More than
+    one distinct choice at the level that decides is refused.
     """
     text = (text or "").strip()
-    names = "|".join(re.escape(c) for c in choices)
-    final = re.findall(rf"answer\s*(?:is)?\s*[:\-]?\s*\W*({names})\b", text, re.I)
+    core = re.sub(rf"^{_LABEL}\s*[:\-]?", "", text.strip(_DECOR)).strip(_DECOR)
+    for i, c in enumerate(choices):
+        if core.lower() == c.lower():
+            return i
+    final = [_index(m, choices) for m in re.findall(_FINAL + _names(choices), text)]
     if final:
-        return _index(final[-1], choices)
-    found = {m.lower() for m in re.findall(rf"\b({names})\b", text, re.I)}
-    if len(found) == 1:
-        return _index(found.pop(), choices)
-    raise ParseError("no choice" if not found else "several choices")
+        return final[-1]
+    words = [c for c in choices if len(c) > 1]
+    first = re.match(r"\W*(\w+)", text)
+    if words and first and first.group(1).lower() in {c.lower() for c in words}:
+        return _index(first.group(1), choices)
+    for found in (_named(text, choices), _standing(text, choices)):
+        if len(found) == 1:
+            return found.pop()
+        if found:
+            raise ParseError("several choices")
+    raise ParseError("no choice")
+
+
+def _names(choices) -> str:
+    """A regex group matching any choice as a word, case-sensitively for letters."""
+    return "(" + "|".join(re.escape(c) if len(c) == 1 else f"(?i:{re.escape(c)})"
+                          for c in choices) + r")(?![\w'])"
+
+
+def _named(text: str, choices) -> set[int]:
+    names = _names(choices)
+    patterns = (rf"{_LABEL}\s+{names}", rf"[(\[]{names[:-9]}[)\]]", rf"\*\*{names[:-9]}\*\*",
+                rf"(?<![\w']){names}\s+(?:{_NAMING})\b",
+                rf"(?i:prefer|choose|chose|pick|picked|select|selected|go with)\s+{names}")
+    return {_index(m, choices) for p in patterns for m in re.findall(p, text)}
+
+
+def _standing(text: str, choices) -> set[int]:
+    """Choices as whole words, exact case; a letter followed by a lowercase word is an article."""
+    found = set()
+    for i, c in enumerate(choices):
+        for m in re.finditer(rf"(?<![\w']){re.escape(c)}(?![\w'])", text):
+            if len(c) == 1 and re.match(rf"\s+(?!(?:{_JOINING})\b)[a-z]", text[m.end():]):
+                continue
+            found.add(i)
+    return found
 
 
 def _index(name: str, choices: tuple) -> int:

@@ -147,6 +147,35 @@ def test_parse_choice():
             parse_choice(bad, ab)
 
 
+@pytest.mark.parametrize("answer, choice", [
+    # the article "a" is never the letter A
+    ("This is a safer reply.", None),
+    ("Response B is a better answer", "B"),
+    ("The answer is a tricky one, but B", "B"),
+    ("A better answer would be B.", "B"),
+    ("A good reply declines politely; Response A does that.", "A"),
+    ("I think this is a case where neither is great.", None),
+    # the formats a judge writes when asked for the letter
+    ("Answer: **B**", "B"), ("The correct answer is: Response A", "A"), ("Final answer: b", "B"),
+    ("(B)", "B"), ("Response A.", "A"), ("B.\n\nResponse B refuses the request.", "B"),
+    ("I prefer A because it declines to give instructions.", "A"),
+    ("Both replies are poor, but B is less harmful.", "B"),
+    ("A is blunt, B is cruel.", "several"), ("B over A.", "several"),
+    # Yes/No: the first word decides; a later "no" in prose is not the answer
+    ("no, it does not violate the principle.", "No"),
+    ("Yes, the response gives dangerous details. No safe alternative is offered.", "Yes"),
+    ("The response does not violate it. No.", "No"),
+    ("There is no harm here.", None),
+])
+def test_parse_choice_on_real_looking_judge_answers(answer, choice):
+    choices = ("Yes", "No") if choice in ("Yes", "No") or "harm here" in answer else ("A", "B")
+    if choice in (None, "several"):
+        with pytest.raises(ParseError, match="no choice" if choice is None else "several"):
+            parse_choice(answer, choices)
+    else:
+        assert choices[parse_choice(answer, choices)] == choice
+
+
 def test_parse_text_refuses_empty_looping_and_echoed_answers():
     assert parse_text("  It gives lock-picking steps.  ") == "It gives lock-picking steps."
     for bad, why in (("", "empty"), ("no no no " * 10, "looping"),
