@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from tqdm import tqdm
 
 from .backends.base import ChoiceRequest, GenerationRequest, RequestFailed, SamplingParams
+from .errors import BackendError, CaiError
 from .hashing import content_hash
 
 
@@ -53,8 +54,15 @@ class ModelClient:
 
     @property
     def backend(self):
+        """The loaded backend. A model that cannot load stops the run with one line: it is no
+        fault of the requests, and storing it as their failure would keep it forever."""
         if self._backend is None:
-            self._backend = self.loader()
+            try:
+                self._backend = self.loader()
+            except CaiError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - torch, transformers and OS errors alike
+                raise BackendError(f"cannot load model '{self.spec}': {_reason(exc)}") from exc
         return self._backend
 
     def key(self, kind: str, request) -> str:
@@ -118,6 +126,9 @@ class ModelClient:
                 bar.update(len(batch))
 
     def _call_batch(self, kind, batch) -> list[dict]:
+        """One backend call. A request the backend reports failed (`RequestFailed`) is stored
+        with its reason; an exception fails the whole batch, so it is the backend's fault, not
+        the requests': the run stops with one line and the batch is not stored."""
         reqs = [r for _, r in batch]
         start = time.perf_counter()
         try:
@@ -125,21 +136,26 @@ class ModelClient:
                 answers, field = self.backend.generate(reqs), "text"
             else:
                 answers, field = self.backend.choice_logprobs(reqs), "logprobs"
-            failed = [isinstance(a, RequestFailed) for a in answers]
-            outs = [None if f else {field: a} for a, f in zip(answers, failed)]
-            errors = [a.reason if f else None for a, f in zip(answers, failed)]
-            self.stats.failed += sum(failed)
-        except Exception as exc:  # noqa: BLE001 - stored with its reason, counted, never silent
-            from .errors import CaiError
-            if isinstance(exc, CaiError):
-                raise
-            outs, errors = [None] * len(reqs), [f"{type(exc).__name__}: {exc}"] * len(reqs)
-            self.stats.failed += len(reqs)
+        except CaiError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any engine error; the message names it
+            raise BackendError(f"model '{self.spec}' failed on a batch of {len(reqs)} requests: "
+                               f"{_reason(exc)}; finished work is saved, rerun to resume "
+                               "(a smaller models.batch_size may help)") from exc
+        failed = [isinstance(a, RequestFailed) for a in answers]
+        outs = [None if f else {field: a} for a, f in zip(answers, failed)]
+        errors = [a.reason if f else None for a, f in zip(answers, failed)]
+        self.stats.failed += sum(failed)
         self.stats.seconds += time.perf_counter() - start
         self.stats.calls += len(reqs)
         return [{"key": k, "model": self.spec, "kind": kind, "request": _request_json(r),
                  "response": out, "error": err}
                 for (k, r), out, err in zip(batch, outs, errors)]
+
+
+def _reason(exc: Exception) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0]
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 PLACEHOLDER = "(planned reply"  # how a dry run's made-up texts begin

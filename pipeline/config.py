@@ -28,7 +28,7 @@ class ModelsConfig(Section):
     policy: str = Field(EMBEDDED, description="policy model spec '<backend>:<model>' (answers prompts; base of training)")
     judge: str = Field(EMBEDDED, description="judge model spec (critiques, revisions, comparisons)")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu' or 'cuda[:N]'")
-    dtype: str = Field("auto", description="'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'")
     batch_size: int = Field(16, ge=1, description="requests per backend batch")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
     retry_failed: bool = Field(False, description="call again where a stored call failed (failures are kept, with their reason, and not retried by accident)")

@@ -6,7 +6,9 @@ A backend does two things, both batched:
   (the judge's multiple-choice answers: "Yes"/"No", "A"/"B").
 
 A result may be `RequestFailed(reason)` for a request that failed on its own (a remote server
-that kept answering 500); an exception fails the whole batch, and a `CaiError` stops the run.
+that kept answering 500): the client stores it with its reason. An exception is the backend's
+fault, not the requests' (out of memory, a broken engine): it stops the run with one line, and
+the batch in flight is not stored, so a rerun calls it again.
 
 Backends know nothing of the store: caching, batching policy and progress live in
 `pipeline.client`. `identity` names the model independently of the backend that serves it
