@@ -38,8 +38,10 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
         f"Per-source weights {composition.get('weights')}, human share {cfg.blend.human_share}, "
         f"at most {cfg.blend.max_pairs_per_prompt} pairs per prompt; dropped while blending: "
         f"{composition.get('dropped') or 'none'}. Held-out human prompts never appear in training.",
-        "", "`p_chosen` is the judge's P(chosen ≻ rejected) (1.0 for human pairs); "
-        "`margin` = 2·p_chosen − 1.", "",
+        "", "`p_chosen` is the judge's P(chosen ≻ rejected) for comparison pairs, 1.0 for human "
+        "pairs, and empty for critique-revision pairs (the judge said the original violates a "
+        "principle; it was not asked which reply is better: its P(violates) is in `provenance`); "
+        "`margin` = 2·p_chosen − 1, empty where p_chosen is.", "",
     ]
     lines += calibration_lines(calibration)
     lines += ["", "## Principles used (SFT rows, all rounds)", "", "| principle | version | uses |",
@@ -50,6 +52,16 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
               "version, the critique, P(violates) and the revision outcome, plus models and seed.",
               "", "Human pairs: Anthropic hh-rlhf harmless-base (MIT) unless configured otherwise.", ""]
     return "\n".join(lines)
+
+
+def ensemble_line(cal: dict) -> str:
+    """Whether the calibration measured the labels training uses, said plainly."""
+    k, train_k = cal.get("ensemble"), cal.get("training_ensemble")
+    if k is None or k == train_k:
+        return f"- measured on the labels training uses ({train_k} principles per comparison)"
+    return (f"- not the training labels: measured on labels of {k} principle(s) per pair, while "
+            f"training comparisons average {train_k} (label.ensemble); set "
+            f"calibration.ensemble={train_k} to measure those")
 
 
 def calibration_lines(cal: dict | None) -> list[str]:
@@ -64,6 +76,7 @@ def calibration_lines(cal: dict | None) -> list[str]:
               f"{cal['position_bias_rate']} of pairs; it preferred whatever was shown first in "
               f"{cal['first_position_rate']} of answers (0.5 = no bias); mean gap between orders "
               f"{cal['mean_order_gap']}", "",
+              ensemble_line(cal), "",
               "| principle | pairs | accuracy | position-bias rate | mean P(human choice) |",
               "|---|---|---|---|---|"]
     for pid, row in cal["per_principle"].items():

@@ -175,7 +175,7 @@ class TrainSFTConfig(TrainConfig):
 
 
 class TrainRMConfig(TrainConfig):
-    use_margin: bool = Field(True, description="pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be separated more)")
+    use_margin: bool = Field(True, description="pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be separated more; pairs without a probability get none)")
 
 
 class TrainPolicyConfig(TrainConfig):

@@ -76,7 +76,7 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     flipped = [(x, y) for x, y in changed if y["chosen"] == x["rejected"]]
     # Same pair, same winner, a different probability (a principle in its ensemble was edited).
     relabelled = [k for k in pa.keys() & pb.keys() if pa[k]["chosen"] == pb[k]["chosen"]
-                  and abs(pa[k].get("p_chosen", 1) - pb[k].get("p_chosen", 1)) > 1e-9]
+                  and pa[k].get("p_chosen") != pb[k].get("p_chosen")]
     per = {}
     for kind, rows in (("added", added), ("removed", removed), ("changed", [y for _, y in changed])):
         for p in rows:

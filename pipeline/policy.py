@@ -54,8 +54,8 @@ def train_dpo(ctx, path) -> dict:
     from trl import DPOConfig, DPOTrainer
     cfg, base_dir, identity, tokenizer, model = _start(ctx)
     ref = _reference(cfg, base_dir)
-    train = load_prefs(ctx, "train", ("p_chosen",))
-    smoothing = dpo_label_smoothing(cfg, train)  # conservative DPO: labels are P, not certainty
+    smoothing = dpo_label_smoothing(cfg, load_prefs(ctx, "train", ("p_chosen",)))  # cDPO
+    train = load_prefs(ctx, "train")
     args = trl_args(DPOConfig, cfg, path, ctx, beta=cfg.beta, label_smoothing=smoothing,
                     loss_type=list(cfg.loss_type))
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,

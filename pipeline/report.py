@@ -2,6 +2,7 @@
 
 import json
 
+from .card import ensemble_line
 from .fsutil import atomic_write_text
 from .stages import STAGES
 
@@ -89,6 +90,7 @@ def summary(m: dict) -> str:
              f"{_fmt(a.get('cohen_kappa'))}, ECE {_fmt(a.get('ece'))}, position-bias rate "
              f"{_fmt(a.get('position_bias_rate'))} over {a.get('n', 0)} human pairs "
              "(chance accuracy = 0.50; a judge that always picks one position has bias rate 1.00)",
+             *([ensemble_line(a)] if a.get("n") else []),
              f"- reward model: held-out accuracy {_fmt(m['reward_model'].get('heldout_accuracy'))}, "
              f"train accuracy {_fmt(m['reward_model'].get('train_accuracy'))} (gap "
              f"{_fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "

@@ -175,7 +175,7 @@ def _pairs_html(ctx) -> str:
         prov = p.get("provenance", {})
         why = " ".join(r.get("critique") or "" for r in prov.get("rounds", []) if r.get("violates"))
         if p["kind"] == "comparison":
-            why = f"judge P(chosen ≻ rejected) = {p.get('p_chosen', 0):.2f} ({prov.get('method')})"
+            why = f"judge P(chosen ≻ rejected) = {p['p_chosen']:.2f} ({prov.get('method')})"
         rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in
                                      (p["prompt"], p["rejected"], why, p["chosen"])) + "</tr>")
     return "\n".join(rows + ["</table>"])

@@ -149,6 +149,12 @@ def load_prefs(ctx, split: str, extra: tuple = ()):
     return ds.select_columns([c for c in TEXT_COLUMNS + list(extra) if c in ds.column_names])
 
 
+def with_margin(ds):
+    """RewardTrainer's `margin` column, 0 where a pair has no preference probability (a
+    critique-revision pair): its loss is then plain Bradley-Terry, asking no set separation."""
+    return ds.map(lambda row: {"margin": row["margin"] if row["margin"] is not None else 0.0})
+
+
 def check_agreement(ctx, stats):
     """Stop before training when the judge agrees with humans less than the config demands."""
     need = ctx.config.calibration.min_agreement
@@ -170,10 +176,12 @@ def check_agreement(ctx, stats):
 
 
 def dpo_label_smoothing(section, train) -> float:
-    """cDPO's epsilon: the configured value, or 'auto' = mean of 1 − P(chosen ≻ rejected)."""
+    """cDPO's epsilon: the configured value, or 'auto' = mean of 1 − P(chosen ≻ rejected) over
+    the pairs that have one (human pairs count as 1; critique-revision pairs have none)."""
     if section.label_smoothing != "auto":
         return float(section.label_smoothing)
-    ps = train["p_chosen"] if "p_chosen" in train.column_names else []
+    ps = [p for p in (train["p_chosen"] if "p_chosen" in train.column_names else [])
+          if p is not None]
     return round(min(0.49, sum(1 - p for p in ps) / len(ps)), 4) if ps else 0.0
 
 

@@ -202,3 +202,42 @@ def test_chain_of_thought_labels_are_clamped_and_keep_their_reasoning(tmp_path, 
             assert 0.45 <= x["p_order1"] <= 0.55 and 0.45 <= x["p_order2"] <= 0.55
             assert len(x["reasoning"]) == 2 and all(x["reasoning"])
             assert len(x["calls"]) == 4  # a reasoning and a scored choice per order
+
+
+def test_critique_revision_pairs_claim_no_preference_probability(tmp_path, fake_backend):
+    """P(original violates) is not P(revision ≻ original): such pairs carry no p_chosen or
+    margin, label smoothing averages the comparison and human pairs alone, and the reward
+    model asks no separation of them."""
+    from datasets import load_from_disk
+    from pipeline.training import dpo_label_smoothing, with_margin
+    cfg = small_config(tmp_path, **{"pairs.min_margin": 0.0})
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    rows = _rows(tmp_path)
+    revised = [r for r in rows if r["kind"] == "critique-revision"]
+    assert revised and all(r["p_chosen"] is None and r["margin"] is None for r in revised)
+    assert all(any(x["violates"] for x in json.loads(r["provenance"])["rounds"]) for r in revised)
+    _, pairs = _records(tmp_path, "pairs")
+    assert all(0.5 < p["p_violates"] <= 1 for p in pairs.values() if p["kind"] == "critique-revision")
+    train = load_from_disk(str(tmp_path / "dataset" / "prefs"))["train"]
+    known = [r["p_chosen"] for r in rows if r["p_chosen"] is not None]
+    assert len(known) < len(rows)
+    assert dpo_label_smoothing(cfg.train_policy, train) == round(sum(1 - p for p in known)
+                                                                 / len(known), 4)
+    margins = with_margin(train.select_columns(["kind", "margin"]))
+    assert all(m == 0.0 for k, m in zip(margins["kind"], margins["margin"]) if k != "comparison"
+               and k != "human")
+
+
+def test_the_calibration_report_says_whether_it_measured_the_training_labels(tmp_path,
+                                                                            fake_backend):
+    from pipeline.card import ensemble_line
+    small = run_stages(small_config(tmp_path / "a", **{"label.ensemble": 3}), DATA_STAGES,
+                       echo=lambda s: None)["judge_agreement"]
+    assert (small["ensemble"], small["training_ensemble"]) == (1, 3)
+    assert ensemble_line(small).startswith("- not the training labels")
+    assert "not the training labels" in (tmp_path / "a" / "summary.md").read_text()
+    assert "not the training labels" in (tmp_path / "a" / "dataset" / "README.md").read_text()
+    same = run_stages(small_config(tmp_path / "b", **{"label.ensemble": 2,
+                                                      "calibration.ensemble": 2}),
+                      DATA_STAGES, echo=lambda s: None)["judge_agreement"]
+    assert ensemble_line(same) == "- measured on the labels training uses (2 principles per comparison)"

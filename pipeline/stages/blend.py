@@ -54,7 +54,7 @@ def _select(pairs: list, held_prompts: set, b, stats) -> list:
     """Drop pairs on held-out prompts and exact duplicates; cap pairs per prompt."""
     seen, per_prompt, kept = set(), {}, []
     # Most confident first, so the cap and the dedupe keep the strongest signal.
-    for pid, pair in sorted(pairs, key=lambda x: (-x[1].get("p_chosen", 1.0), x[0])):
+    for pid, pair in sorted(pairs, key=lambda x: (-_confidence(x[1]), x[0])):
         prompt = _norm(pair["prompt"])
         if prompt in held_prompts:
             stats.drop("prompt_in_heldout")
@@ -67,6 +67,13 @@ def _select(pairs: list, held_prompts: set, b, stats) -> list:
             per_prompt[prompt] = per_prompt.get(prompt, 0) + 1
             kept.append((pid, pair))
     return sorted(kept, key=lambda x: x[0])  # a stable order, independent of the ranking
+
+
+def _confidence(pair: dict) -> float:
+    """How sure the judge was of a pair, for ranking only: a comparison's P(chosen ≻ rejected),
+    a critique-revision pair's P(original violates) (it has no preference probability)."""
+    p = pair.get("p_chosen")
+    return p if p is not None else pair.get("p_violates", 0.5)
 
 
 def _weighted(pairs: list, weights: dict, seed: int) -> list:

@@ -3,8 +3,9 @@
 blend manifest + chains -> <run_dir>/dataset/
     prefs/  DatasetDict: train (blended pairs), test (held-out human pairs); TRL's conversational
             preference format: prompt=[user msg], chosen=[assistant msg], rejected=[assistant msg];
-            p_chosen = the judge's P(chosen ≻ rejected) (1.0 for human pairs), margin = 2·p − 1
-            (TRL RewardTrainer reads a `margin` column)
+            p_chosen = the judge's P(chosen ≻ rejected) for comparison pairs (1.0 for human
+            pairs, empty for critique-revision pairs: no comparison was asked), margin = 2·p − 1
+            (TRL RewardTrainer reads a `margin` column; an empty one trains with none)
     sft/    DatasetDict: train; prompt=[user msg], completion=[assistant msg] (final revisions,
             and originals the judge found no violation in)
     kto/    DatasetDict: train; the judge's binary verdicts, TRL's unpaired preference format:
@@ -30,7 +31,7 @@ def _pref_row(pid: str, pair: dict) -> dict:
             "prompt": [{"role": "user", "content": pair["prompt"]}],
             "chosen": [{"role": "assistant", "content": pair["chosen"]}],
             "rejected": [{"role": "assistant", "content": pair["rejected"]}],
-            "p_chosen": float(pair.get("p_chosen", 1.0)), "margin": float(pair.get("margin", 1.0)),
+            "p_chosen": pair.get("p_chosen"), "margin": pair.get("margin"),
             "provenance": json.dumps(pair["provenance"], ensure_ascii=False, sort_keys=True)}
 
 

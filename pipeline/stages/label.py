@@ -10,8 +10,9 @@ K principles (`label.ensemble`, ranked by the same rendezvous hash as critique a
 edits move only what they must), each in both answer orders; the label is the mean of the
 order-averaged probabilities (averaged in log-odds by default, so a judge's constant lean towards
 a position cancels), and the gap between orders is kept as the position-bias measure.
-The human pairs are labelled by exactly the same code, which is what makes the calibration
-report a measurement of the labels the pipeline trains on.
+The human pairs are labelled by exactly the same code, under `calibration.ensemble`
+principles each; only when that equals `label.ensemble` does the report measure the very labels
+the pipeline trains on, and the report says which it measured.
 """
 
 from itertools import combinations
@@ -47,6 +48,8 @@ def run(ctx) -> StageStats:
     report = calibration_report([_judgement(r) for _, _, r in judged if r["p"] is not None],
                                 seed=cfg.seed)
     report["failed"] = sum(r["p"] is None for _, _, r in judged)
+    # Whether it measured the labels training uses: the same number of principles per label.
+    report["ensemble"], report["training_ensemble"] = cfg.calibration.ensemble, cfg.label.ensemble
     save_records(ctx, stats, comparisons + judged)
     ctx.store.put_manifest("label", [r[0] for r in comparisons],
                            {"calibration": report, "calibration_ids": [r[0] for r in judged]})

@@ -4,8 +4,10 @@ chain records + comparison records -> preference pair records
     cai pairs --set pairs.min_margin=0.3 --set pairs.kinds=[comparison]
 
 Kind 'critique-revision': a chain makes a pair (final revision ≻ original) when the judge found
-a violation in some round and the revision differs materially from the original; its
-P(chosen ≻ rejected) is the judge's highest P(violates). Kind 'comparison': a comparison makes a
+a violation in some round and the revision differs materially from the original. It carries no
+preference probability: the judge was asked whether the original violates a principle, not
+which of the two is better, so its `p_chosen` and `margin` are empty and the judge's highest
+P(violates) is kept under its own name, `p_violates`. Kind 'comparison': a comparison makes a
 pair (the preferred response ≻ the other) when its ensemble margin |2p − 1| exceeds
 `pairs.min_margin`; its probability is the comparison's. Every pair carries p_chosen, margin,
 its kind and its provenance (principles and versions, critiques or per-order probabilities,
@@ -64,13 +66,15 @@ def _why_no_pair(chain, min_change) -> str | None:
 
 def make_pair(chain, cfg) -> tuple:
     pid = "pair-" + content_hash("critique-revision", chain["final_id"], chain["response_id"])
-    p = max(r["p_violates"] for r in chain["rounds"] if r["violates"])
+    # P(original violates) can be the revision's own violation probability in a later round;
+    # it is not P(revision ≻ original), so it is no preference probability and not called one.
+    p_violates = max(r["p_violates"] for r in chain["rounds"] if r["violates"])
     return (pid, "pair", {
         "kind": "critique-revision", "source": "ai",
         "prompt_id": chain["prompt_id"], "prompt": chain["prompt"],
         "chosen": chain["final"], "rejected": chain["original"],
         "chosen_id": chain["final_id"], "rejected_id": chain["response_id"],
-        "p_chosen": p, "margin": margin(p),
+        "p_chosen": None, "margin": None, "p_violates": p_violates,
         "provenance": {
             "rounds": [{k: r.get(k) for k in ("round", "principle", "principle_version",
                                                "critique", "p_violates", "violates",

@@ -11,7 +11,7 @@ from ..context import StageStats, timed
 from ..training import (base_model, correlation, load_prefs, load_tokenizer,
                         lora_config, loss_curve, pair_accuracy, pair_auc, fit,
                         reward_scores, save_model, seed_everything, train_seconds, training_stage,
-                        trl_args)
+                        trl_args, with_margin)
 
 
 @timed("train-rm")
@@ -51,7 +51,8 @@ def _train(ctx, path, stats) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     # With a `margin` column TRL's loss is -log σ(r_chosen − r_rejected − margin): pairs the
     # judge was sure of must be separated by more than those it barely preferred.
-    train = load_prefs(ctx, "train", ("margin",) if cfg.use_margin else ())
+    train = with_margin(load_prefs(ctx, "train", ("margin",))) if cfg.use_margin \
+        else load_prefs(ctx, "train")
     test = load_prefs(ctx, "test")
     args = trl_args(RewardConfig, cfg, path, ctx)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
