@@ -129,12 +129,12 @@ def diff_cmd(config, old, new, as_json, examples):
               help="keep only what the last N finished runs used (default: every recorded run)")
 def gc_cmd(config, keep_runs):
     """Remove records, cached calls and models that no kept run references."""
-    from .collect import collect
+    from .gc import collect_garbage
     from .store import Store
     with Store(config.run_dir) as store:
-        removed = collect(store, keep_runs)
+        removed = collect_garbage(store, keep_runs)
     click.echo(f"removed {removed['records']} records, {removed['calls']} cached calls, "
-               f"{removed['models']} model directories")
+               f"{removed['models']} model directories, {removed['caches']} evaluation results")
 
 
 @cli.command("config")

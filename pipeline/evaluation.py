@@ -58,37 +58,38 @@ def win_rate(ctx, prompts: list[str], tuned: list[str | None], base: list[str | 
 
 def reward_stats(ctx, rm_dir: str, prompts: list[str], replies: list[str]) -> dict:
     """The reward model's scores of (prompt, reply) and their correlation with reply length."""
-    scores = _cached(ctx, "eval-rm", (rm_dir, prompts, replies),
-                     lambda: _score(ctx, rm_dir, prompts, replies))
+    key, scores = _cached(ctx, "eval-rm", (rm_dir, prompts, replies),
+                          lambda: _score(ctx, rm_dir, prompts, replies))
     lengths = [len(r) for r in replies]
     n = len(scores)
     mean = sum(scores) / n if n else None
     std = (sum((s - mean) ** 2 for s in scores) / n) ** 0.5 if n else None
-    return {"n": n, "mean": _round(mean), "std": _round(std), "scores": scores,
+    return {"n": n, "mean": _round(mean), "std": _round(std), "scores": scores, "stored": key,
             "lengths": lengths, "length_corr": correlation(lengths, scores)}
 
 
 def kl_to_reference(ctx, policy_dir: str, ref_dir: str, prompts: list[str],
                     replies: list[str]) -> dict:
     """Mean KL(π ‖ π_ref) per reply token and per reply, on the policy's own replies."""
-    per_reply, tokens = _cached(ctx, "eval-kl", (policy_dir, ref_dir, prompts, replies),
-                                lambda: _kl(ctx, policy_dir, ref_dir, prompts, replies))
+    key, (per_reply, tokens) = _cached(ctx, "eval-kl", (policy_dir, ref_dir, prompts, replies),
+                                       lambda: _kl(ctx, policy_dir, ref_dir, prompts, replies))
     # significant digits, not decimals: a few LoRA steps move a policy by KL ~1e-9
-    return {"n": len(per_reply),
+    return {"n": len(per_reply), "stored": key,
             "per_token": float(f"{sum(per_reply) / tokens:.4g}") if tokens else None,
             "per_reply": float(f"{sum(per_reply) / len(per_reply):.4g}") if per_reply else None}
 
 
-def _cached(ctx, name: str, inputs, compute):
-    """A deterministic result kept in the store under the hash of its inputs (weights are named
-    by their own input hash in their directory names, so the paths identify them)."""
+def _cached(ctx, name: str, inputs, compute) -> tuple[str, object]:
+    """(key, result): a deterministic result kept in the store under the hash of its inputs
+    (weights are named by their own input hash in their directory names, so the paths identify
+    them). The evaluate manifest lists the keys, so `cai gc` keeps what kept runs used."""
     key = content_hash(name, inputs)
     done = ctx.store.get_artifact(name, key)
     if done is not None:
-        return done["meta"]["value"]
+        return key, done["meta"]["value"]
     value = compute()
     ctx.store.put_artifact(name, key, "", {"value": value})
-    return value
+    return key, value
 
 
 def _score(ctx, rm_dir, prompts, replies) -> list[float]:

@@ -23,6 +23,11 @@ def manifest_ids(store) -> dict:
             stages["blend-heldout"] = m["meta"].get("heldout", [])
         if stage == "label" and m:
             stages["label-calibration"] = m["meta"].get("calibration_ids", [])
+    evaluated = store.get_manifest("evaluate")
+    if evaluated:  # evaluation results kept in the store: reward scores and KL per policy
+        meta = evaluated["meta"]
+        stages["evaluate-stored"] = [r["stored"] for part in ("reward", "kl")
+                                     for r in (meta.get(part) or {}).values() if r.get("stored")]
     return stages
 
 

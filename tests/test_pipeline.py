@@ -208,15 +208,15 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
 
 
 def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
-    from pipeline.collect import collect
+    from pipeline.gc import collect_garbage
     from pipeline.plan import plan
     from pipeline.store import Store
     cfg, constitution, text = _run_edit_rerun(tmp_path, **{"train_rm.enabled": "false",
                                                             "train_policy.enabled": "false"})
     with Store(tmp_path / "run") as store:
-        assert collect(store) == {"calls": 0, "records": 0, "models": 0}  # every run is kept
+        assert collect_garbage(store) == {"calls": 0, "records": 0, "models": 0, "caches": 0}  # every run is kept
         calls_before, records_before = store.count_calls(), store.count_records()
-        removed = collect(store, keep_runs=1)
+        removed = collect_garbage(store, keep_runs=1)
         assert removed["calls"] > 0 and removed["records"] > 0
         assert store.count_calls() == calls_before - removed["calls"]
         assert store.count_records() == records_before - removed["records"]
@@ -228,7 +228,7 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
 
 def test_gc_keeps_models_of_runs_that_did_not_record_them(tmp_path):
     """Snapshots from before models were recorded cannot vouch for a model: gc keeps them all."""
-    from pipeline.collect import collect
+    from pipeline.gc import collect_garbage
     from pipeline.store import Store
     model_dir = tmp_path / "run" / "models" / "rm-0123"
     model_dir.mkdir(parents=True)
@@ -236,4 +236,25 @@ def test_gc_keeps_models_of_runs_that_did_not_record_them(tmp_path):
         store.put_artifact("rm", "0123", model_dir, {})
         run = store.start_run("cfg", "v1")
         store.finish_run(run, "finished", {"manifests": {"generate": [], "critique": []}})
-        assert collect(store)["models"] == 0 and model_dir.exists()
+        assert collect_garbage(store)["models"] == 0 and model_dir.exists()
+
+
+def test_gc_removes_unused_evaluation_results_from_the_store_and_no_directory(tmp_path,
+                                                                             monkeypatch):
+    """Evaluation results (reward scores, KL) live in the store with no path: gc drops those
+    no kept run used, counts them as such, and never touches a directory for them."""
+    from pipeline.gc import collect_garbage
+    from pipeline.store import Store
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep.txt").write_text("the working directory")
+    with Store(tmp_path / "run") as store:
+        store.put_artifact("eval-rm", "old-scores", "", {"value": [0.1]})
+        store.put_artifact("eval-kl", "used-kl", "", {"value": [[0.0], 1]})
+        store.put_manifest("evaluate", ["base"], {"reward": {}, "kl": {"trained": {
+            "stored": "used-kl"}}})
+        run = store.start_run("cfg", "v1")
+        store.finish_run(run, "finished", {"manifests": {"train-policy": []}})
+        assert collect_garbage(store) == {"calls": 0, "records": 0, "models": 0, "caches": 1}
+        assert store.get_artifact("eval-kl", "used-kl") is not None
+        assert store.get_artifact("eval-rm", "old-scores") is None
+    assert (tmp_path / "keep.txt").exists() and (tmp_path / "run" / "cai.sqlite").exists()

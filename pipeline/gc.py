@@ -3,8 +3,9 @@ way to lose work, so this is explicit and reports what it removed.
 
 Kept: everything the last `keep_runs` finished runs (default: all runs) and the current
 manifests reference: their records (and, through each critique chain, its critique and
-revision records), the model calls those runs used (stamped on every hit), and their exported
-dataset and trained models. Everything else goes; `cai run` remakes it if ever needed again.
+revision records), the model calls those runs used (stamped on every hit), their exported
+dataset and trained models, and the evaluation results kept in the store (reward scores, KL).
+Everything else goes; `cai run` remakes it if ever needed again.
 """
 
 import shutil
@@ -13,7 +14,7 @@ from pathlib import Path
 from .history import manifest_ids
 
 
-def collect(store, keep_runs: int | None = None) -> dict:
+def collect_garbage(store, keep_runs: int | None = None) -> dict:
     finished = [r for r in store.list_runs() if r["status"] == "finished"]
     kept_runs = finished[-keep_runs:] if keep_runs else finished
     snapshots = [r["summary"].get("manifests", {}) for r in kept_runs] + [manifest_ids(store)]
@@ -21,7 +22,7 @@ def collect(store, keep_runs: int | None = None) -> dict:
     for chain in store.get_records([i for i in keep_ids if i.startswith("chain-")]).values():
         for r in chain["rounds"]:
             keep_ids.update(x for x in (r.get("critique_id"), r.get("revision_id")) if x)
-    removed = {"calls": 0, "records": 0, "models": 0}
+    removed = {"calls": 0, "records": 0, "models": 0, "caches": 0}
     if kept_runs and keep_runs:
         removed["calls"] = store.delete_calls_before(kept_runs[0]["id"])
     stale = [rid for rid, _ in store.all_record_ids() if rid not in keep_ids]
@@ -29,10 +30,15 @@ def collect(store, keep_runs: int | None = None) -> dict:
     # Runs recorded before snapshots named their models cannot say which they used: keep all.
     knows_models = all("train-policy" in snap for snap in snapshots)
     for art in store.list_artifacts() if knows_models else []:
-        if art["input_hash"] not in keep_ids:
-            if art["name"] != "dataset" and Path(art["path"]).exists():
-                shutil.rmtree(art["path"], ignore_errors=True)  # a model directory
-                removed["models"] += 1
-            store.delete_artifact(art["name"], art["input_hash"])
+        if art["input_hash"] in keep_ids:
+            continue
+        if art["name"] == "dataset":
+            pass  # one directory, rewritten by every export: only the row goes
+        elif not art["path"]:  # a result kept in the store alone (evaluation scores): no files
+            removed["caches"] += 1
+        elif Path(art["path"]).is_dir():
+            shutil.rmtree(art["path"], ignore_errors=True)  # a model directory
+            removed["models"] += 1
+        store.delete_artifact(art["name"], art["input_hash"])
     store.vacuum()
     return removed
