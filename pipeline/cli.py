@@ -82,10 +82,10 @@ for _name in STAGES:
 
 def _read_store(config):
     from .errors import CaiError
-    from .store import DB_NAME, Store
+    from .store import DB_NAME, ReadOnlyStore
     if not (Path(config.run_dir) / DB_NAME).exists():
         raise CaiError(f"{config.run_dir}: no cai run here yet; run `cai run` first")
-    return Store(config.run_dir, lock=False)  # read-only use: a running cai may hold the lock
+    return ReadOnlyStore(config.run_dir)
 
 
 @cli.command("plan")

@@ -76,6 +76,15 @@ class RunContext:
                 structured=kind == "openai" and self.config.openai.structured)
         return self._clients[spec]
 
+    def planned_model(self, name: str) -> str:
+        """A dry run's stand-in for a model not trained yet (`cai plan`): a spec whose every
+        call is a miss, counted and answered with a placeholder."""
+        assert self.dry_run, "only a dry run may use a model that does not exist"
+        spec = f"planned:{name}"
+        self._clients[spec] = ModelClient(spec, self.store, _no_weights, {"planned": name},
+                                          dry_run=True)
+        return spec
+
     def _identity(self, kind: str, model: str) -> dict:
         """What a cached answer depends on: the backend, the weights and how they are run.
 
@@ -116,6 +125,10 @@ class RunContext:
 
     def close(self):
         self.store.close()
+
+
+def _no_weights():
+    raise CaiError("a planned model has no weights yet")
 
 
 def timed(stage: str):

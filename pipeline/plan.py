@@ -1,26 +1,28 @@
 """`cai plan` (also `cai run --dry-run`): what a run would do, before doing it.
 
-It runs the real stages, in dry-run mode, on a copy of the store in a temporary directory:
-cache hits are answered as usual, misses are counted and answered with placeholders, and the
-copy is thrown away. So the plan is computed by the same code path as the run itself, makes no
-model call and leaves the run directory untouched. Why records are recomputed comes from
+It runs the real stages, in dry-run mode, on a copy of the store in a temporary directory
+(read from the run's store in read-only mode): cache hits are answered as usual, misses are
+counted and answered with placeholders, and the copy is thrown away. So the plan is computed by
+the same code path as the run itself, makes no model call, fetches no model (models are named
+by identity alone) and leaves the run directory untouched. Evaluate's calls are counted the same
+way, with each model a run would train anew standing in as a model whose every call misses.
+The count is an upper bound as long as every judge answer parses at the first try (a retried
+answer is one more call each, at most `judge.parse_retries`). Why records are recomputed comes from
 comparing each chain with the last finished run (principle edited, assignment moved, new
 response).
 """
 
-import sqlite3
 import tempfile
 from collections import Counter
-from pathlib import Path
 
 from constitution import assign_principle
 
 from .client import PLACEHOLDER
-from .context import RunContext
+from .context import RunContext, StageStats
 from .errors import CaiError
 from .stages import STAGES
-from .store import DB_NAME, Store
-from .training import input_hash, is_complete
+from .store import copy_store
+from .training import input_hash, is_complete, policy_init
 
 # generate .. export: the stages a dry run can execute (training and evaluation are estimated)
 DATA_STAGES = list(STAGES)[:list(STAGES).index("export") + 1]
@@ -29,11 +31,8 @@ DATA_STAGES = list(STAGES)[:list(STAGES).index("export") + 1]
 def plan(config) -> dict:
     from .runner import quiet_libraries
     quiet_libraries()
-    real_dir = Path(config.run_dir)
     with tempfile.TemporaryDirectory(prefix="cai-plan-") as tmp:
-        if (real_dir / DB_NAME).exists():
-            with sqlite3.connect(real_dir / DB_NAME) as src, sqlite3.connect(Path(tmp) / DB_NAME) as dst:
-                src.backup(dst)  # a consistent snapshot, even while another cai writes
+        copy_store(config.run_dir, tmp)
         ctx = RunContext(config.model_copy(update={"run_dir": tmp}), dry_run=True)
         try:
             rows, planned = [], 0
@@ -44,7 +43,8 @@ def plan(config) -> dict:
                     # Built from placeholder answers: the count is a guess, and says so.
                     rows[-1]["why"]["may change: depends on uncached calls"] = 1
                 planned += rows[-1]["model_calls"]
-            rows += _training_rows(ctx, real_dir, planned)
+            training, retrained = _training_rows(ctx, planned)
+            rows += training + [_evaluate_row(ctx, retrained)]
             by_name = {r["stage"]: r for r in rows}
             by_name["critique"]["why"] = _critique_reasons(ctx)
             by_name["label"]["why"] = _label_reasons(ctx, known)
@@ -59,48 +59,49 @@ def _row(stats) -> dict:
             "to_compute": stats.made, "model_calls": stats.calls, "why": {}}
 
 
-def _training_rows(ctx, real_dir: Path, planned: int) -> list[dict]:
-    cfg, rows, retrain_policy, retrain_sft = ctx.config, [], True, False
-    with Store(real_dir, lock=False) if (real_dir / DB_NAME).exists() else _NoStore() as real:
-        for name, section in (("sft", cfg.train_sft), ("rm", cfg.train_rm),
-                              ("policy", cfg.train_policy)):
-            if not section.enabled:
-                rows.append({"stage": f"train-{name}", "cached": 0, "to_compute": 0,
-                             "model_calls": 0, "why": {"disabled": 1}})
-                retrain_policy = False if name == "policy" else retrain_policy
-                continue
-            try:
-                done = real.get_artifact(name, input_hash(ctx, name, section))
-            except CaiError:  # it starts from a model that is not trained yet (train-sft)
-                done = None
-            reuse = bool(done and is_complete(done["path"]))
-            if planned:  # the dataset depends on answers not known yet: say so, don't guess
-                reuse, why = False, {"dataset may change (depends on uncached calls)": 1}
-            elif name == "policy" and retrain_sft:  # it starts from the SL-CAI model
-                reuse, why = False, {"after the new SL-CAI model": 1}
-            else:
-                why = {} if reuse else {"dataset or config changed": 1}
-            rows.append({"stage": f"train-{name}", "cached": int(reuse), "to_compute": int(not reuse),
-                         "model_calls": 0, "why": why})
-            retrain_policy = not reuse if name == "policy" else retrain_policy
-            retrain_sft = not reuse if name == "sft" else retrain_sft
-    e = cfg.evaluate
-    trained = 2 * e.limit * (int(retrain_policy) + int(retrain_sft))
-    # The base policy's replies are cached after the first run; only new models need calls.
-    rows.append({"stage": "evaluate", "cached": None, "to_compute": trained,
-                 "model_calls": trained, "why": {"if models are retrained": 1} if trained else {}})
-    return rows
+def _training_rows(ctx, planned: int) -> tuple[list[dict], list[str]]:
+    """A row per training stage, and the evaluated policies a run would train anew."""
+    cfg, rows, retrained = ctx.config, [], []
+    for name, section in (("sft", cfg.train_sft), ("rm", cfg.train_rm),
+                          ("policy", cfg.train_policy)):
+        if not section.enabled:
+            rows.append({"stage": f"train-{name}", "cached": 0, "to_compute": 0,
+                         "model_calls": 0, "why": {"disabled": 1}})
+            continue
+        try:
+            done = ctx.store.get_artifact(name, input_hash(ctx, name, section))
+        except CaiError:  # it starts from a model that is not trained yet (train-sft)
+            done = None
+        reuse = bool(done and is_complete(done["path"]))
+        if planned:  # the dataset depends on answers not known yet: say so, don't guess
+            reuse, why = False, {"dataset may change (depends on uncached calls)": 1}
+        elif name == "policy" and "sft" in retrained and policy_init(cfg) == "sft":
+            reuse, why = False, {"after the new SL-CAI model": 1}
+        else:
+            why = {} if reuse else {"dataset or config changed": 1}
+        rows.append({"stage": f"train-{name}", "cached": int(reuse), "to_compute": int(not reuse),
+                     "model_calls": 0, "why": why})
+        if not reuse and name != "rm":
+            retrained.append(name)
+    return rows, retrained
 
 
-class _NoStore:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        pass
-
-    def get_artifact(self, *a):
-        return None
+def _evaluate_row(ctx, retrained: list[str]) -> dict:
+    """Evaluate's model calls, counted by its own code in dry run: replies of every policy
+    (a policy to be trained anew stands in as a model whose every call is a miss), the judge's
+    refusal questions and win rates. Reward scores and KL make no model calls."""
+    from .stages import evaluate
+    names = {"sft": "sft", "policy": "trained"}
+    planned = {names[n]: ctx.planned_model(names[n]) for n in retrained}
+    models = evaluate.policies(ctx, planned)
+    stats, before = StageStats("evaluate"), ctx.calls_made()
+    evaluate.judge_replies(ctx, stats, evaluate.prompt_sets(ctx), models)
+    calls = ctx.calls_made() - before
+    why = {f"new model: {name}": 1 for name in planned}
+    if calls and not planned:
+        why["uncached replies or judge answers"] = 1
+    return {"stage": "evaluate", "cached": stats.cached, "to_compute": stats.made,
+            "model_calls": calls, "why": why}
 
 
 def _last_snapshot(store) -> dict:
@@ -180,6 +181,7 @@ def format_plan(result: dict) -> str:
         why = ", ".join(f"{k}: {v}" for k, v in sorted(r["why"].items())) or ""
         cached = "-" if r["cached"] is None else r["cached"]
         lines.append(f"{r['stage']:<13} {cached:>7} {r['to_compute']:>11} {r['model_calls']:>12}  {why}")
-    lines.append(f"{'total':<13} {'':>7} {'':>11} {result['model_calls']:>12}  (estimate: "
-                 "calls after an uncached one are counted as if every verdict says 'violates')")
+    lines.append(f"{'total':<13} {'':>7} {'':>11} {result['model_calls']:>12}  (an upper bound "
+                 "if every judge answer parses at once: calls after an uncached one are counted "
+                 "as if every verdict says 'violates')")
     return "\n".join(lines)

@@ -17,6 +17,7 @@ import json
 import os
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 from .errors import RunLocked
@@ -238,6 +239,34 @@ class Store:
 
     def vacuum(self):
         self.db.execute("VACUUM")
+
+
+def _read_only(db: Path) -> sqlite3.Connection:
+    """A run's store opened so that reading it writes nothing. With no write-ahead log on disk
+    no writer is active and the file is read as immutable (SQLite then creates no -shm file);
+    with one (a cai running, or killed), read-only mode reads the log too, and its files exist
+    already."""
+    mode = "mode=ro" if db.with_name(db.name + "-wal").exists() else "immutable=1"
+    return sqlite3.connect(f"{db.resolve().as_uri()}?{mode}", uri=True, timeout=30)
+
+
+def copy_store(run_dir, target_dir):
+    """Copy a run's store, as one consistent snapshot, into `target_dir` (`cai plan` works on
+    the copy); writes nothing in `run_dir`, and nothing at all if it has no store."""
+    db = Path(run_dir) / DB_NAME
+    if db.exists():
+        with closing(_read_only(db)) as src, closing(sqlite3.connect(Path(target_dir) / DB_NAME)) as dst:
+            src.backup(dst)
+
+
+class ReadOnlyStore(Store):
+    """A run's store for commands that only read it (`cai history`, `cai diff`): no lock (a
+    running cai may hold it), no migration, no write."""
+
+    def __init__(self, run_dir):
+        self.run_dir = Path(run_dir)
+        self._lock_file, self.run_id = None, None
+        self.db = _read_only(self.run_dir / DB_NAME)
 
 
 def is_main_process() -> bool:

@@ -1,6 +1,7 @@
 """The whole pipeline: fake backends for the data stages, a tiny real model end to end."""
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,10 +82,20 @@ def test_interrupted_run_resumes_to_the_same_dataset(tmp_path, fake_backend):
     assert _dataset(tmp_path / "broken") == clean
 
 
-def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_dir):
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, tiny_model_dir):
+    """One whole run on the tiny model; its report kept aside for the browser."""
+    tmp = tmp_path_factory.mktemp("tiny-run")
     spec = f"transformers:{tiny_model_dir}"
-    cfg = small_config(tmp_path, policy=spec, judge=spec, **{"critique.rounds": 1})
+    cfg = small_config(tmp, policy=spec, judge=spec, **{"critique.rounds": 1})
     metrics = run_stages(cfg, ALL_STAGES, echo=lambda s: None)
+    shutil.copy(tmp / "report.html", tmp / "report-first-run.html")
+    return tmp, cfg, metrics
+
+
+def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_dir):
+    from pipeline.plan import plan
+    tmp_path, cfg, metrics = tiny_run
     d = tmp_path / "dataset"
     for name in ["prefs.jsonl", "prefs_test.jsonl", "sft.jsonl", "README.md", "prefs", "sft"]:
         assert (d / name).exists(), name
@@ -112,9 +123,6 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_di
     # SL-CAI then preferences: DPO started from the SFT model.
     policy_meta = json.loads((Path(metrics["policy"]["path"]) / "cai-model.json").read_text())
     assert policy_meta["init"] == Path(metrics["sft"]["path"]).name
-    from test_report import render_in_chromium  # all seven plots, painted in a real browser
-    assert render_in_chromium(tmp_path / "report.html") == {"plots": "7", "loaded": "7",
-                                                            "broken": "0", "errors": "0"}
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["counts"]["responses"] == 12 and (tmp_path / "summary.md").exists()
     # Rerun: zero model calls, both models reused.
@@ -122,12 +130,27 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tmp_path, tiny_model_di
     assert sum(s["model_calls"] for s in again["stages"].values()) == 0
     assert all(again["stages"][s]["reused"] == 1 for s in ("train-sft", "train-rm", "train-policy"))
     # A TRL loss variant is a new policy, from the same SL-CAI model; the others are reused.
-    ipo = small_config(tmp_path, policy=spec, judge=spec, **{"critique.rounds": 1,
-                                                             "train_policy.loss_type": "[ipo]"})
-    variant = run_stages(ipo, ["train-sft", "train-policy"], echo=lambda s: None)
+    ipo = cfg.model_copy(update={"train_policy": cfg.train_policy.model_copy(
+        update={"loss_type": ["ipo"]})})
+    planned = {r["stage"]: r for r in plan(ipo)["stages"]}
+    assert planned["train-policy"]["to_compute"] == 1 and planned["train-sft"]["cached"] == 1
+    variant = run_stages(ipo, ["train-sft", "train-policy", "evaluate"], echo=lambda s: None)
     assert variant["stages"]["train-sft"]["reused"] == 1 and variant["stages"]["train-policy"]["made"] == 1
     meta = json.loads((Path(variant["policy"]["path"]) / "cai-model.json").read_text())
     assert meta["loss_type"] == ["ipo"] and variant["policy"]["path"] != metrics["policy"]["path"]
+    # The plan counted evaluate's calls for the new policy with evaluate's own code: its
+    # replies to 3 sets, the judge's refusal question on 2 of them, both orders of each
+    # win-rate comparison; the run made fewer where replies repeated earlier ones (cached judge
+    # answers) or the base's (a tie, asked of no judge).
+    evaluated = variant["stages"]["evaluate"]["model_calls"]
+    assert planned["evaluate"]["model_calls"] == (3 + 2 + 2) * cfg.evaluate.limit
+    assert 3 * cfg.evaluate.limit <= evaluated <= planned["evaluate"]["model_calls"]
+
+
+def test_the_tiny_runs_report_draws_every_plot_in_a_browser(tiny_run):
+    from test_report import render_in_chromium  # all seven plots, painted in a real browser
+    assert render_in_chromium(tiny_run[0] / "report-first-run.html") == {
+        "plots": "7", "loaded": "7", "broken": "0", "errors": "0"}
 
 
 def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
@@ -191,7 +214,10 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
                           "train_sft.enabled": "false"})
     first = plan(cfg)  # nothing cached yet: everything is to compute
     assert first["stages"][0]["model_calls"] == 12 and first["stages"][0]["why"] == {"new prompt": 12}
-    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    done = run_stages(cfg, DATA_STAGES + ["evaluate"], echo=lambda s: None)
+    for row in first["stages"]:  # an upper bound of every stage's calls, evaluate included
+        assert row["model_calls"] >= done["stages"].get(row["stage"], {}).get("model_calls", 0)
+    assert [r["model_calls"] for r in first["stages"]][-1] == done["stages"]["evaluate"]["model_calls"]
     assert plan(cfg)["model_calls"] == 0
     constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
                                          "Rewrite the reply to drop every dangerous"))
@@ -205,6 +231,27 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
     assert crit["to_compute"] == actual["stages"]["critique"]["made"]
     assert actual["stages"]["critique"]["model_calls"] <= crit["model_calls"]  # an upper bound
     assert "critique" in format_plan(predicted)
+
+
+def test_plan_changes_nothing_and_fetches_no_model(tmp_path, fake_backend, monkeypatch):
+    from pipeline.config import load_config
+    from pipeline.plan import plan
+    cfg = small_config(tmp_path / "run", **{"train.enabled": "false"})
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+
+    def state():
+        return {p: (p.stat().st_mtime_ns, p.read_bytes()) for p in (tmp_path / "run").rglob("*")
+                if p.is_file()}
+    before = state()
+    assert plan(cfg)["model_calls"] > 0  # evaluate has not run: it has calls to make
+    assert state() == before
+    # A fresh machine: the embedded default is named by its identity, never fetched or converted.
+    monkeypatch.setenv("CAI_CACHE", str(tmp_path / "cache"))
+    fresh = load_config(None, [f"run_dir={tmp_path / 'fresh'}", "prompts.limit=3",
+                               "calibration.limit=4", "evaluate.limit=2"])
+    result = plan(fresh)
+    assert result["stages"][0]["model_calls"] == 3 * fresh.generate.samples
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "fresh").exists()
 
 
 def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):

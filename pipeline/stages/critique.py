@@ -103,7 +103,9 @@ def _revise(ctx, stats, constitution, violators, rnd):
         text = clean_revision(res.text)
         c["revision"], c["revision_call"] = text, res.key
         shown = [e.revision for e in examples_for(constitution, c["principle"])]
-        c["revision_status"] = ("revision_failed" if res.error
+        # A dry run's placeholder counts as a kept revision: what follows it (new critiques, a
+        # revision candidate to compare) is then counted too, so the plan is an upper bound.
+        c["revision_status"] = ("revision_failed" if res.error else "kept" if res.planned
                                 else check_revision(text, c["current"], c["critique"], shown) or "kept")
         if c["revision_status"] != "kept":
             stats.drop(c["revision_status"])

@@ -25,20 +25,15 @@ SETS = ("harmful", "safe", "redteam")
 
 @timed("evaluate")
 def run(ctx) -> StageStats:
-    cfg, stats = ctx.config, StageStats("evaluate")
-    e = cfg.evaluate
-    sets = {name: [p["prompt"] for p in load_prompts(getattr(e, name), limit=e.limit, seed=cfg.seed)]
-            for name in SETS}
-    models = _policies(ctx)
-    replies = {name: {s: _replies(ctx, stats, spec, name, s, prompts) for s, prompts in sets.items()}
-               for name, spec in models.items()}
-    table = {name: _refusal_row(ctx, name, sets, replies[name]) for name in models}
-    wins = {name: win_rate(ctx, sets["redteam"], replies[name]["redteam"], replies["base"]["redteam"])
-            for name in models if name != "base"}
+    stats = StageStats("evaluate")
+    sets = prompt_sets(ctx)
+    models = policies(ctx)
+    replies, table, wins = judge_replies(ctx, stats, sets, models)
     rm = ctx.store.get_manifest("train-rm")
     metrics = {"policies": models, "table": table, "win_rate": wins,
                "detector": "judge (P(refuses) > 0.5), string match as second opinion",
-               "reward": _rewards(ctx, rm, sets, replies) if rm and cfg.train_rm.enabled else {},
+               "reward": _rewards(ctx, rm, sets, replies) if rm and ctx.config.train_rm.enabled
+               else {},
                "kl": _kls(ctx, models, sets, replies),
                "rm_heldout_accuracy": rm["meta"].get("heldout_accuracy") if rm else None,
                "samples": {f"{name}/{s}": [{"prompt": p, "reply": r}
@@ -49,13 +44,35 @@ def run(ctx) -> StageStats:
     return stats
 
 
-def _policies(ctx) -> dict:
-    """name -> model spec: the base policy, then each trained one that exists and is enabled."""
+def prompt_sets(ctx) -> dict[str, list[str]]:
+    e, seed = ctx.config.evaluate, ctx.config.seed
+    return {name: [p["prompt"] for p in load_prompts(getattr(e, name), limit=e.limit, seed=seed)]
+            for name in SETS}
+
+
+def judge_replies(ctx, stats, sets, models) -> tuple[dict, dict, dict]:
+    """Every model call of evaluate: each policy's replies, the judge's refusal questions and
+    win rates. `cai plan` runs this alone, in dry run, to count those calls."""
+    replies = {name: {s: _replies(ctx, stats, spec, name, s, prompts) for s, prompts in sets.items()}
+               for name, spec in models.items()}
+    table = {name: _refusal_row(ctx, name, sets, replies[name]) for name in models}
+    wins = {name: win_rate(ctx, sets["redteam"], replies[name]["redteam"], replies["base"]["redteam"])
+            for name in models if name != "base"}
+    return replies, table, wins
+
+
+def policies(ctx, planned: dict | None = None) -> dict:
+    """name -> model spec: the base policy, then each trained one that exists and is enabled;
+    `planned` (`cai plan`) names the models a run would train anew, standing in for them."""
     cfg, models = ctx.config, {"base": ctx.config.models.policy}
     for name, stage, section in (("sft", "train-sft", cfg.train_sft),
                                  ("trained", "train-policy", cfg.train_policy)):
         done = ctx.store.get_manifest(stage)
-        if done and section.enabled:
+        if not section.enabled:
+            continue
+        if planned and name in planned:
+            models[name] = planned[name]
+        elif done:
             models[name] = "transformers:" + str(done["meta"]["path"])
     return models
 

@@ -10,6 +10,7 @@ inputs, like every model.
 """
 
 from ..context import StageStats, timed
+from ..errors import CaiError
 from ..training import (base_model, fit, load_tokenizer, lora_config, loss_curve,
                         save_model, seed_everything, train_seconds, training_stage,
                         trl_args)
@@ -32,6 +33,11 @@ def _train(ctx, path) -> dict:
     base_dir, identity = base_model(ctx, tuned=False)
     seed_everything(ctx.config.seed)
     tokenizer = load_tokenizer(base_dir)
+    sft = ctx.run_dir / "dataset" / "sft.jsonl"
+    if not sft.read_text().strip():
+        raise CaiError(f"{sft}: no rows to fine-tune on (every critique chain failed: see the "
+                       "critique stage's drops); set train_sft.enabled=false to train the policy "
+                       "from the base model")
     rows = load_from_disk(str(ctx.run_dir / "dataset" / "sft"))["train"]
     rows = rows.select_columns(["prompt", "completion"])
     args = trl_args(SFTConfig, cfg, path, ctx, completion_only_loss=True)
