@@ -60,7 +60,8 @@ def _progress(run_dir) -> tuple[int, int]:
 
 
 def _signal_when(proc, run_dir, reached, sig=signal.SIGKILL):
-    """Send `sig` once the run's progress satisfies `reached(calls, stages)`."""
+    """Send `sig` once the run's progress satisfies `reached(calls, stages)` (if the run ends
+    first, the signal finds no process and the caller's return-code check fails)."""
     while proc.poll() is None and not reached(*_progress(run_dir)):
         time.sleep(0.005)
     proc.send_signal(sig)
@@ -79,7 +80,7 @@ def test_sigkill_at_ten_points_then_resume(tmp_path):
     for reached in points:
         proc = _cai(run_dir, delay=0.01)
         _signal_when(proc, run_dir, reached)
-        proc.wait(timeout=60)
+        assert proc.wait(timeout=60) == -signal.SIGKILL  # killed mid-run, not finished first
         states.append(_check_visible_state(run_dir))
     assert len(set(states)) >= 8, states  # the kills landed at different places in the run
     final = _cai(run_dir)
@@ -123,7 +124,7 @@ def test_sigkill_during_training_and_evaluation(tmp_path, tiny_model_dir):
     for stages_done in (6, 7, 8, 9):  # killed in train-sft, train-rm, train-policy, evaluate
         proc = _cai(tmp_path, *policy, to="evaluate")
         _signal_when(proc, tmp_path, lambda calls, stages, n=stages_done: stages >= n)
-        proc.wait(timeout=300)
+        assert proc.wait(timeout=300) == -signal.SIGKILL, stages_done
         for d in (tmp_path / "models").glob("[!.]*"):
             assert (d / "cai-model.json").exists() and (d / "model.safetensors").exists(), d
     final = _cai(tmp_path, *policy, to="evaluate")

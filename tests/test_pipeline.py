@@ -44,19 +44,51 @@ def test_rerun_with_nothing_changed_makes_zero_model_calls(tmp_path, fake_backen
     assert _dataset(tmp_path) == first
 
 
+def _chains(run_dir) -> dict:
+    """response id -> the critique chain the last run made of it."""
+    from pipeline.store import ReadOnlyStore
+    with ReadOnlyStore(run_dir) as store:
+        return {c["response_id"]: c for c in
+                store.get_records(store.get_manifest("critique")["ids"]).values()}
+
+
+def _redone(before: dict, after: dict, edited: str) -> tuple[set, int]:
+    """What editing `edited`'s revision request must redo: the chains with a round that asked
+    it for a revision, and the calls: each such revision, and every round after one that
+    handed on a different text than before (its critique, verdict, and revision if it
+    violates). Critiques and verdicts do not show the revision request: they stay cached."""
+    def handed_on(r):
+        return r.get("revision") if r.get("revision_status") == "kept" else None
+    chains, calls = set(), 0
+    for rid, chain in before.items():
+        dirty = False
+        for old, new in zip(chain["rounds"], after[rid]["rounds"]):
+            if dirty:
+                calls += 2 + new["violates"]
+            elif old["principle"] == edited and old["violates"]:
+                calls += 1
+                chains.add(rid)
+            dirty = dirty or handed_on(old) != handed_on(new)
+    return chains, calls
+
+
 def test_editing_one_principle_redoes_only_its_records(tmp_path, fake_backend):
     text = (ROOT / "principles.yaml").read_text()
     constitution = tmp_path / "principles.yaml"
     constitution.write_text(text)
-    cfg = small_config(tmp_path / "run", constitution=str(constitution))
-    full = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    full_calls = full["stages"]["critique"]["model_calls"]
-    # Edit the revision request of one principle: only chains it judged are revised again.
+    cfg = small_config(tmp_path / "run", constitution=str(constitution), **{"prompts.limit": 12})
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     used = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    before = _chains(tmp_path / "run")
+    # Edit the revision request of one principle: only chains it was asked to revise change.
     constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
                                          "Rewrite the reply to drop every dangerous"))
     again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    assert 0 < again["stages"]["critique"]["model_calls"] < full_calls
+    after = _chains(tmp_path / "run")
+    changed = {rid for rid in after if after[rid]["rounds"] != before[rid]["rounds"]}
+    expected, calls = _redone(before, after, "dangerous-help")
+    assert changed == expected and 0 < len(changed) < len(after)
+    assert again["stages"]["critique"]["model_calls"] == calls
     assert again["stages"]["generate"]["model_calls"] == 0
     assert used["constitution"]["content_version"] != again["constitution"]["content_version"]
 
