@@ -1,9 +1,10 @@
 """Model calls through the store: the cache in front of every backend.
 
-A call is a pure function of its inputs, so it is cached under
-H(model identity, call kind, parameters, messages, seed, sample). A hit never reaches the
-backend; misses are sorted by length (less padding), batched, and written to the store one
-transaction per batch, so an interrupted run loses at most the batch in flight.
+A call is a function of its inputs alone (sampled generations are seeded per request, not per
+batch), so it is cached under H(model identity, call kind, parameters, messages, seed, sample).
+A hit never reaches the backend; misses are sorted by length (less padding), batched, and
+written to the store one transaction per batch, so an interrupted run loses at most the batch
+in flight.
 """
 
 import time

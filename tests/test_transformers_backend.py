@@ -28,6 +28,21 @@ def test_tiny_model_generates_and_scores_choices(tiny_model_dir):
     assert sum(math.exp(x) for x in lp[:2]) < 1
 
 
+def test_a_sampled_request_is_the_same_in_any_batch(tiny_model_dir):
+    """Sampling is seeded per request: a resumed run, which batches its misses differently,
+    samples what an uninterrupted one would have."""
+    backend = load_backend(f"transformers:{tiny_model_dir}", CFG)
+    params = SamplingParams(max_new_tokens=10, temperature=1.0, top_p=0.9)
+    reqs = [_req(text, params=params, sample=s) for text in ("Hello", "Tell me a long story about a cat")
+            for s in (0, 1)]
+    together = backend.generate(reqs)
+    alone = [backend.generate([r])[0] for r in reqs]
+    reordered = backend.generate(reqs[::-1])[::-1]
+    assert together == alone == reordered
+    assert len(set(together)) == 4  # samples of one prompt differ: each has its own seed
+    assert backend.generate([_req("Hello", params=params, seed=1)]) != together[:1]
+
+
 def test_bad_specs_say_what_is_known(tmp_path):
     with pytest.raises(ConfigError, match="known backends: transformers, openai, vllm"):
         load_backend("llamacpp:x", CFG)

@@ -8,6 +8,7 @@ choice log-probabilities come from one forward pass when every choice is a singl
 from ..device import pick_device, resolve_dtype, set_threads
 from ..models import resolve
 from .base import ChoiceRequest, GenerationRequest, as_messages
+from .sampling import request_seed, row_sampler
 
 
 class TransformersBackend:
@@ -43,14 +44,14 @@ class TransformersBackend:
         params = requests[0].params
         assert all(r.params == params for r in requests), "a batch shares sampling parameters"
         batch = self._encode([as_messages(r.messages) for r in requests])
-        # One seed per batch, derived from the requests in it, so a batch is reproducible.
-        torch.manual_seed(hash(tuple((r.seed, r.sample) for r in requests)) % (2**31))
-        sampling = params.temperature > 0
+        # Sampled rows draw from their own generators (seeded by the request), so a request
+        # samples the same tokens in any batch; greedy decoding then takes the drawn token.
+        sampler = [row_sampler([request_seed(r) for r in requests], params.temperature,
+                               params.top_p, self.device)] if params.temperature > 0 else []
         with torch.no_grad():
             out = self.model.generate(
-                **batch, max_new_tokens=params.max_new_tokens, do_sample=sampling,
-                temperature=params.temperature if sampling else None,
-                top_p=params.top_p if sampling else None, top_k=None,
+                **batch, max_new_tokens=params.max_new_tokens, do_sample=False,
+                temperature=None, top_p=None, top_k=None, logits_processor=sampler,
                 pad_token_id=self.tokenizer.pad_token_id)
         new = out[:, batch["input_ids"].shape[1]:]
         return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
