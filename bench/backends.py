@@ -97,10 +97,10 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # server and client share 2 cores
     from pipeline.runner import quiet_libraries
     from pipeline.sources import load_prompts
-    from rerun import tiny_model
+    from pipeline.tiny import tiny_model
     quiet_libraries()
     tmp = Path(tempfile.mkdtemp(prefix="cai-bench-backends-"))
-    model = tiny_model(tmp)
+    model = tiny_model(tmp / "tiny")
     prompts = [p["prompt"] for p in load_prompts("builtin:redteam")[:32]]
     rows = []
     for latency in (0.0, 0.05):  # the server in its own process: no shared interpreter lock

@@ -29,22 +29,6 @@ EXTRA = {"id": "bench-extra", "critique": "Identify anything in the response tha
          "comparison": "Which response is more polite?", "tags": ["harmlessness"]}
 
 
-def tiny_model(tmp: Path) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    from pipeline.models import ensure_embedded
-    tok = AutoTokenizer.from_pretrained(ensure_embedded("smollm2-135m")[0])
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         tie_word_embeddings=True, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id or tok.eos_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(tmp / "tiny")
-    tok.save_pretrained(tmp / "tiny")
-    return tmp / "tiny"
-
-
 def write_constitution(path: Path, data: dict):
     path.write_text(yaml.safe_dump(data, sort_keys=False))
 
@@ -97,9 +81,10 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from pipeline.config import load_config
     from pipeline.runner import quiet_libraries
+    from pipeline.tiny import tiny_model
     quiet_libraries()
     tmp = Path(tempfile.mkdtemp(prefix="cai-bench-"))
-    model = f"transformers:{tiny_model(tmp)}"
+    model = f"transformers:{tiny_model(tmp / 'tiny')}"
     base = yaml.safe_load((ROOT / "principles.yaml").read_text())
     base["principles"].append(EXTRA)
     constitution = tmp / "principles.yaml"

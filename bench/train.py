@@ -30,22 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def tiny_model(out: Path, width: int) -> Path:
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-    from pipeline.models import resolve
-    tokenizer = AutoTokenizer.from_pretrained(resolve("smollm2-135m")[0])
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=width, intermediate_size=2 * width,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
 def config(run_dir, model, pairs, device, **keys):
     from pipeline.config import load_config
     spec = f"transformers:{model}"
@@ -120,9 +104,10 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from pipeline.runner import quiet_libraries, run_stages
+    from pipeline.tiny import tiny_model
     quiet_libraries()
     with tempfile.TemporaryDirectory(prefix="cai-bench-train-") as tmp:
-        model = tiny_model(Path(tmp) / "tiny", args.width)
+        model = tiny_model(Path(tmp) / "tiny", width=args.width)
         run_dir = Path(tmp) / "run"
         cfg = config(run_dir, model, args.pairs, args.device)
         run_stages(cfg, ["generate", "critique", "label", "pairs", "blend", "export"],

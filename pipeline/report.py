@@ -2,8 +2,10 @@
 
 import json
 
+from . import report_html
 from .card import ensemble_line
 from .fsutil import atomic_write_text
+from .scorecard import HEADER, evaluation_rows, fmt
 from .stages import STAGES
 
 
@@ -25,7 +27,11 @@ def collect(ctx, stage_stats) -> dict:
         "sft": {k: meta["train-sft"].get(k) for k in ("path", "train_rows", "final_loss")},
         "reward_model": {k: meta["train-rm"].get(k) for k in
                          ("path", "train_pairs", "train_accuracy", "heldout_accuracy",
-                          "heldout_auc", "train_heldout_gap", "reward_length_corr")},
+                          "heldout_auc", "train_heldout_gap", "reward_length_corr",
+                          "heldout_scores", "heldout_lengths")},
+        "loss": {s: meta[s]["loss"] for s in ("train-sft", "train-rm", "train-policy")
+                 if meta[s].get("loss")},
+        "sample_pairs": sample_pairs(ctx.store),
         "policy": {k: meta["train-policy"].get(k) for k in
                    ("path", "method", "init", "train_pairs", "train_rows", "train_prompts", "final_loss",
                     "reward_accuracy_last")},
@@ -36,17 +42,26 @@ def collect(ctx, stage_stats) -> dict:
     }
 
 
+def sample_pairs(store, n: int = 6) -> list[dict]:
+    """A few preference pairs with why they were made (the critiques, or the judge's P)."""
+    manifest = store.get_manifest("pairs")
+    pairs = list(store.get_records(manifest["ids"][:n]).values()) if manifest else []
+    out = []
+    for p in pairs:
+        prov = p.get("provenance", {})
+        why = " ".join(r.get("critique") or "" for r in prov.get("rounds", []) if r.get("violates"))
+        if p["kind"] == "comparison":
+            why = f"judge P(chosen ≻ rejected) = {p['p_chosen']:.2f} ({prov.get('method')})"
+        out.append({k: p[k] for k in ("kind", "prompt", "chosen", "rejected")} | {"why": why})
+    return out
+
+
 def write(ctx, stage_stats) -> dict:
-    from . import report_html
     metrics = collect(ctx, stage_stats)
     atomic_write_text(ctx.run_dir / "metrics.json", json.dumps(metrics, indent=2, default=str))
     atomic_write_text(ctx.run_dir / "summary.md", summary(metrics))
-    report_html.write(ctx, metrics)
+    atomic_write_text(ctx.run_dir / "report.html", report_html.render(metrics))
     return metrics
-
-
-def _fmt(x):
-    return "–" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x)
 
 
 def _composition(c: dict | None) -> str:
@@ -58,23 +73,9 @@ def _composition(c: dict | None) -> str:
 
 
 def evaluation_table(m: dict) -> list[str]:
-    """Base vs each trained policy: the table `cai run` prints last and summary.md shows.
-    Rates are the judge's, the string-match detector's in brackets."""
-    ev = m["evaluation"] or {}
-    lines = ["| policy | harmful: refusal ↑ | safe: compliance ↑ | judge = string | "
-             "win rate vs base | RM score | KL/token |", "|---|---|---|---|---|---|---|"]
-    for name, row in (ev.get("table") or {}).items():
-        h, s = row["harmful"], row["safe"]
-        agree = [x for x in (h.get("agreement"), s.get("agreement")) if x is not None]
-        reward, kl = (ev.get("reward") or {}).get(name, {}), (ev.get("kl") or {}).get(name, {})
-        win = (ev.get("win_rate") or {}).get(name, {})
-        lines.append(
-            f"| {name} | {_fmt(h.get('refusal_rate'))} ({_fmt(h.get('refusal_rate_string'))}) "
-            f"n={h['n']} | {_fmt(s.get('compliance_rate'))} ({_fmt(s.get('compliance_rate_string'))})"
-            f" n={s['n']} | {_fmt(sum(agree) / len(agree)) if agree else '–'} "
-            f"| {_fmt(win.get('win_rate'))} | {_fmt(reward.get('mean'))} | "
-            f"{'–' if kl.get('per_token') is None else format(kl['per_token'], '.2g')} |")
-    return lines
+    """Base vs each trained policy, as Markdown: the table `cai run` prints last."""
+    return ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)] + \
+        ["| " + " | ".join(row) + " |" for row in evaluation_rows(m)]
 
 
 def summary(m: dict) -> str:
@@ -86,19 +87,19 @@ def summary(m: dict) -> str:
              f"- {c['responses']} responses → {c['chains']} critique chains and "
              f"{c['comparisons']} judge comparisons → {c['ai_pairs']} AI pairs",
              f"- blended training set: {_composition(c['blend'])}; SFT rows: {c['sft']}",
-             f"- judge vs humans (both orders): accuracy {_fmt(a.get('accuracy'))}, Cohen's kappa "
-             f"{_fmt(a.get('cohen_kappa'))}, ECE {_fmt(a.get('ece'))}, position-bias rate "
-             f"{_fmt(a.get('position_bias_rate'))} over {a.get('n', 0)} human pairs "
+             f"- judge vs humans (both orders): accuracy {fmt(a.get('accuracy'))}, Cohen's kappa "
+             f"{fmt(a.get('cohen_kappa'))}, ECE {fmt(a.get('ece'))}, position-bias rate "
+             f"{fmt(a.get('position_bias_rate'))} over {a.get('n', 0)} human pairs "
              "(chance accuracy = 0.50; a judge that always picks one position has bias rate 1.00)",
              *([ensemble_line(a)] if a.get("n") else []),
-             f"- reward model: held-out accuracy {_fmt(m['reward_model'].get('heldout_accuracy'))}, "
-             f"train accuracy {_fmt(m['reward_model'].get('train_accuracy'))} (gap "
-             f"{_fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "
-             f"{_fmt(m['reward_model'].get('heldout_auc'))}",
-             f"- SL-CAI SFT: final loss {_fmt(m['sft'].get('final_loss'))} on "
+             f"- reward model: held-out accuracy {fmt(m['reward_model'].get('heldout_accuracy'))}, "
+             f"train accuracy {fmt(m['reward_model'].get('train_accuracy'))} (gap "
+             f"{fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "
+             f"{fmt(m['reward_model'].get('heldout_auc'))}",
+             f"- SL-CAI SFT: final loss {fmt(m['sft'].get('final_loss'))} on "
              f"{m['sft'].get('train_rows')} revisions",
              f"- policy ({(m['policy'].get('method') or '–').upper()} from "
-             f"{m['policy'].get('init') or '–'}): final loss {_fmt(m['policy'].get('final_loss'))}",
+             f"{m['policy'].get('init') or '–'}): final loss {fmt(m['policy'].get('final_loss'))}",
              "",
              *evaluation_table(m)]
     lines += ["", f"Refusals decided by: {(m['evaluation'] or {}).get('detector')}.", "",

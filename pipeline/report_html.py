@@ -3,32 +3,28 @@
 Plots (matplotlib, Agg backend): judge-human agreement per principle, the reliability diagram,
 reward-model scores of held-out chosen vs rejected replies, reward vs reply length, training
 loss curves, reward-model scores of each policy's replies, refusal vs compliance per policy.
-The evaluation table (the one `cai run` prints) sits above them. Then a sample of pairs with the critique and the
-revision side by side. The page records its own health for tests and people alike: every image
-that fails to load, and any script error, is counted in `data-*` attributes of <body>.
+The evaluation table (the one `cai run` prints) sits above them. Then a sample of pairs with
+the critique and the revision side by side. The page is drawn from metrics.json's content
+alone. It records its own health for tests and people alike: every image that fails to load,
+and any script error, is counted in `data-*` attributes of <body>.
 """
 
 import base64
 import html
 import io
 
-from .fsutil import atomic_write_text
-
-SAMPLE_PAIRS = 6
+from .scorecard import HEADER, evaluation_rows
 
 
-def write(ctx, metrics: dict):
-    atomic_write_text(ctx.run_dir / "report.html", render(ctx, metrics))
-
-
-def render(ctx, m: dict) -> str:
-    figures = [(title, _png(draw)) for title, draw in _plots(ctx, m) if draw is not None]
+def render(m: dict) -> str:
+    """The page for a run's metrics (as `report.collect` makes them)."""
+    figures = [(title, _png(draw)) for title, draw in _plots(m) if draw is not None]
     body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", _evaluation_html(m)]
     for title, png in figures:
         body.append(f'<figure><img class="plot" alt="{html.escape(title)}" '
                     f'src="data:image/png;base64,{png}"><figcaption>{html.escape(title)}'
                     "</figcaption></figure>")
-    body.append(_pairs_html(ctx))
+    body.append(_pairs_html(m.get("sample_pairs") or []))
     return PAGE.format(body="\n".join(body), n=len(figures))
 
 
@@ -43,31 +39,26 @@ def _intro(m: dict) -> str:
 
 
 def _evaluation_html(m: dict) -> str:
-    """The markdown evaluation table of `report.evaluation_table` as an HTML table."""
-    from .report import evaluation_table
-    if not (m.get("evaluation") or {}).get("table"):
+    rows = evaluation_rows(m)
+    if not rows:
         return ""
-    head, _, *rows = evaluation_table(m)
-    return ("<h2>Evaluation</h2><table><tr>" + _cells(head, "th") + "</tr>"
+    return ("<h2>Evaluation</h2><table><tr>" + _cells(HEADER, "th") + "</tr>"
             + "".join(f"<tr>{_cells(r, 'td')}</tr>" for r in rows) + "</table>"
             "<p>Rates decided by the judge; the string-match detector's in brackets.</p>")
 
 
-def _cells(markdown_row: str, tag: str) -> str:
-    return "".join(f"<{tag}>{html.escape(c.strip())}</{tag}>"
-                   for c in markdown_row.strip("|").split("|"))
+def _cells(cells: list[str], tag: str) -> str:
+    return "".join(f"<{tag}>{html.escape(c)}</{tag}>" for c in cells)
 
 
-def _plots(ctx, m):
+def _plots(m):
     cal = m.get("judge_agreement") or {}
-    rm = ctx.store.get_manifest("train-rm")
-    rm_meta = rm["meta"] if rm else {}
+    rm_meta = m.get("reward_model") or {}
     yield "Judge-human agreement per principle", _agreement(cal) if cal.get("per_principle") else None
     yield "Reliability diagram (judge P vs human choice)", _reliability(cal) if cal.get("reliability") else None
     yield "Reward-model scores on held-out human pairs", _rewards(rm_meta) if rm_meta.get("heldout_scores") else None
     yield "Reward vs reply length (held-out replies)", _length(rm_meta) if rm_meta.get("heldout_scores") else None
-    curves = {s: (ctx.store.get_manifest(s) or {}).get("meta", {}).get("loss")
-              for s in ("train-sft", "train-rm", "train-policy")}
+    curves = m.get("loss") or {}
     yield "Training loss", _curves(curves) if any(curves.values()) else None
     policy_rewards = (m.get("evaluation") or {}).get("reward")
     yield "Reward-model scores of each policy's replies", _policy_rewards(policy_rewards) if policy_rewards else None
@@ -166,18 +157,12 @@ def _refusals(table):
     return draw
 
 
-def _pairs_html(ctx) -> str:
-    manifest = ctx.store.get_manifest("pairs")
-    pairs = list(ctx.store.get_records(manifest["ids"][:SAMPLE_PAIRS]).values()) if manifest else []
+def _pairs_html(pairs: list[dict]) -> str:
     rows = ["<h2>Sample of preference pairs</h2>", "<table><tr><th>prompt</th><th>rejected</th>"
             "<th>critique / judge</th><th>chosen</th></tr>"]
     for p in pairs:
-        prov = p.get("provenance", {})
-        why = " ".join(r.get("critique") or "" for r in prov.get("rounds", []) if r.get("violates"))
-        if p["kind"] == "comparison":
-            why = f"judge P(chosen ≻ rejected) = {p['p_chosen']:.2f} ({prov.get('method')})"
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(x))}</td>" for x in
-                                     (p["prompt"], p["rejected"], why, p["chosen"])) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(p[k]))}</td>" for k in
+                                     ("prompt", "rejected", "why", "chosen")) + "</tr>")
     return "\n".join(rows + ["</table>"])
 
 

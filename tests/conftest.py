@@ -30,21 +30,8 @@ def smollm2_dir():
 @pytest.fixture(scope="session")
 def tiny_model_dir(smollm2_dir, tmp_path_factory):
     """A 2-layer, 64-wide Llama with the SmolLM2 tokenizer and chat template, random weights."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
-
-    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, tie_word_embeddings=True,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id or tokenizer.eos_token_id)
-    torch.manual_seed(0)
-    model = LlamaForCausalLM(config)
-    out = tmp_path_factory.mktemp("tiny-llama")
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    from pipeline.tiny import tiny_model
+    return tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer_dir=smollm2_dir)
 
 
 @pytest.fixture
