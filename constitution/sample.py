@@ -7,7 +7,7 @@ the seed, its id and its weight:
 - adding a principle moves only the records it now wins,
 - removing one moves only the records it held,
 - editing its text (or reordering the file) moves none.
-See ARCHITECTURE.md, invariant 3.
+See docs/architecture.md, invariant 3.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A principle's `version` hashes only the text that reaches a model (id and the three
 requests), so a record made under a principle keeps its id when someone edits a
-different principle, or re-weights or re-tags this one. See ARCHITECTURE.md, invariant 1.
+different principle, or re-weights or re-tags this one. See docs/architecture.md, invariant 1.
 """
 
 from __future__ import annotations
