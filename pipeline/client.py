@@ -111,15 +111,15 @@ class ModelClient:
         resp = row["response"]
         return Result(key, text=resp.get("text"), logprobs=resp.get("logprobs"))
 
-    def _call_backend(self, kind, todo: dict, results: dict, desc: str):
-        # Longest first: similar lengths share a batch, and the slowest batch shows up early.
-        order = sorted(todo.items(), key=lambda kv: -sum(len(c) for _, c in
-                                                          _contents(kv[1].messages)))
+    def batch_size_for(self, backend) -> int:
         # A remote backend wants more requests in flight than a local one fits in memory.
-        step = max(self.batch_size, getattr(self.backend, "batch_size", 0))
-        with tqdm(total=len(order), desc=desc, unit="call", leave=False) as bar:
-            for i in range(0, len(order), step):
-                batch = order[i:i + step]
+        return max(self.batch_size, getattr(backend, "batch_size", 0))
+
+    def _call_backend(self, kind, todo: dict, results: dict, desc: str):
+        batches = in_batches(list(todo.items()), self.batch_size_for(self.backend),
+                             lambda kv: kv[1])
+        with tqdm(total=len(todo), desc=desc, unit="call", leave=False) as bar:
+            for batch in batches:
                 rows = self._call_batch(kind, batch)
                 self.store.put_calls(rows)
                 for row in rows:
@@ -157,6 +157,13 @@ class ModelClient:
 def _reason(exc: Exception) -> str:
     first = (str(exc).strip().splitlines() or [""])[0]
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def in_batches(items: list, step: int, request=lambda x: x) -> list[list]:
+    """The batches the client sends: longest request first, so similar lengths share a batch
+    (less padding) and the slowest batch shows up early."""
+    order = sorted(items, key=lambda x: -sum(len(c) for _, c in _contents(request(x).messages)))
+    return [order[i:i + step] for i in range(0, len(order), step)]
 
 
 PLACEHOLDER = "(planned reply"  # how a dry run's made-up texts begin

@@ -63,6 +63,7 @@ def _round(ctx, stats, constitution, principles, chains, rnd):
         f"critique r{rnd}", schema="judge_text")
     for c, text, failure, calls in zip(live, texts, failures, keys):
         c["critique"], c["critique_call"] = text, calls_key(calls)
+        c["critique_attempts"] = len(calls)  # 1, or more where an answer did not parse
         if failure:
             _fail(c, stats, "critique", failure)
     live = [c for c in live if not c.get("failed")]
@@ -122,6 +123,7 @@ def _record_round(ctx, stats, done, rnd):
                  "critique": c["critique"], "p_violates": round(c["p_violates"], 6),
                  "p_violates_raw": round(c["p_violates_raw"], 6),
                  "violates": c["violates"], "critique_id": crit_id, "revision_status": None,
+                 "critique_attempts": c["critique_attempts"],
                  **({"verdict": c["verdict_method"]} if c["verdict_method"]["method"] != "logprobs"
                     else {})}
         records.append((crit_id, "critique", {**entry, "parent": c["current_id"],
@@ -150,4 +152,6 @@ def _chain_record(c) -> tuple:
     return (cid, "chain", {
         "response_id": c["response_id"], "prompt_id": c["prompt_id"], "prompt": c["prompt"],
         "original": c["original"], "final": c["current"], "final_id": c["current_id"],
-        "rounds": c["rounds"], "failed": c.get("failed")})
+        "rounds": c["rounds"], "failed": c.get("failed"),
+        # what the failed step cost: critique answers asked (and retried) before giving up
+        **({"failed_attempts": c["critique_attempts"]} if c.get("failed") else {})})
