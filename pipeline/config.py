@@ -25,28 +25,47 @@ class Section(BaseModel):
 
 
 class ModelsConfig(Section):
-    policy: str = Field(EMBEDDED, description="policy model spec '<backend>:<model>' (answers prompts; base of training)")
+    policy: str = Field(EMBEDDED, description=(
+        "policy model spec '<backend>:<model>' (answers prompts; base of training)"))
     judge: str = Field(EMBEDDED, description="judge model spec (critiques, revisions, comparisons)")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu' or 'cuda[:N]'")
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description="'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
+        "'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'"))
     batch_size: int = Field(16, ge=1, description="requests per backend batch")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
-    retry_failed: bool = Field(False, description="call again where a stored call failed (failures are kept, with their reason, and not retried by accident)")
+    retry_failed: bool = Field(False, description=(
+        "call again where a stored call failed (failures are kept, with their reason, and not retried "
+        "by accident)"))
 
 
 class OpenAIConfig(Section):
-    base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], description="OpenAI-compatible endpoints for 'openai:<model>' specs; several are used round-robin (e.g. one `vllm serve` per GPU)")
-    model_base_urls: dict[str, list[str]] = Field({}, description="per-model endpoints, overriding base_urls (e.g. policy and judge on different servers)")
-    api_key_env: str = Field("OPENAI_API_KEY", description="name of the environment variable holding the API key (the key itself is never stored or logged)")
+    base_urls: list[str] = Field(["http://127.0.0.1:8000/v1"], description=(
+        "OpenAI-compatible endpoints for 'openai:<model>' specs; several are used round-robin (e.g. one"
+        " `vllm serve` per GPU)"))
+    model_base_urls: dict[str, list[str]] = Field({}, description=(
+        "per-model endpoints, overriding base_urls (e.g. policy and judge on different servers)"))
+    api_key_env: str = Field("OPENAI_API_KEY", description=(
+        "name of the environment variable holding the API key (the key itself is never stored or "
+        "logged)"))
     concurrency: int = Field(16, ge=1, description="requests in flight at once")
     timeout: float = Field(120.0, gt=0, description="seconds before a request is abandoned and retried")
-    max_retries: int = Field(6, ge=0, description="retries of a request on 429, 5xx, connection errors, timeouts and malformed responses (exponential backoff with jitter, honouring Retry-After)")
-    backoff: float = Field(1.0, gt=0, description="first retry waits up to this many seconds; doubles each time")
+    max_retries: int = Field(6, ge=0, description=(
+        "retries of a request on 429, 5xx, connection errors, timeouts and malformed responses "
+        "(exponential backoff with jitter, honouring Retry-After)"))
+    backoff: float = Field(1.0, gt=0, description=(
+        "first retry waits up to this many seconds; doubles each time"))
     max_backoff: float = Field(60.0, gt=0, description="longest wait between retries")
-    logprobs: bool = Field(True, description="the server returns top_logprobs (OpenAI, vLLM, llama.cpp do); false makes the judge vote (judge.scoring auto)")
-    top_logprobs: int = Field(20, ge=1, le=20, description="log-probabilities asked per position when scoring choices")
-    structured: bool = Field(False, description="ask for JSON-schema structured output (response_format) for judge texts where the server supports it; otherwise answers are parsed and retried")
-    weights_id: str = Field("", description="optional version tag of the served weights, part of the cache key (e.g. a checkpoint hash): change it when the server's model changes under the same name")
+    logprobs: bool = Field(True, description=(
+        "the server returns top_logprobs (OpenAI, vLLM, llama.cpp do); false makes the judge vote "
+        "(judge.scoring auto)"))
+    top_logprobs: int = Field(20, ge=1, le=20, description=(
+        "log-probabilities asked per position when scoring choices"))
+    structured: bool = Field(False, description=(
+        "ask for JSON-schema structured output (response_format) for judge texts where the server "
+        "supports it; otherwise answers are parsed and retried"))
+    weights_id: str = Field("", description=(
+        "optional version tag of the served weights, part of the cache key (e.g. a checkpoint hash): "
+        "change it when the server's model changes under the same name"))
 
 
 class VLLMConfig(Section):
@@ -55,20 +74,31 @@ class VLLMConfig(Section):
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of GPU memory vLLM may take")
     max_model_len: int | None = Field(None, ge=1, description="context length (null = the model's)")
     dtype: str = Field("auto", description="vLLM dtype ('auto', 'bfloat16', 'float16')")
-    prefix_caching: bool = Field(True, description="reuse the KV cache of shared prefixes (every judge prompt starts with the constitution preamble)")
+    prefix_caching: bool = Field(True, description=(
+        "reuse the KV cache of shared prefixes (every judge prompt starts with the constitution "
+        "preamble)"))
 
 
 class JudgeConfig(Section):
-    scoring: Literal["auto", "logprobs", "vote"] = Field("auto", description="how the judge's multiple-choice answers (verdicts, comparisons) become probabilities: 'logprobs' (next-token log-probabilities of the choices), 'vote' (majority over `judge.votes` sampled answers, for backends without log-probabilities), 'auto' (logprobs where the backend has them)")
+    scoring: Literal["auto", "logprobs", "vote"] = Field("auto", description=(
+        "how the judge's multiple-choice answers (verdicts, comparisons) become probabilities: "
+        "'logprobs' (next-token log-probabilities of the choices), 'vote' (majority over `judge.votes` "
+        "sampled answers, for backends without log-probabilities), 'auto' (logprobs where the backend "
+        "has them)"))
     votes: int = Field(5, ge=1, description="answers sampled per question when scoring by vote")
     vote_temperature: float = Field(0.8, gt=0, description="sampling temperature of voted answers")
-    parse_retries: int = Field(2, ge=0, description="a judge answer that does not parse (empty or looping critique, no clear choice) is asked again this many times, then recorded as a failure")
+    parse_retries: int = Field(2, ge=0, description=(
+        "a judge answer that does not parse (empty or looping critique, no clear choice) is asked again"
+        " this many times, then recorded as a failure"))
 
 
 class PromptsConfig(Section):
-    source: str = Field("builtin:default", description="'builtin:default' (red-team + helpful prompts shipped with cai), or a JSONL/CSV file or a `datasets` directory")
+    source: str = Field("builtin:default", description=(
+        "'builtin:default' (red-team + helpful prompts shipped with cai), or a JSONL/CSV file or a "
+        "`datasets` directory"))
     field: str = Field("prompt", description="column holding the prompt text")
-    id_field: str = Field("id", description="column holding a stable prompt id (hash of the text if absent)")
+    id_field: str = Field("id", description=(
+        "column holding a stable prompt id (hash of the text if absent)"))
     limit: int = Field(12, ge=1, description="use at most this many prompts (first N)")
 
 
@@ -85,20 +115,36 @@ class CritiqueConfig(Section):
     critique_max_new_tokens: int = Field(48, ge=1, description="token budget of a critique")
     revision_max_new_tokens: int = Field(80, ge=1, description="token budget of a revision")
     temperature: float = Field(0.0, ge=0, description="judge sampling temperature (0 = greedy)")
-    violation_threshold: float = Field(0.5, ge=0, le=1, description="P(Yes) of 'does it violate?' above which a response is revised")
-    calibrate: bool = Field(True, description="divide the judge's Yes/No odds by its odds on a content-free input (contextual calibration), so a judge that always leans Yes does not flag everything")
+    violation_threshold: float = Field(0.5, ge=0, le=1, description=(
+        "P(Yes) of 'does it violate?' above which a response is revised"))
+    calibrate: bool = Field(True, description=(
+        "divide the judge's Yes/No odds by its odds on a content-free input (contextual calibration), "
+        "so a judge that always leans Yes does not flag everything"))
 
 
 class LabelConfig(Section):
-    enabled: bool = Field(True, description="compare candidate responses of each prompt with the judge (RL-CAI AI feedback)")
-    compare: list[Literal["samples", "revision"]] = Field(["samples", "revision"], description="candidate pairs: 'samples' (two policy samples of one prompt), 'revision' (a response and its final revision)")
-    max_comparisons_per_prompt: int = Field(4, ge=1, description="comparisons per prompt at most (a seeded choice among the candidate pairs)")
-    ensemble: int = Field(3, ge=1, description="principles per comparison (K): each answers its comparison question in both orders; the label is their mean")
-    tags: list[str] | None = Field(["harmlessness"], description="principles whose comparison questions are asked (null = all)")
-    average: Literal["logit", "probability"] = Field("logit", description="how the two answer orders combine: 'logit' (mean log-odds: a constant lean towards one position cancels exactly) or 'probability' (mean probability: a strong lean squashes the label towards 0.5)")
-    cot: bool = Field(False, description="chain of thought: the judge reasons first, then its choice is scored; probabilities are clamped to `label.cot_clamp` (CoT answers are overconfident)")
+    enabled: bool = Field(True, description=(
+        "compare candidate responses of each prompt with the judge (RL-CAI AI feedback)"))
+    compare: list[Literal["samples", "revision"]] = Field(["samples", "revision"], description=(
+        "candidate pairs: 'samples' (two policy samples of one prompt), 'revision' (a response and its "
+        "final revision)"))
+    max_comparisons_per_prompt: int = Field(4, ge=1, description=(
+        "comparisons per prompt at most (a seeded choice among the candidate pairs)"))
+    ensemble: int = Field(3, ge=1, description=(
+        "principles per comparison (K): each answers its comparison question in both orders; the label "
+        "is their mean"))
+    tags: list[str] | None = Field(["harmlessness"], description=(
+        "principles whose comparison questions are asked (null = all)"))
+    average: Literal["logit", "probability"] = Field("logit", description=(
+        "how the two answer orders combine: 'logit' (mean log-odds: a constant lean towards one "
+        "position cancels exactly) or 'probability' (mean probability: a strong lean squashes the label"
+        " towards 0.5)"))
+    cot: bool = Field(False, description=(
+        "chain of thought: the judge reasons first, then its choice is scored; probabilities are "
+        "clamped to `label.cot_clamp` (CoT answers are overconfident)"))
     cot_max_new_tokens: int = Field(96, ge=1, description="token budget of the reasoning")
-    cot_clamp: tuple[float, float] = Field((0.4, 0.6), description="[low, high] band CoT probabilities are clamped to (the CAI paper uses 40-60 %)")
+    cot_clamp: tuple[float, float] = Field((0.4, 0.6), description=(
+        "[low, high] band CoT probabilities are clamped to (the CAI paper uses 40-60 %)"))
 
     @field_validator("cot_clamp")
     @classmethod
@@ -109,25 +155,43 @@ class LabelConfig(Section):
 
 
 class CalibrationConfig(Section):
-    source: str = Field("builtin:calibration", description="human calibration slice: JSONL of prompt/chosen/rejected ('builtin:calibration' = 300 hh-rlhf harmlessness pairs)")
+    source: str = Field("builtin:calibration", description=(
+        "human calibration slice: JSONL of prompt/chosen/rejected ('builtin:calibration' = 300 hh-rlhf "
+        "harmlessness pairs)"))
     limit: int | None = Field(None, ge=1, description="human pairs the judge labels (null = all)")
-    ensemble: int = Field(1, ge=1, description="principles per human pair (comparison questions from `label.tags`)")
-    heldout: int = Field(32, ge=0, description="human pairs held out of training (reward-model accuracy is measured on them); prompts of held-out pairs never enter training")
-    min_agreement: float | None = Field(None, ge=0, le=1, description="judge-human accuracy below which training does not start (null = no check)")
-    on_low_agreement: Literal["stop", "warn"] = Field("stop", description="below `min_agreement`: 'stop' before training, or 'warn' and train")
+    ensemble: int = Field(1, ge=1, description=(
+        "principles per human pair (comparison questions from `label.tags`)"))
+    heldout: int = Field(32, ge=0, description=(
+        "human pairs held out of training (reward-model accuracy is measured on them); prompts of "
+        "held-out pairs never enter training"))
+    min_agreement: float | None = Field(None, ge=0, le=1, description=(
+        "judge-human accuracy below which training does not start (null = no check)"))
+    on_low_agreement: Literal["stop", "warn"] = Field("stop", description=(
+        "below `min_agreement`: 'stop' before training, or 'warn' and train"))
 
 
 class PairsConfig(Section):
-    kinds: list[Literal["critique-revision", "comparison"]] = Field(["critique-revision", "comparison"], description="pair sources: 'critique-revision' (final revision ≻ original) and 'comparison' (the judge's labels)")
-    min_margin: float = Field(0.05, ge=0, le=1, description="a comparison makes a pair when its margin |2·P(a ≻ b) − 1| exceeds this")
-    min_change: float = Field(0.2, ge=0, le=1, description="a revision must differ from the original by at least this share (1 - difflib similarity) to make a pair")
+    kinds: list[Literal["critique-revision", "comparison"]] = Field(
+        ["critique-revision", "comparison"], description=(
+        "pair sources: 'critique-revision' (final revision ≻ original) and 'comparison' (the judge's "
+        "labels)"))
+    min_margin: float = Field(0.05, ge=0, le=1, description=(
+        "a comparison makes a pair when its margin |2·P(a ≻ b) − 1| exceeds this"))
+    min_change: float = Field(0.2, ge=0, le=1, description=(
+        "a revision must differ from the original by at least this share (1 - difflib similarity) to "
+        "make a pair"))
 
 
 class BlendConfig(Section):
-    human_share: float = Field(0.3, ge=0, lt=1, description="share of human pairs in the blended training set")
-    min_human: int = Field(16, ge=0, description="human pairs used at least, so training has data even when the judge made few pairs")
-    weights: dict[Literal["critique-revision", "comparison"], float] = Field({"critique-revision": 1.0, "comparison": 1.0}, description="per-source weight of AI pairs: 0.5 keeps a seeded half, 2 uses each pair twice")
-    max_pairs_per_prompt: int = Field(2, ge=1, description="training pairs per prompt at most (highest margin first): no prompt dominates the set")
+    human_share: float = Field(0.3, ge=0, lt=1, description=(
+        "share of human pairs in the blended training set"))
+    min_human: int = Field(16, ge=0, description=(
+        "human pairs used at least, so training has data even when the judge made few pairs"))
+    weights: dict[Literal["critique-revision", "comparison"], float] = Field(
+        {"critique-revision": 1.0, "comparison": 1.0}, description=(
+        "per-source weight of AI pairs: 0.5 keeps a seeded half, 2 uses each pair twice"))
+    max_pairs_per_prompt: int = Field(2, ge=1, description=(
+        "training pairs per prompt at most (highest margin first): no prompt dominates the set"))
 
 
 class TrainConfig(Section):
@@ -140,15 +204,25 @@ class TrainConfig(Section):
     grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
     max_length: int = Field(256, ge=16, description="truncate prompt+response to this many tokens")
-    lora: bool = Field(False, description="train LoRA adapters (merged into the saved model) instead of all weights")
+    lora: bool = Field(False, description=(
+        "train LoRA adapters (merged into the saved model) instead of all weights"))
     lora_r: int = Field(16, ge=1, description="LoRA rank")
     max_steps: int = Field(-1, description="stop after this many steps (-1 = epochs decide)")
-    report_to: str = Field("none", description="where the trainer logs: 'none', 'tensorboard', 'wandb', 'mlflow' (comma-separated for several; passed to TRL)")
-    shuffle: bool = Field(True, description="shuffle the training pairs (false: dataset order, which makes runs on different numbers of processes comparable step by step)")
-    bf16: bool | Literal["auto"] = Field("auto", description="bfloat16 mixed precision ('auto' = on CUDA when supported)")
-    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description="trade compute for memory ('auto' = on CUDA)")
-    save_steps: int = Field(0, ge=0, description="write a checkpoint every this many steps (0 = none); an interrupted training of the same inputs resumes from the newest")
-    save_total_limit: int | None = Field(2, ge=1, description="checkpoints kept (older ones deleted; null = all)")
+    report_to: str = Field("none", description=(
+        "where the trainer logs: 'none', 'tensorboard', 'wandb', 'mlflow' (comma-separated for several;"
+        " passed to TRL)"))
+    shuffle: bool = Field(True, description=(
+        "shuffle the training pairs (false: dataset order, which makes runs on different numbers of "
+        "processes comparable step by step)"))
+    bf16: bool | Literal["auto"] = Field("auto", description=(
+        "bfloat16 mixed precision ('auto' = on CUDA when supported)"))
+    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description=(
+        "trade compute for memory ('auto' = on CUDA)"))
+    save_steps: int = Field(0, ge=0, description=(
+        "write a checkpoint every this many steps (0 = none); an interrupted training of the same "
+        "inputs resumes from the newest"))
+    save_total_limit: int | None = Field(2, ge=1, description=(
+        "checkpoints kept (older ones deleted; null = all)"))
 
 
 TRAIN_KNOBS = tuple(TrainConfig.model_fields)
@@ -171,25 +245,48 @@ SharedTrainConfig = _unset(TrainConfig, "SharedTrainConfig")
 class TrainSFTConfig(TrainConfig):
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
     batch_size: int = Field(2, ge=1, description="per-device batch size")
-    lora: bool = Field(True, description="train LoRA adapters (merged into the saved model) instead of all weights")
+    lora: bool = Field(True, description=(
+        "train LoRA adapters (merged into the saved model) instead of all weights"))
 
 
 class TrainRMConfig(TrainConfig):
-    use_margin: bool = Field(True, description="pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be separated more; pairs without a probability get none)")
+    use_margin: bool = Field(True, description=(
+        "pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be "
+        "separated more; pairs without a probability get none)"))
 
 
 class TrainPolicyConfig(TrainConfig):
-    method: Literal["dpo", "kto", "orpo", "grpo", "rloo", "ppo"] = Field("dpo", description="'dpo' (offline, the blended pairs), 'kto' (offline, the judge's binary verdicts: `kto_data`), 'orpo' (SFT and preference in one loss, no reference model), 'grpo' or 'rloo' (online RL on the pairs' prompts, rewarded by `reward`; RLOO subtracts the KL penalty from the reward, as PPO-RLHF does). 'ppo' is refused: TRL removed PPOTrainer")
-    reward: list[Literal["rm", "judge"]] = Field(["judge"], description="GRPO/RLOO rewards, summed: 'rm' (the trained reward model), 'judge' (the constitution judge scoring each completion: 1 − P(violates))")
-    num_generations: int = Field(4, ge=2, description="GRPO/RLOO completions sampled per prompt (the group)")
+    method: Literal["dpo", "kto", "orpo", "grpo", "rloo", "ppo"] = Field("dpo", description=(
+        "'dpo' (offline, the blended pairs), 'kto' (offline, the judge's binary verdicts: `kto_data`), "
+        "'orpo' (SFT and preference in one loss, no reference model), 'grpo' or 'rloo' (online RL on "
+        "the pairs' prompts, rewarded by `reward`; RLOO subtracts the KL penalty from the reward, as "
+        "PPO-RLHF does). 'ppo' is refused: TRL removed PPOTrainer"))
+    reward: list[Literal["rm", "judge"]] = Field(["judge"], description=(
+        "GRPO/RLOO rewards, summed: 'rm' (the trained reward model), 'judge' (the constitution judge "
+        "scoring each completion: 1 − P(violates))"))
+    num_generations: int = Field(4, ge=2, description=(
+        "GRPO/RLOO completions sampled per prompt (the group)"))
     max_new_tokens: int = Field(64, ge=1, description="GRPO/RLOO completion length")
-    kto_data: Literal["verdicts", "pairs", "both"] = Field("verdicts", description="KTO examples: 'verdicts' (every text a critique round judged, desirable when no violation was found), 'pairs' (the blended pairs, unpaired), or both")
-    init: Literal["auto", "sft", "base"] = Field("auto", description="start from the SL-CAI model of train-sft (the Constitutional AI recipe; the base when train_sft is disabled) or the base policy; 'auto' = sft, except base for orpo (it does SFT itself)")
-    loss_type: list[str] = Field(["sigmoid"], description="TRL DPO loss(es): 'sigmoid' (DPO), 'ipo', 'robust', 'hinge', 'exo_pair', 'nca_pair', 'bco_pair', 'sppo_hard', 'aot', 'apo_zero', 'apo_down', 'discopop', 'sigmoid_norm', 'sft' (several are summed)")
-    beta: float = Field(0.1, gt=0, description="strength of the KL anchor to the reference: DPO/KTO β, the GRPO/RLOO KL coefficient (0.01–0.1 usual); for ORPO the odds-ratio weight λ")
-    label_smoothing: float | Literal["auto"] = Field("auto", description="DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen ≻ rejected) over the training pairs")
+    kto_data: Literal["verdicts", "pairs", "both"] = Field("verdicts", description=(
+        "KTO examples: 'verdicts' (every text a critique round judged, desirable when no violation was "
+        "found), 'pairs' (the blended pairs, unpaired), or both"))
+    init: Literal["auto", "sft", "base"] = Field("auto", description=(
+        "start from the SL-CAI model of train-sft (the Constitutional AI recipe; the base when "
+        "train_sft is disabled) or the base policy; 'auto' = sft, except base for orpo (it does SFT "
+        "itself)"))
+    loss_type: list[str] = Field(["sigmoid"], description=(
+        "TRL DPO loss(es): 'sigmoid' (DPO), 'ipo', 'robust', 'hinge', 'exo_pair', 'nca_pair', "
+        "'bco_pair', 'sppo_hard', 'aot', 'apo_zero', 'apo_down', 'discopop', 'sigmoid_norm', 'sft' "
+        "(several are summed)"))
+    beta: float = Field(0.1, gt=0, description=(
+        "strength of the KL anchor to the reference: DPO/KTO β, the GRPO/RLOO KL coefficient (0.01–0.1 "
+        "usual); for ORPO the odds-ratio weight λ"))
+    label_smoothing: float | Literal["auto"] = Field("auto", description=(
+        "DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen "
+        "≻ rejected) over the training pairs"))
     batch_size: int = Field(2, ge=1, description="per-device batch size")
-    lora: bool = Field(True, description="train LoRA adapters (merged into the saved model) instead of all weights")
+    lora: bool = Field(True, description=(
+        "train LoRA adapters (merged into the saved model) instead of all weights"))
 
     @field_validator("method")
     @classmethod
@@ -204,9 +301,11 @@ class TrainPolicyConfig(TrainConfig):
 
 
 class EvaluateConfig(Section):
-    harmful: str = Field("builtin:harmful", description="prompts that should be refused (JSONL/CSV/datasets dir)")
+    harmful: str = Field("builtin:harmful", description=(
+        "prompts that should be refused (JSONL/CSV/datasets dir)"))
     safe: str = Field("builtin:safe", description="prompts that look unsafe but should be answered")
-    redteam: str = Field("builtin:redteam", description="prompts on which the judge compares each tuned policy's reply with the base's (win rate)")
+    redteam: str = Field("builtin:redteam", description=(
+        "prompts on which the judge compares each tuned policy's reply with the base's (win rate)"))
     limit: int = Field(12, ge=1, description="prompts used from each set (a seeded sample)")
     max_new_tokens: int = Field(48, ge=1, description="token budget of each evaluated reply")
 
