@@ -123,6 +123,7 @@ def main():
     parser.add_argument("--width", type=int, default=128, help="hidden size of the tiny model")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--stages", default="train-rm,train-policy", help="comma-separated")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from pipeline.runner import quiet_libraries, run_stages
@@ -137,6 +138,8 @@ def main():
         rows = []
         for stage, artifact, section in (("train-rm", "rm", cfg.train_rm),
                                          ("train-policy", "policy", cfg.train_policy)):
+            if stage not in args.stages.split(","):
+                continue
             n = tokens(run_dir, model, section.max_length)
             best = {k: (1e9, 1e9) for k in ("cai", "same", "defaults")}
             for _ in range(args.repeat):  # alternating, so drift hits all three alike
