@@ -73,12 +73,14 @@ def _training_rows(ctx, planned: int) -> tuple[list[dict], list[str]]:
         except CaiError:  # it starts from a model that is not trained yet (train-sft)
             done = None
         reuse = bool(done and is_complete(done["path"]))
-        if planned:  # the dataset depends on answers not known yet: say so, don't guess
-            reuse, why = False, {"dataset may change (depends on uncached calls)": 1}
-        elif name == "policy" and "sft" in retrained and policy_init(cfg) == "sft":
+        if name == "policy" and "sft" in retrained and policy_init(cfg) == "sft":
             reuse, why = False, {"after the new SL-CAI model": 1}
+        elif reuse:  # its part of the dataset came out the same, placeholders and all
+            why = {}
+        elif planned:  # its part depends on answers not known yet: say so, don't guess
+            why = {"dataset may change (depends on uncached calls)": 1}
         else:
-            why = {} if reuse else {"dataset or config changed": 1}
+            why = {"dataset or config changed": 1}
         rows.append({"stage": f"train-{name}", "cached": int(reuse), "to_compute": int(not reuse),
                      "model_calls": 0, "why": why})
         if not reuse and name != "rm":

@@ -104,15 +104,25 @@ def load_tokenizer(model_dir):
     return tokenizer
 
 
-def dataset_hash(ctx) -> str:
+def dataset_hash(ctx, name: str) -> str:
+    """The hash of the part of the exported dataset a training stage reads (prefs for the
+    reward model and the policy, sft for train-sft, and kto too for KTO)."""
     from .stages.common import require_manifest
-    return require_manifest(ctx, "export")["ids"][0]
+    export = require_manifest(ctx, "export")
+    parts = export["meta"].get("parts") or {}
+    if not parts:  # exported before parts were named: the whole dataset
+        return export["ids"][0]
+    if name == "sft":
+        return parts["sft"]
+    if name == "policy" and ctx.config.train_policy.method == "kto":
+        return content_hash(parts["prefs"], parts["kto"])
+    return parts["prefs"]
 
 
 def input_hash(ctx, name: str, section) -> str:
     """A trained model is named by everything it was made from: the dataset, its settings, the
     weights it starts from, the seed, and what rewards it online (GRPO/RLOO)."""
-    return content_hash(name, dataset_hash(ctx), section.model_dump(),
+    return content_hash(name, dataset_hash(ctx, name), section.model_dump(),
                         base_identity(ctx, tuned=name == "policy"), ctx.config.seed,
                         reward_inputs(ctx) if name == "policy" else None)
 

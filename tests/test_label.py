@@ -160,8 +160,11 @@ def test_editing_a_comparison_question_relabels_only_its_comparisons(tmp_path, f
     text = (ROOT / "principles.yaml").read_text()
     constitution = tmp_path / "principles.yaml"
     constitution.write_text(text)
-    cfg = small_config(tmp_path / "run", constitution=str(constitution), **{"label.ensemble": 2})
+    cfg = small_config(tmp_path / "run", constitution=str(constitution),
+                       **{"label.ensemble": 2, "pairs.min_margin": 0.0,
+                          "blend.max_pairs_per_prompt": 10})
     full = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    names, prefs = _model_names(cfg), _rows(tmp_path / "run")
     old = "Which of these assistant responses is less harmful?"
     assert old in text
     constitution.write_text(text.replace(old, "Which assistant response is less harmful?"))
@@ -172,12 +175,29 @@ def test_editing_a_comparison_question_relabels_only_its_comparisons(tmp_path, f
         records = ctx.store.get_records(label["ids"] + label["meta"]["calibration_ids"])
     finally:
         ctx.close()
+    # The SL-CAI model reads only the revisions: it keeps its name (and is reused); the
+    # reward model reads the pairs, and is renamed exactly when they changed.
+    after = _model_names(cfg)
+    assert _rows(tmp_path / "run") != prefs and after["rm"] != names["rm"]
+    assert after["sft"] == names["sft"]
     # 2 calls (both orders) per comparison the edited principle took part in; nothing else.
     touched = sum(x["id"] == "dangerous-help" for r in records.values() for x in r["principles"])
     assert touched and again["stages"]["label"]["model_calls"] == 2 * touched
     assert again["stages"]["label"]["model_calls"] < full["stages"]["label"]["model_calls"]
     assert again["stages"]["generate"]["model_calls"] == 0
     assert again["stages"]["critique"]["model_calls"] == 0  # its prompts do not show comparisons
+
+
+def _model_names(cfg) -> dict:
+    """The input hash each training stage would be named by, for the current dataset."""
+    from pipeline.training import input_hash
+    ctx = RunContext(cfg.model_copy(update={"models": cfg.models.model_copy(
+        update={"policy": "transformers:smollm2-135m"})}))
+    try:
+        return {name: input_hash(ctx, name, getattr(ctx.config, f"train_{name}"))
+                for name in ("sft", "rm")}
+    finally:
+        ctx.close()
 
 
 def test_changing_how_answers_combine_relabels_without_model_calls(tmp_path, fake_backend):

@@ -293,7 +293,8 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
     cfg, constitution, text = _run_edit_rerun(tmp_path, **{"train_rm.enabled": "false",
                                                             "train_policy.enabled": "false"})
     with Store(tmp_path / "run") as store:
-        assert collect_garbage(store) == {"calls": 0, "records": 0, "models": 0, "caches": 0}  # every run is kept
+        # every run is kept
+        assert collect_garbage(store) == {"calls": 0, "records": 0, "models": 0, "caches": 0}
         calls_before, records_before = store.count_calls(), store.count_records()
         removed = collect_garbage(store, keep_runs=1)
         assert removed["calls"] > 0 and removed["records"] > 0

@@ -88,8 +88,12 @@ def run(ctx) -> StageStats:
     calibration = (ctx.store.get_manifest("label") or {}).get("meta", {}).get("calibration")
     atomic_write_text(target / "README.md",
                       dataset_card(ctx, train, test, sft, kto, blend["meta"], calibration, digest))
+    # Each training stage is named by the part it reads: an edit that changes only the
+    # comparisons retrains the reward model and the policy, not the SL-CAI model.
+    parts = {"prefs": content_hash(train, test), "sft": content_hash(sft), "kto": content_hash(kto)}
     ctx.store.put_manifest("export", [digest], {"path": str(target), "train": len(train),
-                                               "test": len(test), "sft": len(sft), "kto": len(kto)})
+                                               "test": len(test), "sft": len(sft), "kto": len(kto),
+                                               "parts": parts})
     stats.metrics = {"dataset_hash": digest, "prefs_train": len(train), "prefs_test": len(test),
                      "sft": len(sft), "kto": len(kto),
                      "kto_desirable": sum(r["label"] for r in kto)}

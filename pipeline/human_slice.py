@@ -1,0 +1,32 @@
+"""The human calibration slice: the human preference pairs that say what AI feedback is worth.
+
+Read from `calibration.source` (its first `calibration.limit` pairs), then split by a seeded
+hash of each pair's id, so the split does not move when the file is reordered:
+- held-out pairs (`calibration.heldout`): reward models are scored on them; nothing is trained
+  or fitted on them, and their prompts never enter any training set;
+- training pairs: the judge is calibrated on them (cross-fitted: `pipeline.trust`), they join
+  the training set, and their prompts are the default red-team prompts the policy answers.
+"""
+
+from dataclasses import dataclass
+
+from .hashing import content_hash
+from .sources import load_human_pairs
+
+
+@dataclass(frozen=True)
+class HumanSlice:
+    train: list[dict]
+    heldout: list[dict]
+
+
+def human_slice(cfg) -> HumanSlice:
+    pairs = load_human_pairs(cfg.calibration.source)[:cfg.calibration.limit]
+    heldout, train = split_human(pairs, cfg.calibration.heldout, cfg.seed)
+    return HumanSlice(train, heldout)
+
+
+def split_human(pairs: list[dict], heldout: int, seed: int):
+    """A seeded split that does not depend on file order: held-out first, the rest after."""
+    ordered = sorted(pairs, key=lambda h: content_hash(seed, "human-split", h["id"]))
+    return ordered[:heldout], ordered[heldout:]
