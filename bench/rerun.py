@@ -24,7 +24,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
+STAGES = ["generate", "critique", "label", "calibrate", "pairs", "blend", "export"]
 EXTRA = {"id": "bench-extra", "critique": "Identify anything in the response that is rude.",
          "revision": "Rewrite the response to be polite.", "weight": 1.0,
          "comparison": "Which response is more polite?", "tags": ["harmlessness"]}

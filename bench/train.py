@@ -41,8 +41,8 @@ def config(run_dir, model, pairs, device, **keys):
     spec = f"transformers:{model}"
     sets = {"run_dir": run_dir, "constitution": ROOT / "principles.yaml", "models.policy": spec,
             "models.judge": spec, "models.device": device, "prompts.limit": 8,
-            "generate.max_new_tokens": 24, "critique.rounds": 1, "calibration.limit": 16,
-            "calibration.heldout": 8, "blend.min_human": pairs, "evaluate.limit": 2,
+            "generate.max_new_tokens": 24, "critique.rounds": 1,
+            "calibration.heldout": 8, "calibration.limit": pairs + 8, "evaluate.limit": 2,
             "train_sft.enabled": False, "train_policy.lora": False, **keys}
     return load_config(None, [f"{k}={v}" for k, v in sets.items()])
 
@@ -133,8 +133,8 @@ def main():
         model = tiny_model(Path(tmp) / "tiny", width=args.width)
         run_dir = Path(tmp) / "run"
         cfg = config(run_dir, model, args.pairs, args.device)
-        run_stages(cfg, ["generate", "critique", "label", "pairs", "blend", "export"],
-                   echo=lambda s: None)
+        from pipeline.stages import DATA_STAGES
+        run_stages(cfg, DATA_STAGES, echo=lambda s: None)
         rows = []
         for stage, artifact, section in (("train-rm", "rm", cfg.train_rm),
                                          ("train-policy", "policy", cfg.train_policy)):

@@ -35,13 +35,15 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
         f"| sft/train | {len(sft)} ({sum(r['revised'] for r in sft)} revised) |",
         f"| kto/train (judge verdicts) | {len(kto)} ({sum(r['label'] for r in kto)} no violation) |",
         "",
-        f"Per-source weights {composition.get('weights')}, human share {cfg.blend.human_share}, "
-        f"at most {cfg.blend.max_pairs_per_prompt} pairs per prompt; dropped while blending: "
-        f"{composition.get('dropped') or 'none'}. Held-out human prompts never appear in training.",
-        "", "`p_chosen` is the judge's P(chosen ≻ rejected) for comparison pairs, 1.0 for human "
-        "pairs, and empty for critique-revision pairs (the judge said the original violates a "
-        "principle; it was not asked which reply is better: its P(violates) is in `provenance`); "
-        "`margin` = 2·p_chosen − 1, empty where p_chosen is.", "",
+        f"{effective_line(composition)} Per-source factors {composition.get('weights')}, "
+        f"at most {cfg.blend.max_pairs_per_prompt} AI pairs per prompt; dropped while blending: "
+        f"{composition.get('dropped') or 'none'}. No evaluation prompt and no held-out human "
+        "prompt appears in training.",
+        "", "`p_chosen` is the calibrated P(chosen ≻ rejected) (fit on the human slice; for a "
+        "critique-revision pair, from the judge comparing original and revision in both orders; "
+        "1.0 for human pairs); `margin` = 2·p_chosen − 1; `weight` = the trust the judge's "
+        "principles earned on held-out human pairs × that confidence, which is how often a pair "
+        "was sampled into training. The judge's raw probabilities are in `provenance`.", "",
     ]
     lines += calibration_lines(calibration)
     lines += ["", "## Principles used (SFT rows, all rounds)", "", "| principle | version | uses |",
@@ -54,6 +56,15 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
     return "\n".join(lines)
 
 
+def effective_line(c: dict | None) -> str:
+    """How much the AI pairs counted, in one sentence."""
+    if not c:
+        return ""
+    effective = sum((c.get("ai_effective") or {}).values())
+    return (f"{c.get('ai_candidates', 0)} AI pairs counted as {effective:.1f} effective pairs "
+            f"({sum(c['ai'].values())} sampled into training) beside {c['human']} human pairs.")
+
+
 def ensemble_line(cal: dict) -> str:
     """Whether the calibration measured the labels training uses, said plainly."""
     k, train_k = cal.get("ensemble"), cal.get("training_ensemble")
@@ -64,27 +75,33 @@ def ensemble_line(cal: dict) -> str:
             f"calibration.ensemble={train_k} to measure those")
 
 
-def calibration_lines(cal: dict | None) -> list[str]:
-    """The judge-vs-human calibration report as markdown."""
-    lines = ["## Judge agreement with humans (both answer orders)", ""]
-    if not cal or not cal.get("n"):
-        return lines + ["- not measured", ""]
-    lines += [f"- n = {cal['n']} human pairs ({cal.get('failed', 0)} failed), accuracy "
-              f"{cal['accuracy']}, Cohen's kappa {cal['cohen_kappa']}, ECE {cal['ece']}, "
-              f"Brier {cal['brier']}",
+def calibration_lines(report: dict | None) -> list[str]:
+    """The judge-vs-human report (`pipeline.trust`) as markdown: raw and calibrated agreement on
+    held-out human pairs, per principle, and the trust each principle earned."""
+    lines = ["## Judge agreement with humans and the trust it earned", ""]
+    if not report or not report.get("n"):
+        return lines + ["- not measured: no human pair was judged, so AI pairs weigh 0", ""]
+    raw, cal = report["raw"], report["calibrated"]
+    lines += [f"- {report['n']} human training pairs judged ({report.get('failed', 0)} failed), "
+              f"each calibrated by a map fit on the other {report['folds'] - 1} of "
+              f"{report['folds']} folds: accuracy {raw['accuracy']} raw, {cal['accuracy']} "
+              f"calibrated; Cohen's kappa {raw['cohen_kappa']} → {cal['cohen_kappa']}; ECE "
+              f"{raw['ece']} → {cal['ece']}; Brier {raw['brier']} → {cal['brier']}",
               f"- position bias: the judge picked the same position in both orders for "
-              f"{cal['position_bias_rate']} of pairs; it preferred whatever was shown first in "
-              f"{cal['first_position_rate']} of answers (0.5 = no bias); mean gap between orders "
-              f"{cal['mean_order_gap']}", "",
-              ensemble_line(cal), "",
-              "| principle | pairs | accuracy | position-bias rate | mean P(human choice) |",
+              f"{raw['position_bias_rate']} of pairs and preferred whatever was shown first in "
+              f"{raw['first_position_rate']} of answers (0.5 = no bias)",
+              f"- trust (lower 95 % bound of 2·accuracy − 1, at least 0): "
+              f"{report['overall_trust']} overall", ensemble_line(report), "",
+              "| principle | pairs | accuracy raw | accuracy calibrated | trust |",
               "|---|---|---|---|---|"]
     for pid, row in cal["per_principle"].items():
-        lines.append(f"| {pid} | {row['n']} | {row['accuracy']} | {row['position_bias_rate']} "
-                     f"| {row['mean_p_chosen']} |")
-    lines += ["", "Reliability (P the judge gave a reply vs how often humans chose it):", "",
-              "| bin | pairs | mean P | observed |", "|---|---|---|---|"]
+        before = raw["per_principle"].get(pid, {}).get("accuracy")
+        lines.append(f"| {pid} | {row['n']} | {before} | {row['accuracy']} | "
+                     f"{report['trust'].get(pid, 0.0)} |")
+    lines += ["", "Reliability of the calibrated labels (P vs how often humans chose that reply):",
+              "", "| bin | pairs | mean P | observed |", "|---|---|---|---|"]
     for b in cal["reliability"]:
         if b["n"]:
-            lines.append(f"| {b['lo']:.1f}–{b['hi']:.1f} | {b['n']} | {b['mean_p']} | {b['observed']} |")
+            lines.append(f"| {b['lo']:.1f}–{b['hi']:.1f} | {b['n']} | {b['mean_p']} | "
+                         f"{b['observed']} |")
     return lines + [""]

@@ -94,8 +94,9 @@ class JudgeConfig(Section):
 
 class PromptsConfig(Section):
     source: str = Field("builtin:default", description=(
-        "'builtin:default' (red-team + helpful prompts shipped with cai), or a JSONL/CSV file or a "
-        "`datasets` directory"))
+        "'builtin:default' (the human slice's training prompts, red-team openers, mixed 3:1 with "
+        "cai's helpful and safe-but-sensitive prompts; never an evaluation prompt), or a JSONL/CSV "
+        "file or a `datasets` directory (an optional `kind` column says 'red-team' or 'benign')"))
     field: str = Field("prompt", description="column holding the prompt text")
     id_field: str = Field("id", description=(
         "column holding a stable prompt id (hash of the text if absent)"))
@@ -158,14 +159,25 @@ class CalibrationConfig(Section):
     source: str = Field("builtin:calibration", description=(
         "human calibration slice: JSONL of prompt/chosen/rejected ('builtin:calibration' = 300 hh-rlhf "
         "harmlessness pairs)"))
-    limit: int | None = Field(None, ge=1, description="human pairs the judge labels (null = all)")
+    limit: int | None = Field(None, ge=1, description=(
+        "use the first N human pairs of the source (null = all)"))
     ensemble: int = Field(1, ge=1, description=(
-        "principles per human pair (comparison questions from `label.tags`)"))
+        "principles per human pair the judge labels (comparison questions from `label.tags`)"))
     heldout: int = Field(32, ge=0, description=(
         "human pairs held out of training (reward-model accuracy is measured on them); prompts of "
         "held-out pairs never enter training"))
+    folds: int = Field(5, ge=2, description=(
+        "folds the judge's calibration is cross-fitted in: each human pair's calibrated label "
+        "comes from a map fit without it, so agreement and trust are measured on held-out pairs"))
+    shrinkage: float = Field(20.0, ge=0, description=(
+        "human pairs at which a principle's own calibration map and the global one weigh the "
+        "same (a principle with n pairs gets n / (n + shrinkage) of its own fit)"))
+    use_trust: bool = Field(True, description=(
+        "weigh every AI pair by the trust its principles earned on the human slice times its "
+        "calibrated confidence (false: raw judge probabilities, every AI pair weighs 1)"))
     min_agreement: float | None = Field(None, ge=0, le=1, description=(
-        "judge-human accuracy below which training does not start (null = no check)"))
+        "calibrated held-out judge-human accuracy below which training does not start (null = "
+        "no check)"))
     on_low_agreement: Literal["stop", "warn"] = Field("stop", description=(
         "below `min_agreement`: 'stop' before training, or 'warn' and train"))
 
@@ -183,15 +195,16 @@ class PairsConfig(Section):
 
 
 class BlendConfig(Section):
-    human_share: float = Field(0.3, ge=0, lt=1, description=(
-        "share of human pairs in the blended training set"))
-    min_human: int = Field(16, ge=0, description=(
-        "human pairs used at least, so training has data even when the judge made few pairs"))
+    human_weight: float = Field(1.0, ge=0, description=(
+        "weight of the human training pairs (all of them are used): 0.5 keeps a seeded half, 2 "
+        "uses each twice"))
     weights: dict[Literal["critique-revision", "comparison"], float] = Field(
         {"critique-revision": 1.0, "comparison": 1.0}, description=(
-        "per-source weight of AI pairs: 0.5 keeps a seeded half, 2 uses each pair twice"))
+        "per-source factor on AI pairs' weights (each pair's weight is its trust × calibrated "
+        "confidence; a pair of weight w is used floor(w) times, and once more with probability "
+        "frac(w), seeded)"))
     max_pairs_per_prompt: int = Field(2, ge=1, description=(
-        "training pairs per prompt at most (highest margin first): no prompt dominates the set"))
+        "AI pairs per prompt at most (highest weight first): no prompt dominates the set"))
 
 
 class TrainConfig(Section):

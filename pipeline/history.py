@@ -9,8 +9,8 @@ import time
 
 from .errors import CaiError
 
-SNAPSHOT_STAGES = ("generate", "critique", "label", "pairs", "blend", "export", "train-sft",
-                   "train-rm", "train-policy")
+SNAPSHOT_STAGES = ("generate", "critique", "label", "calibrate", "pairs", "blend", "export",
+                   "train-sft", "train-rm", "train-policy")
 
 
 def manifest_ids(store) -> dict:
@@ -33,8 +33,16 @@ def manifest_ids(store) -> dict:
 
 def snapshot(store, metrics: dict) -> dict:
     return {"manifests": manifest_ids(store), "counts": metrics.get("counts"),
-            "judge_agreement": metrics.get("judge_agreement"),
+            "judge_agreement": _agreement(metrics.get("judge_agreement")),
             "dataset": metrics.get("dataset")}
+
+
+def _agreement(report: dict | None) -> dict | None:
+    """The headline of a run's judge report: calibrated and raw held-out accuracy, trust."""
+    if not report or not report.get("n"):
+        return None
+    return {"accuracy": report["calibrated"]["accuracy"], "raw_accuracy": report["raw"]["accuracy"],
+            "overall_trust": report["overall_trust"], "n": report["n"]}
 
 
 def history_lines(store) -> list[str]:

@@ -11,7 +11,7 @@ hash of each pair's id, so the split does not move when the file is reordered:
 from dataclasses import dataclass
 
 from .hashing import content_hash
-from .sources import load_human_pairs
+from .sources import load_human_pairs, load_prompts
 
 
 @dataclass(frozen=True)
@@ -30,3 +30,19 @@ def split_human(pairs: list[dict], heldout: int, seed: int):
     """A seeded split that does not depend on file order: held-out first, the rest after."""
     ordered = sorted(pairs, key=lambda h: content_hash(seed, "human-split", h["id"]))
     return ordered[:heldout], ordered[heldout:]
+
+
+def default_prompts(cfg) -> list[dict]:
+    """`prompts.source: builtin:default`: the human slice's training prompts (red-team openers
+    from hh-rlhf) and cai's benign prompts (helpful, and safe but sensitive-sounding ones),
+    mixed 3:1. Disjoint from every evaluation set: no red-team evaluation prompt, no held-out
+    human prompt is among them."""
+    red = [{"id": h["id"], "prompt": h["prompt"], "kind": "red-team"}
+           for h in sorted(human_slice(cfg).train, key=lambda h: content_hash(cfg.seed, h["id"]))]
+    benign = sorted(({**p, "kind": "benign"} for name in ("helpful", "borderline")
+                     for p in load_prompts(f"builtin:{name}")),
+                    key=lambda p: content_hash(cfg.seed, p["id"]))
+    mixed = []
+    for i in range(max(len(red), 3 * len(benign)) // 3 + 1):
+        mixed += red[3 * i:3 * i + 3] + benign[i:i + 1]
+    return mixed

@@ -20,12 +20,10 @@ from constitution import assign_principle
 from .client import PLACEHOLDER
 from .context import RunContext, StageStats
 from .errors import CaiError
-from .stages import STAGES
+from .stages import DATA_STAGES, STAGES
 from .store import copy_store
 from .training import input_hash, is_complete, policy_init
 
-# generate .. export: the stages a dry run can execute (training and evaluation are estimated)
-DATA_STAGES = list(STAGES)[:list(STAGES).index("export") + 1]
 
 
 def plan(config) -> dict:

@@ -3,14 +3,16 @@
 import json
 
 from . import report_html
-from .card import ensemble_line
+from .ai_value import ai_value, ai_value_lines
+from .card import effective_line, ensemble_line
 from .fsutil import atomic_write_text
 from .scorecard import HEADER, evaluation_rows, fmt
 from .stages import STAGES
+from .stages.calibrate import current_fit
 
 
 def collect(ctx, stage_stats) -> dict:
-    m = {s: ctx.store.get_manifest(s) for s in STAGES}
+    m = {s: ctx.store.get_manifest(s) for s in [*STAGES, "train-rm-human"]}
     meta = {s: (v or {}).get("meta", {}) for s, v in m.items()}
     return {
         "constitution": {"name": ctx.constitution.name, "version": ctx.constitution.version,
@@ -22,13 +24,14 @@ def collect(ctx, stage_stats) -> dict:
                    "ai_pairs": len((m["pairs"] or {}).get("ids", [])),
                    "blend": meta["blend"].get("composition"),
                    "sft": meta["export"].get("sft")},
-        "judge_agreement": meta["label"].get("calibration"),
+        "judge_agreement": current_fit(ctx)[1] if m["calibrate"] else None,
         "dataset": (m["export"] or {"ids": [None]})["ids"][0],
         "sft": {k: meta["train-sft"].get(k) for k in ("path", "train_rows", "final_loss")},
         "reward_model": {k: meta["train-rm"].get(k) for k in
                          ("path", "train_pairs", "train_accuracy", "heldout_accuracy",
                           "heldout_auc", "train_heldout_gap", "reward_length_corr",
                           "heldout_scores", "heldout_lengths")},
+        "ai_value": _ai_value(meta, ctx.config.seed),
         "loss": {s: meta[s]["loss"] for s in ("train-sft", "train-rm", "train-policy")
                  if meta[s].get("loss")},
         "sample_pairs": sample_pairs(ctx.store),
@@ -40,6 +43,17 @@ def collect(ctx, stage_stats) -> dict:
         "stages": {s.stage: {"seconds": round(s.seconds, 2), "made": s.made, "reused": s.cached,
                              "model_calls": s.calls, "dropped": s.dropped} for s in stage_stats},
     }
+
+
+def _ai_value(meta: dict, seed: int) -> dict | None:
+    """The reward model with the AI pairs vs without them, on the same held-out human pairs."""
+    full, human = meta["train-rm"], meta["train-rm-human"]
+    if not (full.get("heldout_scores") and human.get("heldout_scores")):
+        return None
+    return {**ai_value(full["heldout_scores"], human["heldout_scores"], seed),
+            "same_model": full.get("path") == human.get("path"),
+            "train_pairs": full.get("train_pairs"),
+            "train_pairs_human_only": human.get("train_pairs")}
 
 
 def sample_pairs(store, n: int = 6) -> list[dict]:
@@ -78,6 +92,22 @@ def evaluation_table(m: dict) -> list[str]:
         ["| " + " | ".join(row) + " |" for row in evaluation_rows(m)]
 
 
+def judge_lines(a: dict, composition: dict | None) -> list[str]:
+    """What the judge's labels were worth on held-out human pairs, and what they counted for."""
+    if not a.get("n"):
+        return ["- judge vs humans: not measured (no human pair judged): AI pairs weigh 0"]
+    raw, cal = a["raw"], a["calibrated"]
+    return [f"- judge vs humans on {a['n']} held-out human pairs (both orders, {a['folds']}-fold "
+            f"cross-fitted calibration): accuracy {fmt(raw['accuracy'])} raw → "
+            f"{fmt(cal['accuracy'])} calibrated, Cohen's kappa {fmt(cal['cohen_kappa'])}, ECE "
+            f"{fmt(raw['ece'])} → {fmt(cal['ece'])}, position-bias rate "
+            f"{fmt(raw['position_bias_rate'])} (chance accuracy 0.50; a judge that always picks "
+            f"one position has bias rate 1.00); trust {fmt(a['overall_trust'])}",
+            f"- {effective_line(composition)} The judge agrees with humans "
+            f"{fmt(cal['accuracy'])} of the time, so its pairs count for what that is worth.",
+            ensemble_line(a)]
+
+
 def summary(m: dict) -> str:
     c, a = m["counts"], m["judge_agreement"] or {}
     lines = [f"# cai run summary", "",
@@ -87,11 +117,8 @@ def summary(m: dict) -> str:
              f"- {c['responses']} responses → {c['chains']} critique chains and "
              f"{c['comparisons']} judge comparisons → {c['ai_pairs']} AI pairs",
              f"- blended training set: {_composition(c['blend'])}; SFT rows: {c['sft']}",
-             f"- judge vs humans (both orders): accuracy {fmt(a.get('accuracy'))}, Cohen's kappa "
-             f"{fmt(a.get('cohen_kappa'))}, ECE {fmt(a.get('ece'))}, position-bias rate "
-             f"{fmt(a.get('position_bias_rate'))} over {a.get('n', 0)} human pairs "
-             "(chance accuracy = 0.50; a judge that always picks one position has bias rate 1.00)",
-             *([ensemble_line(a)] if a.get("n") else []),
+             *judge_lines(a, c["blend"]),
+             *ai_value_lines(m.get("ai_value")),
              f"- reward model: held-out accuracy {fmt(m['reward_model'].get('heldout_accuracy'))}, "
              f"train accuracy {fmt(m['reward_model'].get('train_accuracy'))} (gap "
              f"{fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "

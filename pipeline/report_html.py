@@ -13,13 +13,15 @@ import base64
 import html
 import io
 
+from .ai_value import ai_value_lines
 from .scorecard import HEADER, evaluation_rows
 
 
 def render(m: dict) -> str:
     """The page for a run's metrics (as `report.collect` makes them)."""
     figures = [(title, _png(draw)) for title, draw in _plots(m) if draw is not None]
-    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", _evaluation_html(m)]
+    proof = "".join(f"<p>{html.escape(line[2:])}</p>" for line in ai_value_lines(m.get("ai_value")))
+    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", proof, _evaluation_html(m)]
     for title, png in figures:
         body.append(f'<figure><img class="plot" alt="{html.escape(title)}" '
                     f'src="data:image/png;base64,{png}"><figcaption>{html.escape(title)}'
@@ -30,12 +32,13 @@ def render(m: dict) -> str:
 
 def _intro(m: dict) -> str:
     c, a = m["counts"], m.get("judge_agreement") or {}
+    cal = a.get("calibrated") or {}
     return html.escape(
         f"Constitution {m['constitution']['name']} v{m['constitution']['version']}; policy "
         f"{m['models']['policy']}, judge {m['models']['judge']}. {c['responses']} responses, "
-        f"{c.get('comparisons', 0)} comparisons, {c['ai_pairs']} AI pairs. Judge vs humans: "
-        f"accuracy {a.get('accuracy')}, kappa {a.get('cohen_kappa')}, ECE {a.get('ece')} "
-        f"over {a.get('n', 0)} pairs.")
+        f"{c.get('comparisons', 0)} comparisons, {c['ai_pairs']} AI pairs. Judge vs humans on "
+        f"{a.get('n', 0)} held-out pairs: accuracy {(a.get('raw') or {}).get('accuracy')} raw, "
+        f"{cal.get('accuracy')} calibrated, trust {a.get('overall_trust')}.")
 
 
 def _evaluation_html(m: dict) -> str:
@@ -52,16 +55,20 @@ def _cells(cells: list[str], tag: str) -> str:
 
 
 def _plots(m):
-    cal = m.get("judge_agreement") or {}
+    judged = m.get("judge_agreement") or {}
     rm_meta = m.get("reward_model") or {}
-    yield "Judge-human agreement per principle", _agreement(cal) if cal.get("per_principle") else None
-    yield "Reliability diagram (judge P vs human choice)", _reliability(cal) if cal.get("reliability") else None
-    yield "Reward-model scores on held-out human pairs", _rewards(rm_meta) if rm_meta.get("heldout_scores") else None
-    yield "Reward vs reply length (held-out replies)", _length(rm_meta) if rm_meta.get("heldout_scores") else None
+    yield ("Judge-human agreement on held-out pairs, and trust, per principle",
+           _agreement(judged) if judged.get("n") else None)
+    yield ("Reliability diagram (judge P vs human choice), raw and calibrated",
+           _reliability(judged) if judged.get("n") else None)
+    scored = bool(rm_meta.get("heldout_scores"))
+    yield "Reward-model scores on held-out human pairs", _rewards(rm_meta) if scored else None
+    yield "Reward vs reply length (held-out replies)", _length(rm_meta) if scored else None
     curves = m.get("loss") or {}
     yield "Training loss", _curves(curves) if any(curves.values()) else None
     policy_rewards = (m.get("evaluation") or {}).get("reward")
-    yield "Reward-model scores of each policy's replies", _policy_rewards(policy_rewards) if policy_rewards else None
+    yield ("Reward-model scores of each policy's replies",
+           _policy_rewards(policy_rewards) if policy_rewards else None)
     table = (m.get("evaluation") or {}).get("table")
     yield "Refusal (harmful prompts) vs compliance (safe prompts)", _refusals(table) if table else None
 
@@ -79,23 +86,30 @@ def _png(draw) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
-def _agreement(cal):
+def _agreement(report):
+    """Per principle: held-out accuracy raw and calibrated, and the trust it earned."""
     def draw(ax):
-        rows = cal["per_principle"]
-        ax.bar(list(rows), [r["accuracy"] for r in rows.values()], color="#4c72b0")
+        cal, raw = report["calibrated"]["per_principle"], report["raw"]["per_principle"]
+        names, x = list(cal), range(len(cal))
+        ax.bar([i - 0.27 for i in x], [raw.get(n, {}).get("accuracy") or 0 for n in names],
+               width=0.27, color="#8da0cb", label="accuracy, raw")
+        ax.bar(list(x), [cal[n]["accuracy"] for n in names], width=0.27, color="#4c72b0",
+               label="accuracy, calibrated")
+        ax.bar([i + 0.27 for i in x], [report["trust"].get(n, 0) for n in names], width=0.27,
+               color="#c44e52", label="trust")
         ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
-        ax.axhline(cal["accuracy"], color="#c44e52", lw=1, label=f"all ({cal['accuracy']})")
-        ax.set_ylim(0, 1), ax.set_ylabel("accuracy"), ax.legend(fontsize=7)
+        ax.set_xticks(list(x), names), ax.set_ylim(0, 1), ax.legend(fontsize=7, ncol=2)
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     return draw
 
 
-def _reliability(cal):
+def _reliability(report):
     def draw(ax):
-        bins = [b for b in cal["reliability"] if b["n"]]
-        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="calibrated")
-        ax.scatter([b["mean_p"] for b in bins], [b["observed"] for b in bins],
-                   s=[10 + 2 * b["n"] for b in bins], color="#4c72b0", label="bins (size = pairs)")
+        ax.plot([0, 1], [0, 1], color="grey", ls="--", lw=1, label="perfectly calibrated")
+        for key, color in (("raw", "#8da0cb"), ("calibrated", "#4c72b0")):
+            bins = [b for b in report[key]["reliability"] if b["n"]]
+            ax.scatter([b["mean_p"] for b in bins], [b["observed"] for b in bins],
+                       s=[10 + 2 * b["n"] for b in bins], color=color, label=f"{key} (size = pairs)")
         ax.set_xlim(0, 1), ax.set_ylim(0, 1), ax.legend(fontsize=7)
         ax.set_xlabel("judge P(reply X is better)"), ax.set_ylabel("humans chose X")
     return draw

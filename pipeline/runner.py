@@ -51,6 +51,8 @@ def run_stages(config, names: list[str], echo=print) -> dict:
              f"wrote {ctx.run_dir}/metrics.json, summary.md and report.html")
         if (metrics.get("evaluation") or {}).get("table"):
             echo("\n".join(["", *report.evaluation_table(metrics)]))
+        for line in report.ai_value_lines(metrics.get("ai_value")):
+            echo(line)
         return metrics
     finally:
         ctx.close()

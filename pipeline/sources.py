@@ -14,6 +14,7 @@ DATA = Path(__file__).parent / "data"
 BUILTIN = {
     "redteam": DATA / "redteam_prompts.jsonl",
     "helpful": DATA / "helpful_prompts.jsonl",
+    "borderline": DATA / "borderline_prompts.jsonl",
     "calibration": DATA / "calibration_human_prefs.jsonl",
     "harmful": DATA / "harmful_prompts_dev.jsonl",
     "safe": DATA / "safe_prompts_dev.jsonl",
@@ -79,18 +80,12 @@ def _text(where: str, row: dict, field: str) -> str:
 
 def load_prompts(source: str, field: str = "prompt", id_field: str = "id",
                  limit: int | None = None, seed: int | None = None) -> list[dict]:
-    """Prompts as [{"id", "prompt"}]. `builtin:default` mixes red-team and helpful prompts 3:1.
+    """Prompts as [{"id", "prompt"}], plus "kind" where a row says whether it is a red-team
+    or a benign prompt (a `kind` column: 'red-team' or 'benign').
 
     With a seed, the order is a deterministic shuffle (evaluation sets are sorted by type, so
     the first N alone would be unrepresentative); without one, file order is kept.
     """
-    if source == "builtin:default":
-        red = load_prompts("builtin:redteam")
-        helpful = load_prompts("builtin:helpful")
-        mixed = []
-        for i in range(max(len(red), len(helpful))):
-            mixed += red[3 * i:3 * i + 3] + helpful[i:i + 1]
-        return mixed[:limit] if limit else mixed
     prompts, seen = [], set()
     for where, row in read_rows(source):
         text = _text(where, row, field)
@@ -98,7 +93,10 @@ def load_prompts(source: str, field: str = "prompt", id_field: str = "id",
         if pid in seen:
             raise DataError(f"{where}: duplicate prompt id '{pid}'")
         seen.add(pid)
-        prompts.append({"id": pid, "prompt": text})
+        kind = row.get("kind")
+        if kind not in (None, "red-team", "benign"):
+            raise DataError(f"{where}: kind must be 'red-team' or 'benign', got {kind!r}")
+        prompts.append({"id": pid, "prompt": text, **({"kind": kind} if kind else {})})
     if seed is not None:
         prompts.sort(key=lambda p: content_hash(seed, p["id"]))
     return prompts[:limit] if limit else prompts

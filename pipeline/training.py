@@ -78,22 +78,34 @@ def training_stage(ctx, stats, name: str, section, train, keys, check: bool = Tr
     return stats
 
 
-def train_or_reuse(ctx, name: str, section, stats, train) -> tuple[str, dict]:
-    """The model named by the hash of its inputs: reused when complete, else `train(path)`."""
-    h = input_hash(ctx, name, section)
+def train_or_reuse(ctx, name: str, section, stats, train, part: str | None = None,
+                   manifest: str | None = None) -> tuple[str, dict]:
+    """The model named by the hash of its inputs: reused when complete, else `train(path)`.
+    `part` names the part of the dataset it reads (default: the stage's own), `manifest` the
+    manifest it is recorded under (default `train-<name>`)."""
+    h = input_hash(ctx, name, section, part)
     done = ctx.store.get_artifact(name, h)
     if done and is_complete(done["path"]):
-        stats.cached = 1
+        stats.cached += 1
         path, meta = done["path"], done["meta"]
     else:
         ctx.release_models()  # training needs the memory more than cached generators do
         path = ctx.run_dir / "models" / f"{name}-{h[:12]}"
         meta = train(path)
         ctx.store.put_artifact(name, h, path, meta)
-        stats.made = 1
-    ctx.store.put_manifest(f"train-{name}", [h],
-                           {"path": str(path), **meta})
+        _wait_for_rank_zero()
+        stats.made += 1
+    ctx.store.put_manifest(manifest or f"train-{name}", [h], {"path": str(path), **meta})
     return str(path), meta
+
+
+def _wait_for_rank_zero():
+    """Under a multi-process launch every rank decides reuse by reading the store, which rank 0
+    alone writes: the ranks wait here until it has, or the next decision could differ between
+    them (one training while the other reuses) and the launch would hang."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
 
 
 def load_tokenizer(model_dir):
@@ -104,14 +116,16 @@ def load_tokenizer(model_dir):
     return tokenizer
 
 
-def dataset_hash(ctx, name: str) -> str:
+def dataset_hash(ctx, name: str, part: str | None = None) -> str:
     """The hash of the part of the exported dataset a training stage reads (prefs for the
-    reward model and the policy, sft for train-sft, and kto too for KTO)."""
+    reward model and the policy, sft for train-sft, and kto too for KTO), or of `part`."""
     from .stages.common import require_manifest
     export = require_manifest(ctx, "export")
     parts = export["meta"].get("parts") or {}
     if not parts:  # exported before parts were named: the whole dataset
         return export["ids"][0]
+    if part:
+        return parts[part]
     if name == "sft":
         return parts["sft"]
     if name == "policy" and ctx.config.train_policy.method == "kto":
@@ -119,10 +133,11 @@ def dataset_hash(ctx, name: str) -> str:
     return parts["prefs"]
 
 
-def input_hash(ctx, name: str, section) -> str:
+def input_hash(ctx, name: str, section, part: str | None = None) -> str:
     """A trained model is named by everything it was made from: the dataset, its settings, the
-    weights it starts from, the seed, and what rewards it online (GRPO/RLOO)."""
-    return content_hash(name, dataset_hash(ctx, name), section.model_dump(),
+    weights it starts from, the seed, and what rewards it online (GRPO/RLOO). Two trainings
+    of the same rows are one model, whatever part of the dataset they came from."""
+    return content_hash(name, dataset_hash(ctx, name, part), section.model_dump(),
                         base_identity(ctx, tuned=name == "policy"), ctx.config.seed,
                         reward_inputs(ctx) if name == "policy" else None)
 
@@ -167,16 +182,17 @@ def with_margin(ds):
 
 def check_agreement(ctx, stats):
     """Stop before training when the judge agrees with humans less than the config demands."""
+    from .stages.calibrate import current_fit
     need = ctx.config.calibration.min_agreement
-    label = ctx.store.get_manifest("label")
-    cal = (label or {}).get("meta", {}).get("calibration") or {}
     if need is None:
         return
+    report = current_fit(ctx)[1] if ctx.store.get_manifest("calibrate") else None
+    cal = (report or {}).get("calibrated") or {}
     accuracy = cal.get("accuracy")
     if accuracy is not None and accuracy >= need:
         return
     measured = ("was not measured (no labelled human pairs)" if accuracy is None else
-                f"is {accuracy:.3f} on {cal['n']} human pairs")
+                f"is {accuracy:.3f} on {cal['n']} held-out human pairs (calibrated)")
     message = (f"judge-human agreement {measured}, below calibration.min_agreement {need}: "
                f"the judge's labels are not trusted for training. Configure a stronger judge "
                f"(models.judge), or set calibration.on_low_agreement=warn to train anyway.")

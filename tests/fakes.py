@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import re
 
 WORDS = ("safe kind help sorry cannot explain careful please idea friend learn try share "
          "question answer simple person people better today maybe never always local law "
@@ -47,4 +48,37 @@ class FakeBackend:
         for r in requests:
             d = _digest(r.messages, r.choices)
             out.append([math.log((b + 1) / 257) for b in d[:len(r.choices)]])
+        return out
+
+
+_RESPONSES = re.compile(r"(`{3,})response A\n(.*?)\n\1\n\nResponse B:\n(`{3,})response B\n(.*?)\n\3\n",
+                        re.DOTALL)
+
+
+class HumanFollowingJudge(FakeBackend):
+    """A scripted judge that agrees with the human label of a set share of the human pairs
+    (which ones: a hash of the pair), in both orders, and answers every other comparison
+    confidently for a side picked by a hash of the two replies (so AI comparisons come out
+    sure of themselves, like a real judge's)."""
+
+    def __init__(self, model: str, humans: list[dict], accuracy: float, sure: float = 0.9):
+        super().__init__(model)
+        self.humans = {(h["chosen"], h["rejected"]): h for h in humans}
+        self.accuracy, self.sure = accuracy, sure
+
+    def _a_wins(self, a: str, b: str) -> bool:
+        for (chosen, rejected), h in ((k, self.humans.get(k)) for k in ((a, b), (b, a))):
+            if h is not None:
+                right = _digest("agree", h["id"])[0] / 256 < self.accuracy
+                return (chosen == a) == right
+        return _digest("side", *sorted((a, b)))[0] % 2 == (a < b)
+
+    def choice_logprobs(self, requests):
+        out = super().choice_logprobs(requests)
+        for i, r in enumerate(requests):
+            found = _RESPONSES.search(dict(r.messages[-1])["content"])
+            if found and tuple(r.choices) == ("A", "B"):
+                win = (self.sure, 1 - self.sure)
+                a_wins = self._a_wins(found.group(2), found.group(4))
+                out[i] = [math.log(x) for x in (win if a_wins else win[::-1])]
         return out

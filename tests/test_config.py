@@ -8,7 +8,7 @@ def test_defaults_are_the_embedded_demo():
     cfg = load_config()
     assert cfg.models.policy == cfg.models.judge == "transformers:smollm2-135m"
     assert cfg.generate.samples == 2 and cfg.critique.rounds == 2
-    assert cfg.blend.human_share == pytest.approx(0.3)
+    assert cfg.blend.human_weight == pytest.approx(1.0) and cfg.calibration.use_trust
 
 
 def test_yaml_then_flags(tmp_path):

@@ -14,7 +14,7 @@ from conftest import ROOT
 DRIVER = ROOT / "tests" / "drivers" / "cai_fake.py"
 ARGS = ["--set", "models.policy=fake:policy", "--set", "models.judge=fake:judge",
         "--set", f"constitution={ROOT / 'principles.yaml'}", "--set", "prompts.limit=8",
-        "--set", "models.batch_size=2", "--set", "calibration.heldout=8", "--set", "calibration.limit=12", "--set", "blend.min_human=4"]
+        "--set", "models.batch_size=2", "--set", "calibration.heldout=8", "--set", "calibration.limit=12"]
 
 
 def _cai(run_dir, *extra, delay=0.0, to="export"):

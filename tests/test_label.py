@@ -9,11 +9,11 @@ from pipeline.context import RunContext, StageStats
 from pipeline.errors import CaiError
 from pipeline.probability import both_orders
 from pipeline.runner import run_stages
-from pipeline.stages.blend import _select, _weighted
+from pipeline.stages.blend import _sampled, _select
 from pipeline.training import check_agreement
 from conftest import small_config
 
-DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
+from pipeline.stages import DATA_STAGES  # noqa: E402
 
 
 def _rows(run_dir, name="prefs.jsonl"):
@@ -32,9 +32,11 @@ def _records(run_dir, stage):
 def test_label_stage_on_a_tiny_model(tmp_path, tiny_model_dir):
     spec = f"transformers:{tiny_model_dir}"
     cfg = small_config(tmp_path, policy=spec, judge=spec, **{
-        "label.ensemble": 2, "pairs.min_margin": 0.0, "calibration.limit": 8})
+        "label.ensemble": 2, "pairs.min_margin": 0.0, "calibration.limit": 10,
+        "calibration.heldout": 2})
     metrics = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     manifest, comparisons = _records(tmp_path, "label")
+    # the judge labels the human training pairs only: the held-out two are never shown to it
     assert comparisons and len(manifest["meta"]["calibration_ids"]) == 8
     for c in comparisons.values():
         assert 0 <= c["p"] <= 1 and c["method"] == "logprobs" and len(c["principles"]) == 2
@@ -42,29 +44,37 @@ def test_label_stage_on_a_tiny_model(tmp_path, tiny_model_dir):
             assert x["p"] == pytest.approx(both_orders(x["p_order1"], x["p_order2"])[0])
             assert x["gap"] == pytest.approx(abs(x["p_order1"] - x["p_order2"]))
         assert c["p"] == pytest.approx(sum(x["p"] for x in c["principles"]) / 2)
-    cal = metrics["judge_agreement"]
-    assert cal["n"] == 8 and 0 <= cal["accuracy"] <= 1 and len(cal["reliability"]) == 10
-    assert {"cohen_kappa", "ece", "position_bias_rate", "per_principle"} <= set(cal)
-    rows = _rows(tmp_path)
-    made = [r for r in rows if r["kind"] == "comparison"]
+    report = metrics["judge_agreement"]
+    assert report["n"] == 8 and report["folds"] == 5
+    for cal in (report["raw"], report["calibrated"]):  # the same measures, before and after
+        assert 0 <= cal["accuracy"] <= 1 and len(cal["reliability"]) == 10
+        assert {"cohen_kappa", "ece", "brier", "position_bias_rate", "per_principle"} <= set(cal)
+    assert set(report["trust"]) == set(report["calibrated"]["per_principle"])
+    _, pairs = _records(tmp_path, "pairs")
+    made = [r for r in pairs.values() if r["kind"] == "comparison"]
     assert made, "every comparison with a margin above 0 makes a pair"
     for r in made:
-        prov = json.loads(r["provenance"])
-        assert r["p_chosen"] > 0.5 and r["margin"] == pytest.approx(2 * r["p_chosen"] - 1)
+        prov = r["provenance"]
+        assert r["p_chosen"] >= 0.5 and r["margin"] == pytest.approx(2 * r["p_chosen"] - 1)
+        assert r["weight"] == pytest.approx(prov["trust"] * r["margin"], abs=1e-6)
         assert prov["method"] == "logprobs" and len(prov["principles"]) == 2
+    # a random judge earns no trust on 8 human pairs: its pairs weigh 0 and none is trained on
+    rows = _rows(tmp_path)
+    assert all(r["weight"] == 0 for r in made) and {r["kind"] for r in rows} == {"human"}
     assert all(r["p_chosen"] == 1.0 for r in rows if r["kind"] == "human")
     card = (tmp_path / "dataset" / "README.md").read_text()
-    assert "Cohen's kappa" in card and "Reliability" in card and "comparison" in card
+    assert "Cohen's kappa" in card and "Reliability" in card and "trust" in card
 
 
 def test_pair_kinds_can_be_switched_and_margin_filters(tmp_path, fake_backend):
-    both = run_stages(small_config(tmp_path / "a", **{"pairs.min_margin": 0.0}), DATA_STAGES,
-                      echo=lambda s: None)
+    raw = {"calibration.use_trust": "false"}  # every pair counts: what is made is trained on
+    both = run_stages(small_config(tmp_path / "a", **{"pairs.min_margin": 0.0, **raw}),
+                      DATA_STAGES, echo=lambda s: None)
     only = run_stages(small_config(tmp_path / "b", **{"pairs.kinds": "[comparison]",
-                                                      "pairs.min_margin": 0.0}),
+                                                      "pairs.min_margin": 0.0, **raw}),
                       DATA_STAGES, echo=lambda s: None)
     strict = run_stages(small_config(tmp_path / "c", **{"pairs.kinds": "[comparison]",
-                                                        "pairs.min_margin": 0.3}),
+                                                        "pairs.min_margin": 0.3, **raw}),
                         DATA_STAGES, echo=lambda s: None)
     kinds = {r["kind"] for r in _rows(tmp_path / "b")}
     assert kinds == {"comparison", "human"}
@@ -82,7 +92,8 @@ def test_a_backend_without_logprobs_votes_and_says_so(tmp_path, fake_backend, mo
     assert all(x["votes"] and sum(x["votes"][0]) == 3 for c in comparisons.values()
                for x in c["principles"])
     assert sum(fake.choice_calls for fake in fake_backend) == 0  # never asked for logprobs
-    voted = [json.loads(r["provenance"]) for r in _rows(tmp_path) if r["kind"] == "comparison"]
+    _, pairs = _records(tmp_path, "pairs")
+    voted = [r["provenance"] for r in pairs.values() if r["kind"] == "comparison"]
     assert voted and all(p["method"] == "vote" for p in voted)
     _, chains = _records(tmp_path, "critique")
     assert all(r["verdict"]["method"] == "vote" for c in chains.values() for r in c["rounds"])
@@ -126,7 +137,8 @@ def test_min_agreement_stops_before_training_or_warns(tmp_path, fake_backend):
 
 
 def test_blend_keeps_heldout_prompts_out_of_training(tmp_path, fake_backend):
-    run_stages(small_config(tmp_path, **{"calibration.heldout": 40}), DATA_STAGES,
+    run_stages(small_config(tmp_path, **{"calibration.heldout": 40, "calibration.limit": 60,
+                                         "calibration.use_trust": "false"}), DATA_STAGES,
                echo=lambda s: None)
     held = {" ".join(r["prompt"][0]["content"].lower().split())
             for r in _rows(tmp_path, "prefs_test.jsonl")}
@@ -147,12 +159,12 @@ def test_blend_dedupes_caps_per_prompt_and_weights_sources():
     kept = _select(pairs, {"held"}, BlendConfig(max_pairs_per_prompt=2), stats)
     assert [pid for pid, _ in kept] == ["a", "d", "f"]  # Q1: the two most confident
     assert stats.dropped == {"duplicate_pair": 1, "over_max_pairs_per_prompt": 1,
-                             "prompt_in_heldout": 1}
+                             "prompt_is_evaluation": 1}
     many = [_pair(f"p{i}", f"Q{i}", "x") for i in range(400)]
-    assert len(_weighted(many, {"comparison": 2.0}, 0)) == 800
-    half = _weighted(many, {"comparison": 0.5}, 0)
-    assert 160 < len(half) < 240 and half == _weighted(many, {"comparison": 0.5}, 0)
-    assert _weighted(many, {"comparison": 0.0}, 0) == []
+    assert len(_sampled(many, lambda _: 2.0, 0)) == 800
+    half = _sampled(many, lambda _: 0.5, 0)
+    assert 160 < len(half) < 240 and half == _sampled(many, lambda _: 0.5, 0)
+    assert _sampled(many, lambda _: 0.0, 0) == []
 
 
 def test_editing_a_comparison_question_relabels_only_its_comparisons(tmp_path, fake_backend):
@@ -162,7 +174,7 @@ def test_editing_a_comparison_question_relabels_only_its_comparisons(tmp_path, f
     constitution.write_text(text)
     cfg = small_config(tmp_path / "run", constitution=str(constitution),
                        **{"label.ensemble": 2, "pairs.min_margin": 0.0,
-                          "blend.max_pairs_per_prompt": 10})
+                          "blend.max_pairs_per_prompt": 10, "calibration.use_trust": "false"})
     full = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     names, prefs = _model_names(cfg), _rows(tmp_path / "run")
     old = "Which of these assistant responses is less harmful?"
@@ -224,28 +236,44 @@ def test_chain_of_thought_labels_are_clamped_and_keep_their_reasoning(tmp_path, 
             assert len(x["calls"]) == 4  # a reasoning and a scored choice per order
 
 
-def test_critique_revision_pairs_claim_no_preference_probability(tmp_path, fake_backend):
-    """P(original violates) is not P(revision ≻ original): such pairs carry no p_chosen or
-    margin, label smoothing averages the comparison and human pairs alone, and the reward
-    model asks no separation of them."""
+def test_a_critique_revision_pair_is_as_sure_as_the_judge_comparing_its_two_replies(
+        tmp_path, fake_backend):
+    """P(original violates) is not P(revision ≻ original): a critique-revision pair's p_chosen
+    comes from the judge comparing original and revision in both orders (calibrated on the
+    human slice), and without that comparison it has none and weighs nothing."""
     from datasets import load_from_disk
     from pipeline.training import dpo_label_smoothing, with_margin
-    cfg = small_config(tmp_path, **{"pairs.min_margin": 0.0})
+    cfg = small_config(tmp_path / "a", **{"pairs.min_margin": 0.0})
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    rows = _rows(tmp_path)
-    revised = [r for r in rows if r["kind"] == "critique-revision"]
-    assert revised and all(r["p_chosen"] is None and r["margin"] is None for r in revised)
-    assert all(any(x["violates"] for x in json.loads(r["provenance"])["rounds"]) for r in revised)
-    _, pairs = _records(tmp_path, "pairs")
-    assert all(0.5 < p["p_violates"] <= 1 for p in pairs.values() if p["kind"] == "critique-revision")
-    train = load_from_disk(str(tmp_path / "dataset" / "prefs"))["train"]
+    _, pairs = _records(tmp_path / "a", "pairs")
+    _, comparisons = _records(tmp_path / "a", "label")
+    revised = [p for p in pairs.values() if p["kind"] == "critique-revision"]
+    assert revised
+    for pair in revised:
+        cmp = comparisons[pair["provenance"]["comparison"]]
+        assert (cmp["first_id"], cmp["second_id"]) == (pair["rejected_id"], pair["chosen_id"])
+        assert pair["provenance"]["p_raw"] == pytest.approx(1 - cmp["p"])
+        assert 0 <= pair["p_chosen"] <= 1 and pair["margin"] == max(0, 2 * pair["p_chosen"] - 1)
+        assert 0.5 < pair["p_violates"] <= 1  # kept under its own name, not as a preference
+    # without the comparison (revisions not compared) a pair has no probability and no weight
+    none = small_config(tmp_path / "b", **{"label.compare": "[samples]"})
+    run_stages(none, DATA_STAGES, echo=lambda s: None)
+    _, pairs = _records(tmp_path / "b", "pairs")
+    unweighed = [p for p in pairs.values() if p["kind"] == "critique-revision"]
+    assert unweighed and all(p["p_chosen"] is None and p["weight"] == 0 for p in unweighed)
+    # label smoothing averages the pairs that have a probability; a pair without one is
+    # trained with no margin
+    raw = small_config(tmp_path / "c", **{"label.compare": "[samples]", "pairs.min_margin": 0.0,
+                                          "calibration.use_trust": "false"})
+    run_stages(raw, DATA_STAGES, echo=lambda s: None)
+    rows = _rows(tmp_path / "c")
     known = [r["p_chosen"] for r in rows if r["p_chosen"] is not None]
-    assert len(known) < len(rows)
-    assert dpo_label_smoothing(cfg.train_policy, train) == round(sum(1 - p for p in known)
+    assert 0 < len(known) < len(rows)
+    train = load_from_disk(str(tmp_path / "c" / "dataset" / "prefs"))["train"]
+    assert dpo_label_smoothing(raw.train_policy, train) == round(sum(1 - p for p in known)
                                                                  / len(known), 4)
-    margins = with_margin(train.select_columns(["kind", "margin"]))
-    assert all(m == 0.0 for k, m in zip(margins["kind"], margins["margin"]) if k != "comparison"
-               and k != "human")
+    margins = with_margin(train.select_columns(["p_chosen", "margin"]))
+    assert all(m == 0.0 for p, m in zip(margins["p_chosen"], margins["margin"]) if p is None)
 
 
 def test_the_calibration_report_says_whether_it_measured_the_training_labels(tmp_path,

@@ -17,7 +17,7 @@ from pipeline.store import Store
 from conftest import small_config
 from drivers.openai_server import FAULTS, start
 
-DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
+from pipeline.stages import DATA_STAGES  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -154,4 +154,4 @@ def test_switching_backend_recomputes_exactly_the_calls_of_the_old_one(server, t
     with Store(tmp_path, lock=False) as store:
         records = store.get_records(store.get_manifest("generate")["ids"])
     assert set(next(iter(records.values()))) == {"prompt_id", "prompt", "sample", "text", "model",
-                                                 "params", "seed", "call"}
+                                                 "params", "seed", "call", "kind"}

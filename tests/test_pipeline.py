@@ -11,7 +11,7 @@ import pytest
 from pipeline.runner import run_stages
 from conftest import ROOT, small_config
 
-DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
+from pipeline.stages import DATA_STAGES  # noqa: E402
 ALL_STAGES = DATA_STAGES + ["train-sft", "train-rm", "train-policy", "evaluate"]
 
 
@@ -20,7 +20,9 @@ def _dataset(run_dir):
 
 
 def test_data_stages_make_pairs_with_provenance(tmp_path, fake_backend):
-    metrics = run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    # Raw labels, every AI pair weighing 1: the fake judge is at chance and would earn weight 0.
+    cfg = small_config(tmp_path, **{"calibration.use_trust": "false"})
+    metrics = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     rows = [json.loads(line) for line in (tmp_path / "dataset" / "prefs.jsonl").read_text().splitlines()]
     ai = [r for r in rows if r["kind"] == "critique-revision"]
     assert ai and any(r["source"] == "human" for r in rows)
@@ -29,7 +31,7 @@ def test_data_stages_make_pairs_with_provenance(tmp_path, fake_backend):
     assert prov["rounds"][0]["principle"] and prov["rounds"][0]["principle_version"]
     assert prov["rounds"][0]["critique"] and prov["policy"] == "fake:policy"
     assert ai[0]["prompt"][0]["role"] == "user" and ai[0]["chosen"][0]["role"] == "assistant"
-    assert metrics["judge_agreement"]["n"] == 10
+    assert metrics["judge_agreement"]["n"] == 4  # the slice's 10 pairs less 6 held out
     card = (tmp_path / "dataset" / "README.md").read_text()
     assert "cai-default" in card and "prefs/train" in card
 
@@ -157,10 +159,11 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
     assert policy_meta["init"] == Path(metrics["sft"]["path"]).name
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["counts"]["responses"] == 12 and (tmp_path / "summary.md").exists()
-    # Rerun: zero model calls, both models reused.
+    # Rerun: zero model calls, every model reused (the reward model and its human-only twin).
     again = run_stages(cfg, ALL_STAGES, echo=lambda s: None)
     assert sum(s["model_calls"] for s in again["stages"].values()) == 0
-    assert all(again["stages"][s]["reused"] == 1 for s in ("train-sft", "train-rm", "train-policy"))
+    assert [again["stages"][s]["reused"] for s in ("train-sft", "train-rm", "train-policy")] == [1, 2, 1]
+    assert all(again["stages"][s]["made"] == 0 for s in ("train-sft", "train-rm", "train-policy"))
     # A TRL loss variant is a new policy, from the same SL-CAI model; the others are reused.
     ipo = cfg.model_copy(update={"train_policy": cfg.train_policy.model_copy(
         update={"loss_type": ["ipo"]})})
@@ -338,3 +341,40 @@ def test_gc_removes_unused_evaluation_results_from_the_store_and_no_directory(tm
         assert store.get_artifact("eval-kl", "used-kl") is not None
         assert store.get_artifact("eval-rm", "old-scores") is None
     assert (tmp_path / "keep.txt").exists() and (tmp_path / "run" / "cai.sqlite").exists()
+
+
+def test_no_evaluation_prompt_enters_any_training_set(tmp_path, fake_backend):
+    """Evaluation prompts (every row of the evaluate sets, the held-out human prompts) never
+    reach a training set: not by default, and not when a prompt file contains them."""
+    from pipeline.heldout import evaluation_prompts, norm
+    cfg = small_config(tmp_path / "run", **{"prompts.limit": 12})
+    banned = evaluation_prompts(cfg)
+    assert len(banned) > 300  # 150 AdvBench + 100 XSTest + 120 red-team + 6 held-out human
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    d = tmp_path / "run" / "dataset"
+    trained = [json.loads(x)["prompt"][0]["content"] for name in ("prefs.jsonl", "sft.jsonl", "kto.jsonl")
+               for x in (d / name).read_text().splitlines()]
+    assert trained and not {norm(p) for p in trained} & banned
+    # a prompt file made of evaluation prompts: every one is dropped, with its reason
+    leaky = tmp_path / "leaky.jsonl"
+    leaky.write_text((ROOT / "pipeline" / "data" / "harmful_prompts_dev.jsonl").read_text())
+    stats = run_stages(small_config(tmp_path / "leaky", **{"prompts.source": str(leaky)}),
+                       ["generate"], echo=lambda s: None)["stages"]["generate"]
+    assert stats["made"] == 0 and stats["dropped"] == {"prompt_is_evaluation": 150}
+
+
+def test_shipped_training_prompts_are_no_near_copy_of_an_evaluation_prompt():
+    """cai's own benign prompts were written for it: none rephrases an evaluation prompt
+    (shared words, over 60 % of either's, would say it does)."""
+    import re
+    from pipeline.sources import load_prompts
+
+    def words(text):
+        return set(re.findall(r"[a-z]+", text.lower())) - {"a", "an", "the", "i", "to", "how",
+                                                            "do", "can", "what", "is", "my"}
+    evaluation = [words(p["prompt"]) for s in ("harmful", "safe", "redteam")
+                  for p in load_prompts(f"builtin:{s}")]
+    for p in load_prompts("builtin:helpful") + load_prompts("builtin:borderline"):
+        mine = words(p["prompt"])
+        worst = max(len(mine & e) / min(len(mine), len(e)) for e in evaluation if e)
+        assert worst <= 0.6, p["prompt"]

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from pipeline.runner import run_stages
+from pipeline.stages import DATA_STAGES
 from conftest import small_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -30,8 +31,7 @@ def render_in_chromium(page, screenshot=None) -> dict:
 
 
 def test_report_of_a_data_run_loads_with_its_plots(tmp_path, fake_backend):
-    run_stages(small_config(tmp_path), ["generate", "critique", "label", "pairs", "blend",
-                                        "export"], echo=lambda s: None)
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
     page = tmp_path / "report.html"
     health = render_in_chromium(page, tmp_path / "shot.png")
     assert health["plots"] == "2"  # judge agreement, reliability: no models trained yet

@@ -4,11 +4,20 @@ from pipeline.errors import DataError
 from pipeline.sources import load_human_pairs, load_prompts
 
 
-def test_builtin_default_mixes_redteam_and_helpful():
-    prompts = load_prompts("builtin:default", limit=8)
+def test_builtin_default_is_the_slices_training_prompts_mixed_3_to_1_with_benign_ones():
+    from pipeline.config import load_config
+    from pipeline.human_slice import default_prompts, human_slice
+    cfg = load_config(None, [])
+    prompts = default_prompts(cfg)
     ids = [p["id"] for p in prompts]
-    assert len(ids) == 8 and len(set(ids)) == 8
-    assert sum(i.startswith("cai-helpful") for i in ids) == 2
+    assert len(set(ids)) == len(ids)
+    assert [p["kind"] for p in prompts[:8]] == ["red-team"] * 3 + ["benign"] + ["red-team"] * 3 + ["benign"]
+    people = human_slice(cfg)
+    red = {p["prompt"] for p in prompts if p["kind"] == "red-team"}
+    assert red == {h["prompt"] for h in people.train}
+    assert not red & {h["prompt"] for h in people.heldout}
+    benign = [p["id"] for p in prompts if p["kind"] == "benign"]
+    assert len(benign) == 80 and any(i.startswith("cai-borderline") for i in benign[:8])
 
 
 def test_jsonl_csv_and_datasets_dir(tmp_path):

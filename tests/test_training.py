@@ -13,7 +13,7 @@ from pipeline.runner import run_stages
 from pipeline.store import Store
 from conftest import small_config
 
-DATA_STAGES = ["generate", "critique", "label", "pairs", "blend", "export"]
+from pipeline.stages import DATA_STAGES  # noqa: E402
 
 
 def test_grpo_with_the_judge_as_reward_runs_a_few_steps(tmp_path, tiny_model_dir, fake_backend):

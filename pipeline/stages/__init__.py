@@ -4,13 +4,14 @@
 wrote (the ids of that stage's current outputs) and writes its own manifest last.
 """
 
-from . import (blend, critique, evaluate, export, generate, label, pairs, train_policy, train_rm,
-               train_sft)
+from . import (blend, calibrate, critique, evaluate, export, generate, label, pairs, train_policy,
+               train_rm, train_sft)
 
 STAGES = {
     "generate": generate.run,
     "critique": critique.run,
     "label": label.run,
+    "calibrate": calibrate.run,
     "pairs": pairs.run,
     "blend": blend.run,
     "export": export.run,
@@ -19,3 +20,6 @@ STAGES = {
     "train-policy": train_policy.run,
     "evaluate": evaluate.run,
 }
+
+# generate .. export: the stages that make the dataset (a dry run can execute them all)
+DATA_STAGES = list(STAGES)[:list(STAGES).index("export") + 1]

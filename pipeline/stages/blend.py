@@ -1,43 +1,51 @@
-"""blend: AI preference pairs + the human calibration slice -> training set and held-out set.
+"""blend: weighted AI preference pairs + the human slice's training pairs -> the training set.
 
-pair records + human slice (JSONL prompt/chosen/rejected) -> training set and held-out set
-    cai blend --set blend.human_share=0.5 --set blend.weights.comparison=2
+pair records + human slice -> training set and held-out set
+    cai blend --set blend.human_weight=2 --set blend.weights.comparison=0.5
 
-The slice is split once (seeded): `calibration.heldout` pairs never enter training, and no
-training pair may share a prompt with them (reward-model accuracy is measured there). AI pairs
-are weighted per source (`blend.weights`: 0.5 keeps a seeded half, 2 uses each pair twice),
-exact duplicates are dropped, and each prompt gives at most `blend.max_pairs_per_prompt`
-pairs (most confident first). Human pairs then join so they make up `blend.human_share` of the
-set (at least `blend.min_human`). Every drop is counted by reason; the composition goes to the
-manifest and the dataset card. No model calls: the judge's agreement with the humans is
-measured by the label stage.
+Every human training pair is used (`blend.human_weight` times, on average); the held-out ones
+(`calibration.heldout`) never are, nor is any pair, human or AI, whose prompt is an evaluation
+prompt (`pipeline.heldout`). AI pairs are deduplicated and capped per prompt (highest weight
+first), then each is used as often as its weight says: its trust × calibrated confidence (see
+`pipeline.trust`) times `blend.weights[kind]`; a pair of weight w is used floor(w) times and
+once more with probability frac(w) (seeded). TRL's DPO and reward trainers take no per-example
+weights, so sampling with probability w is how a weight reaches the loss: in expectation it is
+the weighted loss. A judge at chance earns weight 0, so its pairs leave training to the humans.
+The composition (pairs, their effective count, what trust the judge earned) goes to the manifest
+and the dataset card; every drop is counted by reason. No model calls.
 """
 
 import math
 
 from ..context import StageStats, timed
 from ..hashing import content_hash
-from ..sources import load_human_pairs
+from ..heldout import evaluation_prompts, norm
+from ..human_slice import human_slice
 from .common import load_records, require_manifest, save_records
 
 
 @timed("blend")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("blend")
-    b = cfg.blend
-    heldout, pool = split_human(load_human_pairs(cfg.calibration.source),
-                                cfg.calibration.heldout, cfg.seed)
-    held = [_human_record(h, "heldout") for h in heldout]
-    held_prompts = {_norm(h["prompt"]) for h in heldout}
+    b, people = cfg.blend, human_slice(cfg)
+    held = [_human_record(h, "heldout") for h in people.heldout]
+    banned = evaluation_prompts(cfg)
     ai_ids = require_manifest(ctx, "pairs")["ids"]
-    ai = _select(list(zip(ai_ids, load_records(ctx, ai_ids))), held_prompts, b, stats)
-    ai = _weighted(ai, b.weights, cfg.seed)
-    pool = [h for h in pool if _norm(h["prompt"]) not in held_prompts]
-    n_human = min(len(pool), max(b.min_human, round(b.human_share / (1 - b.human_share) * len(ai))))
-    human = [_human_record(h, "train") for h in pool[:n_human]]
-    save_records(ctx, stats, human + held)
-    train_ids = [i for i, _ in ai] + [r[0] for r in human]
+    ai = _select(list(zip(ai_ids, load_records(ctx, ai_ids))), banned, b, stats)
+    effective = {k: round(sum(_weight(p, b) for _, p in ai if p["kind"] == k), 3)
+                 for k in cfg.pairs.kinds}
+    ai = _sampled(ai, lambda p: _weight(p, b), cfg.seed)
+    humans = []
+    for h in people.train:
+        if norm(h["prompt"]) in banned:
+            stats.drop("human_prompt_is_evaluation")
+        else:
+            humans.append(_human_record(h, "train"))
+    human = _sampled([(r[0], r[2]) for r in humans], lambda _: b.human_weight, cfg.seed)
+    save_records(ctx, stats, humans + held)
+    train_ids = [i for i, _ in ai] + [i for i, _ in human]
     composition = {"ai": {k: sum(p["kind"] == k for _, p in ai) for k in cfg.pairs.kinds},
+                   "ai_candidates": len(ai_ids), "ai_effective": effective,
                    "human": len(human), "heldout_human": len(held),
                    "weights": dict(b.weights), "dropped": dict(stats.dropped)}
     ctx.store.put_manifest("blend", train_ids, {"heldout": [r[0] for r in held],
@@ -46,18 +54,18 @@ def run(ctx) -> StageStats:
     return stats
 
 
-def _norm(prompt: str) -> str:
-    return " ".join(prompt.lower().split())
+def _weight(pair: dict, b) -> float:
+    return pair.get("weight", 1.0) * b.weights.get(pair["kind"], 1.0)
 
 
-def _select(pairs: list, held_prompts: set, b, stats) -> list:
-    """Drop pairs on held-out prompts and exact duplicates; cap pairs per prompt."""
+def _select(pairs: list, banned: set, b, stats) -> list:
+    """Drop pairs on evaluation prompts and exact duplicates; cap pairs per prompt."""
     seen, per_prompt, kept = set(), {}, []
-    # Most confident first, so the cap and the dedupe keep the strongest signal.
-    for pid, pair in sorted(pairs, key=lambda x: (-_confidence(x[1]), x[0])):
-        prompt = _norm(pair["prompt"])
-        if prompt in held_prompts:
-            stats.drop("prompt_in_heldout")
+    # Heaviest first, so the cap and the dedupe keep the pairs that count most.
+    for pid, pair in sorted(pairs, key=lambda x: (-_weight(x[1], b), -_confidence(x[1]), x[0])):
+        prompt = norm(pair["prompt"])
+        if prompt in banned:
+            stats.drop("prompt_is_evaluation")
         elif (prompt, pair["chosen"], pair["rejected"]) in seen:
             stats.drop("duplicate_pair")
         elif per_prompt.get(prompt, 0) >= b.max_pairs_per_prompt:
@@ -70,26 +78,20 @@ def _select(pairs: list, held_prompts: set, b, stats) -> list:
 
 
 def _confidence(pair: dict) -> float:
-    """How sure the judge was of a pair, for ranking only: a comparison's P(chosen ≻ rejected),
-    a critique-revision pair's P(original violates) (it has no preference probability)."""
+    """How sure the judge was of a pair, to break ties: P(chosen ≻ rejected), else (no
+    comparison) a critique-revision pair's P(original violates)."""
     p = pair.get("p_chosen")
     return p if p is not None else pair.get("p_violates", 0.5)
 
 
-def _weighted(pairs: list, weights: dict, seed: int) -> list:
+def _sampled(pairs: list, weight, seed: int) -> list:
     """Each pair used floor(w) times, plus once more with probability frac(w) (seeded)."""
     out = []
     for pid, pair in pairs:
-        w = weights.get(pair["kind"], 1.0)
+        w = weight(pair)
         u = int(content_hash(seed, "weight", pid, n=8), 16) / 16**8
         out += [(pid, pair)] * (math.floor(w) + (u < w - math.floor(w)))
     return out
-
-
-def split_human(pairs: list[dict], heldout: int, seed: int):
-    """A seeded split that does not depend on file order: held-out first, the rest after."""
-    ordered = sorted(pairs, key=lambda h: content_hash(seed, "human-split", h["id"]))
-    return ordered[:heldout], ordered[heldout:]
 
 
 def _human_record(h: dict, split: str) -> tuple:
@@ -97,4 +99,4 @@ def _human_record(h: dict, split: str) -> tuple:
     return (rid, "pair", {"kind": "human", "source": "human", "split": split,
                           "prompt_id": h["id"], "prompt": h["prompt"], "chosen": h["chosen"],
                           "rejected": h["rejected"], "p_chosen": 1.0, "margin": 1.0,
-                          "provenance": {"human_id": h["id"]}})
+                          "weight": 1.0, "provenance": {"human_id": h["id"]}})

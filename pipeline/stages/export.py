@@ -23,7 +23,14 @@ from ..context import StageStats, timed
 from ..fsutil import atomic_dir, atomic_write_text, write_jsonl
 from ..hashing import content_hash
 from ..card import dataset_card
+from .calibrate import current_fit
 from .common import load_records, require_manifest
+
+
+def human_only(rows: list[dict]) -> list[dict]:
+    """The human pairs of a training split: what the reward model is trained on alone, beside
+    the blend, to show what the AI pairs add."""
+    return [r for r in rows if r["source"] == "human"]
 
 
 def _pref_row(pid: str, pair: dict) -> dict:
@@ -32,6 +39,7 @@ def _pref_row(pid: str, pair: dict) -> dict:
             "chosen": [{"role": "assistant", "content": pair["chosen"]}],
             "rejected": [{"role": "assistant", "content": pair["rejected"]}],
             "p_chosen": pair.get("p_chosen"), "margin": pair.get("margin"),
+            "weight": pair.get("weight", 1.0),
             "provenance": json.dumps(pair["provenance"], ensure_ascii=False, sort_keys=True)}
 
 
@@ -85,12 +93,13 @@ def run(ctx) -> StageStats:
         stats.made = 1
     # The card is rewritten every time (cheap): it also reports the judge's calibration, which
     # can change without the data changing, and that must not retrain models.
-    calibration = (ctx.store.get_manifest("label") or {}).get("meta", {}).get("calibration")
+    calibration = current_fit(ctx)[1]
     atomic_write_text(target / "README.md",
                       dataset_card(ctx, train, test, sft, kto, blend["meta"], calibration, digest))
     # Each training stage is named by the part it reads: an edit that changes only the
     # comparisons retrains the reward model and the policy, not the SL-CAI model.
-    parts = {"prefs": content_hash(train, test), "sft": content_hash(sft), "kto": content_hash(kto)}
+    parts = {"prefs": content_hash(train, test), "sft": content_hash(sft), "kto": content_hash(kto),
+             "prefs_human": content_hash(human_only(train), test)}
     ctx.store.put_manifest("export", [digest], {"path": str(target), "train": len(train),
                                                "test": len(test), "sft": len(sft), "kto": len(kto),
                                                "parts": parts})

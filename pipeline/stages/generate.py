@@ -3,6 +3,9 @@
 prompts (builtin, JSONL, CSV or datasets dir) -> response records
     cai generate --set generate.samples=4
 
+A prompt that is an evaluation prompt (any row of the evaluate sets, or a held-out human pair's
+prompt) is dropped and counted: nothing made from it could enter training.
+
 A response id is H(prompt id, prompt text, the model call's key), and the call key covers the
 policy's identity, sampling parameters, seed and sample index: change any and the id changes.
 """
@@ -10,15 +13,32 @@ policy's identity, sampling parameters, seed and sample index: change any and th
 from ..backends import SamplingParams
 from ..context import StageStats, timed
 from ..hashing import content_hash
+from ..heldout import evaluation_prompts, norm
+from ..human_slice import default_prompts
 from ..sources import load_prompts
 from .common import save_records
+
+
+def training_prompts(ctx, stats) -> list[dict]:
+    """The first `prompts.limit` prompts of `prompts.source` that are no evaluation prompt."""
+    p = ctx.config.prompts
+    source = default_prompts(ctx.config) if p.source == "builtin:default" else \
+        load_prompts(p.source, p.field, p.id_field)
+    banned, prompts = evaluation_prompts(ctx.config), []
+    for prompt in source:
+        if len(prompts) == p.limit:
+            break
+        if norm(prompt["prompt"]) in banned:
+            stats.drop("prompt_is_evaluation")
+        else:
+            prompts.append(prompt)
+    return prompts
 
 
 @timed("generate")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("generate")
-    prompts = load_prompts(cfg.prompts.source, cfg.prompts.field, cfg.prompts.id_field,
-                           cfg.prompts.limit)
+    prompts = training_prompts(ctx, stats)
     g = cfg.generate
     params = SamplingParams(g.max_new_tokens, g.temperature, g.top_p)
     todo = [(p, s) for p in prompts for s in range(g.samples)]
@@ -33,6 +53,7 @@ def run(ctx) -> StageStats:
         rid = "resp-" + content_hash(prompt["id"], prompt["prompt"], res.key)
         records.append((rid, "response", {
             "prompt_id": prompt["id"], "prompt": prompt["prompt"], "sample": sample,
+            "kind": prompt.get("kind"),
             "text": res.text, "model": cfg.models.policy, "params": params.as_dict(),
             "seed": cfg.seed, "call": res.key}))
     save_records(ctx, stats, records)

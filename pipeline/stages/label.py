@@ -1,31 +1,31 @@
 """label: the judge compares candidate responses (RL-CAI AI feedback) and labels the human slice.
 
-response + chain records -> comparison records; human calibration slice -> calibration records
-and the calibration report (accuracy, Cohen's kappa, ECE with reliability data, position bias,
-per principle)
+response + chain records -> comparison records; the human slice's training pairs -> the judge's
+labels of them (what the calibrate stage fits and measures the judge on)
     cai label --set label.ensemble=5 --set label.cot=true
 
-Candidates of a prompt are its policy samples and final revisions. Each comparison is asked under
+Candidates of a prompt are its policy samples and final revisions; every response with a kept
+revision is compared with it (that comparison is what a critique-revision pair's confidence
+comes from), and at most `label.max_comparisons_per_prompt` pairs of samples. Each comparison
+is asked under
 K principles (`label.ensemble`, ranked by the same rendezvous hash as critique assignment, so
 edits move only what they must), each in both answer orders; the label is the mean of the
 order-averaged probabilities (averaged in log-odds by default, so a judge's constant lean towards
 a position cancels), and the gap between orders is kept as the position-bias measure.
-The human pairs are labelled by exactly the same code, under `calibration.ensemble`
-principles each; only when that equals `label.ensemble` does the report measure the very labels
-the pipeline trains on, and the report says which it measured.
+The human training pairs are labelled by exactly the same code, under `calibration.ensemble`
+principles each; the held-out human pairs are never shown to the judge.
 """
 
 from itertools import combinations
 
 from constitution import rank_principles
 
-from ..calibration import calibration_report
 from ..context import StageStats, timed
 from ..errors import CaiError
 from ..hashing import content_hash
 from ..judge import compare
 from ..probability import ensemble, margin
-from ..sources import load_human_pairs
+from ..human_slice import human_slice
 from .common import load_records, require_manifest, save_records
 
 
@@ -34,7 +34,7 @@ def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("label")
     if not cfg.label.enabled:
         stats.drop("disabled")
-        ctx.store.put_manifest("label", [], {"calibration": None, "calibration_ids": []})
+        ctx.store.put_manifest("label", [], {"calibration_ids": []})
         return stats
     principles = ctx.constitution.select(cfg.label.tags)
     if not principles:
@@ -42,28 +42,24 @@ def run(ctx) -> StageStats:
                        "(label.tags)")
     comparisons = label_pairs(ctx, stats, principles, candidate_pairs(ctx), cfg.label.ensemble,
                               "compare")
-    humans = load_human_pairs(cfg.calibration.source)[:cfg.calibration.limit]
+    humans = human_slice(cfg).train
     judged = label_pairs(ctx, stats, principles, [_human_item(h) for h in humans],
                          cfg.calibration.ensemble, "judge vs humans")
-    report = calibration_report([_judgement(r) for _, _, r in judged if r["p"] is not None],
-                                seed=cfg.seed)
-    report["failed"] = sum(r["p"] is None for _, _, r in judged)
-    # Whether it measured the labels training uses: the same number of principles per label.
-    report["ensemble"], report["training_ensemble"] = cfg.calibration.ensemble, cfg.label.ensemble
     save_records(ctx, stats, comparisons + judged)
     ctx.store.put_manifest("label", [r[0] for r in comparisons],
-                           {"calibration": report, "calibration_ids": [r[0] for r in judged]})
+                           {"calibration_ids": [r[0] for r in judged]})
     labelled = [r for _, _, r in comparisons if r["p"] is not None]
     stats.metrics = {"comparisons": len(comparisons), "labelled": len(labelled),
+                     "human_pairs_judged": sum(r["p"] is not None for _, _, r in judged),
                      "mean_margin": _mean([r["margin"] for r in labelled]),
-                     "mean_order_gap": _mean([r["gap"] for r in labelled]),
-                     "calibration": report}
+                     "mean_order_gap": _mean([r["gap"] for r in labelled])}
     return stats
 
 
 def candidate_pairs(ctx) -> list[dict]:
-    """Per prompt, the pairs of candidates to compare: samples with each other, and each
-    response with its final revision; at most `label.max_comparisons_per_prompt` (seeded)."""
+    """Per prompt, the pairs of candidates to compare: each response with its final revision
+    (all of them), and samples with each other (at most `label.max_comparisons_per_prompt`,
+    a seeded choice)."""
     cfg = ctx.config
     gen_ids = require_manifest(ctx, "generate")["ids"]
     by_prompt, texts = {}, {}
@@ -84,8 +80,10 @@ def candidate_pairs(ctx) -> list[dict]:
                     ("revision", chain["response_id"], chain["final_id"]))
     items = []
     for pid, group in by_prompt.items():
-        ranked = sorted(group["pairs"], key=lambda t: content_hash(cfg.seed, "compare", t[1], t[2]))
-        for kind, a, b in ranked[:cfg.label.max_comparisons_per_prompt]:
+        samples = sorted((t for t in group["pairs"] if t[0] == "samples"),
+                         key=lambda t: content_hash(cfg.seed, "compare", t[1], t[2]))
+        revisions = [t for t in group["pairs"] if t[0] == "revision"]
+        for kind, a, b in revisions + samples[:cfg.label.max_comparisons_per_prompt]:
             items.append({"key": f"cmp/{a}/{b}", "kind": kind, "prompt_id": pid,
                           "prompt": group["prompt"], "first_id": a, "second_id": b,
                           "first": texts[a][1], "second": texts[b][1]})
@@ -140,13 +138,6 @@ def _aggregate(item: dict, principles: list[dict], judge: str) -> dict:
             "p_order2": ensemble([x["p_order2"] for x in ok]),
             "gap": ensemble([x["gap"] for x in ok]),
             "method": principles[0]["method"], "principles": principles, "failed": failed}
-
-
-def _judgement(record: dict) -> dict:
-    return {"id": record["human_id"], "p": record["p"], "p_order1": record["p_order1"],
-            "p_order2": record["p_order2"],
-            "principles": {x["id"]: {k: x[k] for k in ("p", "p_order1", "p_order2")}
-                           for x in record["principles"] if x["error"] is None}}
 
 
 def _mean(xs):

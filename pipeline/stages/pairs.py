@@ -1,55 +1,88 @@
-"""pairs: critique outcomes and judge comparisons become preference pairs, side by side.
+"""pairs: critique outcomes and judge comparisons become preference pairs, each with its weight.
 
-chain records + comparison records -> preference pair records
+chain records + comparison records + the calibration fit -> preference pair records
     cai pairs --set pairs.min_margin=0.3 --set pairs.kinds=[comparison]
 
 Kind 'critique-revision': a chain makes a pair (final revision ≻ original) when the judge found
-a violation in some round and the revision differs materially from the original. It carries no
-preference probability: the judge was asked whether the original violates a principle, not
-which of the two is better, so its `p_chosen` and `margin` are empty and the judge's highest
-P(violates) is kept under its own name, `p_violates`. Kind 'comparison': a comparison makes a
-pair (the preferred response ≻ the other) when its ensemble margin |2p − 1| exceeds
-`pairs.min_margin`; its probability is the comparison's. Every pair carries p_chosen, margin,
-its kind and its provenance (principles and versions, critiques or per-order probabilities,
-models, seed). No model calls.
+a violation in some round and the revision differs materially from the original. Kind
+'comparison': a comparison of two policy samples makes a pair (the preferred one ≻ the other)
+when the judge's own ensemble margin |2p − 1| exceeds `pairs.min_margin`.
+
+What a pair means and counts for comes from the human slice (`pipeline.trust`): `p_chosen` is
+the calibrated P(chosen ≻ rejected) — for a critique-revision pair, from the judge comparing
+the original and its revision in both orders (the label stage asks it for every revision) —
+and `weight` = trust of the principles behind it × its calibrated confidence |2p − 1|. A judge
+at chance earns trust 0, so its pairs weigh 0. With `calibration.use_trust: false` pairs keep
+the judge's raw probability and weigh 1. The raw answers stay in the provenance. No model
+calls.
 """
 
 from ..context import StageStats, timed
 from ..filters import similarity
 from ..hashing import content_hash
 from ..probability import margin
+from ..trust import worth
+from .calibrate import current_fit
 from .common import load_records, require_manifest, save_records
 
 
 @timed("pairs")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("pairs")
+    fit_id, report = current_fit(ctx)
+    label_ids = require_manifest(ctx, "label")["ids"]
+    comparisons = dict(zip(label_ids, load_records(ctx, label_ids)))
+    weigh = _Weigher(report, fit_id, cfg.calibration.use_trust)
     records = []
     if "critique-revision" in cfg.pairs.kinds:
+        revision_of = {(c["first_id"], c["second_id"]): (i, c) for i, c in comparisons.items()
+                       if c["kind"] == "revision"}
         for chain in load_records(ctx, require_manifest(ctx, "critique")["ids"]):
             reason = _why_no_pair(chain, cfg.pairs.min_change)
             if reason:
                 stats.drop(reason)
                 continue
-            records.append(make_pair(chain, cfg))
+            found = revision_of.get((chain["response_id"], chain["final_id"]))
+            records.append(make_pair(chain, cfg, weigh, found))
     if "comparison" in cfg.pairs.kinds:
-        for cmp_id, cmp in zip(*_comparisons(ctx)):
+        for cmp_id, cmp in comparisons.items():
+            if cmp["kind"] != "samples":
+                continue
             if cmp["p"] is None:
                 stats.drop(cmp["failed"] or "comparison_failed")
             elif margin(cmp["p"]) <= cfg.pairs.min_margin:
                 stats.drop("margin_too_small")
             else:
-                records.append(comparison_pair(cmp_id, cmp, cfg))
+                records.append(comparison_pair(cmp_id, cmp, cfg, weigh))
     save_records(ctx, stats, records)
-    ctx.store.put_manifest("pairs", [r[0] for r in records], {})
+    ctx.store.put_manifest("pairs", [r[0] for r in records], {"fit": fit_id})
     kinds = [r[2]["kind"] for r in records]
-    stats.metrics = {"pairs": len(records), **{k: kinds.count(k) for k in cfg.pairs.kinds}}
+    stats.metrics = {"pairs": len(records), **{k: kinds.count(k) for k in cfg.pairs.kinds},
+                     "effective": round(sum(r[2]["weight"] for r in records), 3)}
     return stats
 
 
-def _comparisons(ctx):
-    ids = require_manifest(ctx, "label")["ids"]
-    return ids, load_records(ctx, ids)
+class _Weigher:
+    """What a comparison means (calibrated P(first ≻ second)) and counts for (trust × margin)."""
+
+    def __init__(self, report, fit_id: str, use_trust: bool):
+        self.report, self.use_trust = report, use_trust
+        self.tag = {"fit": fit_id, "use_trust": use_trust}  # part of every pair's name
+
+    def __call__(self, cmp: dict | None) -> dict:
+        """{p_first (P(first ≻ second)), p_raw, trust} of a comparison (None: not compared)."""
+        if cmp is None or cmp["p"] is None:
+            return {"p_first": None, "p_raw": None, "trust": 0.0 if self.use_trust else 1.0}
+        if not self.use_trust:
+            return {"p_first": cmp["p"], "p_raw": cmp["p"], "trust": 1.0}
+        p, trust = worth(self.report, cmp["principles"])
+        return {"p_first": p, "p_raw": cmp["p"], "trust": trust}
+
+
+def _weight(p_chosen: float | None, trust: float, use_trust: bool) -> float:
+    if not use_trust:
+        return 1.0
+    return 0.0 if p_chosen is None else round(trust * max(0.0, 2 * p_chosen - 1), 6)
 
 
 def _why_no_pair(chain, min_change) -> str | None:
@@ -64,39 +97,49 @@ def _why_no_pair(chain, min_change) -> str | None:
     return None
 
 
-def make_pair(chain, cfg) -> tuple:
-    pid = "pair-" + content_hash("critique-revision", chain["final_id"], chain["response_id"])
-    # P(original violates) can be the revision's own violation probability in a later round;
-    # it is not P(revision ≻ original), so it is no preference probability and not called one.
-    p_violates = max(r["p_violates"] for r in chain["rounds"] if r["violates"])
+def make_pair(chain, cfg, weigh, found) -> tuple:
+    """Final revision ≻ original, as sure as the calibrated judge comparing them is."""
+    cmp_id, cmp = found if found else (None, None)
+    w = weigh(cmp)
+    p = None if w["p_first"] is None else 1 - w["p_first"]  # first = original, second = revision
+    pid = "pair-" + content_hash("critique-revision", chain["final_id"], chain["response_id"],
+                                 cmp_id, weigh.tag)
     return (pid, "pair", {
         "kind": "critique-revision", "source": "ai",
         "prompt_id": chain["prompt_id"], "prompt": chain["prompt"],
         "chosen": chain["final"], "rejected": chain["original"],
         "chosen_id": chain["final_id"], "rejected_id": chain["response_id"],
-        "p_chosen": None, "margin": None, "p_violates": p_violates,
+        "p_chosen": p, "margin": None if p is None else max(0.0, 2 * p - 1),
+        "weight": _weight(p, w["trust"], weigh.use_trust),
+        "p_violates": max(r["p_violates"] for r in chain["rounds"] if r["violates"]),
         "provenance": {
             "rounds": [{k: r.get(k) for k in ("round", "principle", "principle_version",
                                                "critique", "p_violates", "violates",
                                                "revision_status")} for r in chain["rounds"]],
+            "comparison": cmp_id, "p_raw": None if w["p_raw"] is None else 1 - w["p_raw"],
+            "trust": w["trust"], **weigh.tag,
             "policy": cfg.models.policy, "judge": cfg.models.judge, "seed": cfg.seed}})
 
 
-def comparison_pair(cmp_id: str, cmp: dict, cfg) -> tuple:
-    first_wins = cmp["p"] > 0.5
+def comparison_pair(cmp_id: str, cmp: dict, cfg, weigh) -> tuple:
+    w = weigh(cmp)
+    p_first = w["p_first"] if w["p_first"] is not None else cmp["p"]
+    first_wins = p_first > 0.5
     chosen, rejected = ("first", "second") if first_wins else ("second", "first")
-    p = cmp["p"] if first_wins else 1 - cmp["p"]
-    pid = "pair-" + content_hash("comparison", cmp[chosen + "_id"], cmp[rejected + "_id"], cmp_id)
+    p = p_first if first_wins else 1 - p_first
+    pid = "pair-" + content_hash("comparison", cmp[chosen + "_id"], cmp[rejected + "_id"], cmp_id,
+                                 weigh.tag)
     return (pid, "pair", {
         "kind": "comparison", "source": "ai",
         "prompt_id": cmp["prompt_id"], "prompt": cmp["prompt"],
         "chosen": cmp[chosen], "rejected": cmp[rejected],
         "chosen_id": cmp[chosen + "_id"], "rejected_id": cmp[rejected + "_id"],
-        "p_chosen": p, "margin": margin(p),
+        "p_chosen": p, "margin": margin(p), "weight": _weight(p, w["trust"], weigh.use_trust),
         "provenance": {
             "comparison": cmp_id, "candidates": cmp["kind"], "method": cmp["method"],
-            # the per-principle p's below are P(first ≻ second), as the judge was asked
+            # the per-principle p's below are the judge's raw P(first ≻ second), as asked
             "first_id": cmp["first_id"], "p_first": cmp["p"], "order_gap": cmp["gap"],
+            "p_first_calibrated": w["p_first"], "trust": w["trust"], **weigh.tag,
             "principles": [{k: x.get(k) for k in ("id", "version", "p_order1", "p_order2", "p",
                                                   "error", "votes", "reasoning") if k in x}
                            for x in cmp["principles"]],

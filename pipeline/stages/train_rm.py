@@ -1,26 +1,40 @@
-"""train-rm: a reward model on the blended pairs (TRL RewardTrainer), scored on held-out humans.
+"""train-rm: a reward model on the blended pairs (TRL RewardTrainer), scored on held-out humans,
+beside the same reward model trained on the human pairs alone: what the AI pairs added.
 
 dataset/prefs (train) -> models/rm-<hash>/ ; accuracy on dataset/prefs (test: held-out human pairs)
+dataset/prefs (train, human rows only) -> models/rm-<hash>/ (manifest train-rm-human), the same
+settings; both scored on the same held-out pairs, their difference with a 95 % interval
     cai train-rm --set train_rm.epochs=2
 
-The model directory is named by the hash of the dataset, the train_rm config, the base model and
-the seed: unchanged inputs reuse it, changed inputs train a new one.
+A model directory is named by the hash of the rows it trains on, the train_rm config, the base
+model and the seed: unchanged inputs reuse it, changed inputs train a new one, and where the
+blend holds no AI pair (a judge at chance weighs them 0) the two are one model, trained once.
 """
 
+from ..ai_value import ai_value
 from ..context import StageStats, timed
 from ..training import (base_model, correlation, load_prefs, load_tokenizer,
                         lora_config, loss_curve, pair_accuracy, pair_auc, fit,
                         reward_scores, save_model, seed_everything, train_seconds, training_stage,
-                        trl_args, with_margin)
+                        train_or_reuse, trl_args, with_margin)
+
+KEYS = ("train_accuracy", "heldout_accuracy", "heldout_auc", "train_heldout_gap", "train_pairs")
 
 
 @timed("train-rm")
 def run(ctx) -> StageStats:
-    stats = StageStats("train-rm")
-    return training_stage(ctx, stats, "rm", ctx.config.train_rm,
-                          lambda path: _train(ctx, path, stats),
-                          ("train_accuracy", "heldout_accuracy", "heldout_auc",
-                           "train_heldout_gap", "train_pairs"))
+    stats, section = StageStats("train-rm"), ctx.config.train_rm
+    training_stage(ctx, stats, "rm", section, lambda path: _train(ctx, path, stats), KEYS)
+    if not section.enabled:
+        return stats
+    _, human = train_or_reuse(ctx, "rm", section, stats,
+                              lambda path: _train(ctx, path, stats, human_only=True),
+                              part="prefs_human", manifest="train-rm-human")
+    full = ctx.store.get_manifest("train-rm")["meta"]
+    stats.metrics["human_only"] = {k: human.get(k) for k in KEYS}
+    stats.metrics["ai_value"] = ai_value(full["heldout_scores"], human["heldout_scores"],
+                                         ctx.config.seed)
+    return stats
 
 
 def _scores(trainer, tokenizer, train, test, device) -> dict:
@@ -39,7 +53,7 @@ def _scores(trainer, tokenizer, train, test, device) -> dict:
                                               [x for s in held_s for x in s])}
 
 
-def _train(ctx, path, stats) -> dict:
+def _train(ctx, path, stats, human_only: bool = False) -> dict:
     from transformers import AutoModelForSequenceClassification
     from trl import RewardConfig, RewardTrainer
 
@@ -51,8 +65,11 @@ def _train(ctx, path, stats) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     # With a `margin` column TRL's loss is -log σ(r_chosen − r_rejected − margin): pairs the
     # judge was sure of must be separated by more than those it barely preferred.
-    train = with_margin(load_prefs(ctx, "train", ("margin",))) if cfg.use_margin \
-        else load_prefs(ctx, "train")
+    train = load_prefs(ctx, "train", ("margin", "source") if cfg.use_margin else ("source",))
+    if human_only:
+        train = train.filter(lambda row: row["source"] == "human")
+    train = train.remove_columns("source")
+    train = with_margin(train) if cfg.use_margin else train
     test = load_prefs(ctx, "test")
     args = trl_args(RewardConfig, cfg, path, ctx)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
@@ -64,6 +81,7 @@ def _train(ctx, path, stats) -> dict:
     device = next(trainer.model.parameters()).device
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
+        "human_only": human_only,
         "margin": cfg.use_margin, "processes": args.world_size, "resumed_from": resumed,
         "train_seconds": train_seconds(trainer),
         **_scores(trainer, tokenizer, train, test, device),

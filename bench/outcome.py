@@ -1,0 +1,115 @@
+"""Outcome: what the default recipe buys on the dev sets, beside the base and a human-only recipe.
+
+    python bench/outcome.py                      # the embedded default; ~40 min on 2 CPU cores
+    python bench/outcome.py --limit 40 --set models.batch_size=8
+
+1. the default recipe: `cai run` (the default config, plus `--set`) into `--run-dir`;
+2. the human-only recipe, in the same run directory (its data stages are all cached): every AI
+   pair weighed 0 and no SL-CAI stage, so the policy is DPO on the human slice's training pairs
+   from the base model, with the same settings;
+3. base, human-only and default policies answer the dev sets greedily (`evaluate.max_new_tokens`):
+   AdvBench harmful requests (refusal should rise), XSTest safe prompts (refusal there is
+   over-refusal) and hh-rlhf red-team openers. Refusal is decided by cai's string-match detector
+   (`pipeline.refusal`): the embedded judge cannot tell a refusal from an answer any better than
+   it tells harmful from safe. Rates come with n and Wilson 95 % intervals;
+4. the reward model's held-out human accuracy with and without the AI pairs: the run's own
+   `ai_value` (the same settings, the same held-out pairs; difference with a bootstrap interval).
+
+Dev prompts are for measuring only: the default prompts never contain one (a test enforces it).
+"""
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pipeline.backends import SamplingParams  # noqa: E402
+from pipeline.config import load_config  # noqa: E402
+from pipeline.context import RunContext  # noqa: E402
+from pipeline.refusal import is_refusal  # noqa: E402
+from pipeline.runner import run_stages  # noqa: E402
+from pipeline.sources import load_prompts  # noqa: E402
+from pipeline.stages import STAGES  # noqa: E402
+from pipeline.store import Store  # noqa: E402
+
+SETS = {"harmful": "builtin:harmful", "safe": "builtin:safe", "redteam": "builtin:redteam"}
+HUMAN_ONLY = ["blend.weights.comparison=0", "blend.weights.critique-revision=0",
+              "train_sft.enabled=false", "train_policy.init=base"]
+
+
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    if not n:
+        return (0.0, 1.0)
+    p, d = k / n, 1 + z * z / n
+    centre, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (round((centre - spread) / d, 3), round((centre + spread) / d, 3))
+
+
+def refusal_rates(ctx, spec: str, sets: dict, max_new_tokens: int) -> dict:
+    client, out = ctx.client(spec), {}
+    for name, prompts in sets.items():
+        results = client.generate([[{"role": "user", "content": p}] for p in prompts],
+                                  SamplingParams(max_new_tokens, 0.0, 1.0), seed=ctx.config.seed,
+                                  desc=f"outcome {name}")
+        refused = [is_refusal(r.text) for r in results if not r.error]
+        k, n = sum(refused), len(refused)
+        out[name] = {"n": n, "refusal": round(k / n, 3) if n else None, "ci95": wilson(k, n)}
+    ctx.release_models()
+    return out
+
+
+def trained_policy(cfg) -> str:
+    with Store(cfg.run_dir, lock=False) as store:
+        return "transformers:" + store.get_manifest("train-policy")["meta"]["path"]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run-dir", default=str(ROOT / "outputs" / "bench-outcome"))
+    ap.add_argument("--limit", type=int, default=None, help="dev prompts per set (default: all)")
+    ap.add_argument("--set", action="append", default=[], dest="sets")
+    args = ap.parse_args()
+    base_sets = [f"run_dir={args.run_dir}", *args.sets]
+    cfg, names = load_config(None, base_sets), list(STAGES)
+    default = run_stages(cfg, names, echo=print)
+    default_policy = trained_policy(cfg)
+    # Only blend onwards can differ; evaluate is left out (the dev sets are measured below).
+    human = run_stages(load_config(None, base_sets + HUMAN_ONLY),
+                       names[names.index("blend"):names.index("evaluate")], echo=print)
+    sets = {k: [p["prompt"] for p in load_prompts(src, limit=args.limit, seed=cfg.seed)]
+            for k, src in SETS.items()}
+    policies = {"base": cfg.models.policy,
+                "human-only": trained_policy(cfg), "default": default_policy}
+    ctx = RunContext(cfg)
+    try:
+        rates = {name: refusal_rates(ctx, spec, sets, cfg.evaluate.max_new_tokens)
+                 for name, spec in policies.items()}
+    finally:
+        ctx.close()
+    result = {"policies": policies, "refusal": rates, "ai_value": default.get("ai_value")}
+    print(json.dumps(result, indent=1))
+    print(table(rates, default.get("ai_value")))
+
+
+def table(rates: dict, ai_value: dict | None) -> str:
+    lines = ["| policy | harmful refused | safe refused (over-refusal) | red-team refused |",
+             "|---|---|---|---|"]
+    for name, r in rates.items():
+        cells = [f"{r[s]['refusal']:.3f} [{r[s]['ci95'][0]:.3f}, {r[s]['ci95'][1]:.3f}] "
+                 f"n={r[s]['n']}" for s in SETS]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if ai_value:
+        lines += ["", f"reward model, held-out human accuracy (n = {ai_value['n']}): with AI pairs "
+                      f"{ai_value['accuracy']}, human pairs alone {ai_value['accuracy_human_only']} "
+                      f"(difference {ai_value['difference']:+.3f}, 95 % interval "
+                      f"{ai_value['ci95']}); ROC-AUC {ai_value['auc']} vs "
+                      f"{ai_value['auc_human_only']}"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

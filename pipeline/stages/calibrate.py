@@ -1,0 +1,44 @@
+"""calibrate: the human slice decides what the judge's labels are worth.
+
+the judge's labels of the human training pairs -> a calibration fit record: the map from the
+judge's raw answers to P(humans agree) (per principle, position bias and temperature, shrunk
+towards a global fit), its cross-fitted held-out report (raw vs calibrated accuracy, kappa, ECE,
+Brier, per principle) and each principle's trust
+    cai calibrate --set calibration.folds=10 --set calibration.shrinkage=50
+
+No model calls: see `pipeline.trust`. The fit is a record named by the labels it was fit on and
+its settings, so new human labels (or a new judge) recompute it and what depends on it, and
+nothing else does.
+"""
+
+from ..context import StageStats, timed
+from ..hashing import content_hash
+from ..trust import judgement, trust_report
+from .common import load_records, require_manifest, save_records
+
+
+@timed("calibrate")
+def run(ctx) -> StageStats:
+    cfg, stats = ctx.config, StageStats("calibrate")
+    c = cfg.calibration
+    ids = require_manifest(ctx, "label")["meta"]["calibration_ids"]
+    records = load_records(ctx, ids)
+    judged = [judgement(r) for r in records if r["p"] is not None]
+    stats.drop("human_pair_not_judged", len(records) - len(judged))
+    fit_id = "fit-" + content_hash(sorted(ids), c.folds, c.shrinkage, cfg.seed)
+    report = trust_report(judged, c.folds, c.shrinkage, cfg.seed) if judged else None
+    if report is not None:
+        report.update(failed=len(records) - len(judged), ensemble=c.ensemble,
+                      training_ensemble=cfg.label.ensemble)
+    save_records(ctx, stats, [(fit_id, "calibration", {"report": report})])
+    ctx.store.put_manifest("calibrate", [fit_id], {})
+    stats.metrics = {"trust": (report or {}).get("trust"),
+                     "overall_trust": (report or {}).get("overall_trust")}
+    return stats
+
+
+def current_fit(ctx) -> tuple[str, dict | None]:
+    """(fit id, calibration report: map, trust, raw vs calibrated agreement) of the current run;
+    the report is None where no human pair was judged."""
+    fit_id = require_manifest(ctx, "calibrate")["ids"][0]
+    return fit_id, load_records(ctx, [fit_id])[0]["report"]
