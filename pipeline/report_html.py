@@ -14,6 +14,7 @@ import html
 import io
 
 from .ai_value import ai_value_lines
+from .card import effective_line
 from .scorecard import HEADER, evaluation_rows
 
 
@@ -38,7 +39,8 @@ def _intro(m: dict) -> str:
         f"{m['models']['policy']}, judge {m['models']['judge']}. {c['responses']} responses, "
         f"{c.get('comparisons', 0)} comparisons, {c['ai_pairs']} AI pairs. Judge vs humans on "
         f"{a.get('n', 0)} held-out pairs: accuracy {(a.get('raw') or {}).get('accuracy')} raw, "
-        f"{cal.get('accuracy')} calibrated, trust {a.get('overall_trust')}.")
+        f"{cal.get('accuracy')} calibrated, trust {a.get('overall_trust')}. "
+        f"{effective_line(c.get('blend'))}")
 
 
 def _evaluation_html(m: dict) -> str:

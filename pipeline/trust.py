@@ -10,7 +10,8 @@ The map is cross-fitted on the human training pairs in K folds: each pair's cali
 probability comes from a map fit without it, so the report's held-out accuracy, kappa, ECE and
 Brier (raw and calibrated) are honest, and trust is set from them. A principle's trust is the
 lower one-sided 95 % bound of 2·accuracy − 1 on its held-out pairs (a Beta posterior, pooled
-towards the judge's overall agreement with `shrinkage` pseudo-pairs), clipped at 0: a principle
+towards the lower bound of the judge's overall agreement with at most `shrinkage` pseudo-pairs),
+clipped at 0: a principle
 judged on 11 pairs cannot earn full trust from a lucky 0.64, and a judge at chance earns 0.
 The map applied to AI labels is fit on all the human training pairs.
 
@@ -162,7 +163,12 @@ def trust_report(judgements: list[dict], k: int, shrinkage: float, seed: int) ->
     # Per principle, the evidence is pooled towards the judge's overall agreement (`shrinkage`
     # pseudo-pairs at that rate): of fifteen principles judged by a judge at chance, one is
     # bound to look good on its seven pairs by luck, and must not earn trust from it.
-    trust = {pid: trust_of(row["accuracy"], row["n"], cal["accuracy"], shrinkage)
+    # The prior is what the judge has shown overall, conservatively: the lower bound of its
+    # overall agreement (never below chance), worth at most `shrinkage` pairs and never more
+    # than the pairs of the other principles (a principle's own pairs must not count twice).
+    prior = max(0.5, lower_bound(cal["accuracy"], cal["n"]))
+    trust = {pid: trust_of(row["accuracy"], row["n"], prior,
+                           min(shrinkage, max(0, cal["n"] - row["n"])))
              for pid, row in cal["per_principle"].items()}
     return {"n": len(judgements), "folds": k, "shrinkage": shrinkage, "raw": raw,
             "calibrated": cal, "trust": trust,

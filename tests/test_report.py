@@ -39,3 +39,5 @@ def test_report_of_a_data_run_loads_with_its_plots(tmp_path, fake_backend):
     assert (tmp_path / "shot.png").stat().st_size > 10_000  # something was painted
     text = page.read_text()
     assert "Sample of preference pairs" in text and "<td>" in text
+    # what the AI pairs counted for, said plainly (the fake judge is at chance: nothing)
+    assert re.search(r"\d+ AI pairs counted as 0\.0 effective pairs", text)

@@ -50,6 +50,14 @@ def test_the_trust_bound_needs_both_agreement_and_evidence():
         assert lower_bound(0.7, n) < 0.7
 
 
+def test_a_handful_of_human_pairs_earns_no_principle_much_trust():
+    """Four pairs, all agreeing: the overall agreement is not yet evidence enough to lend a
+    principle judged on the same pairs much trust, and its own pairs do not count twice."""
+    report = trust_report(_judgements(4, 1.0), k=2, shrinkage=20, seed=0)
+    assert all(t < 0.3 for t in report["trust"].values())
+    assert report["overall_trust"] < 0.3
+
+
 def test_a_position_biased_judge_is_corrected_and_earns_no_trust():
     """A judge that always prefers the reply shown as A carries no information: calibrated,
     every pair is 0.5 and its trust is 0."""
@@ -117,5 +125,5 @@ def test_trust_rises_with_the_judges_agreement_with_humans(tmp_path, monkeypatch
     assert chance["human"] == 110 and runs[0.5]["same_as_human_only"]  # one reward model
     # a judge that agrees with humans: its AI pairs outnumber the human ones in training
     good = runs[0.95]["composition"]
-    assert runs[0.95]["accuracy"] > 0.85 and mean[0.95] > 0.6
+    assert runs[0.95]["accuracy"] > 0.85 and mean[0.95] > 0.45
     assert sum(good["ai"].values()) > good["human"] and not runs[0.95]["same_as_human_only"]
