@@ -65,17 +65,19 @@ def seed_everything(seed: int):
     set_seed(seed)
 
 
-def training_stage(ctx, stats, name: str, section, train, keys, check: bool = True):
+def training_stage(ctx, stats, name: str, section, train, keys,
+                   check: bool = True) -> tuple[object, dict | None]:
     """What every training stage does around its training: skip when disabled, refuse (or
-    warn) below the judge-agreement bar, reuse or train, and report `keys` of the meta."""
+    warn) below the judge-agreement bar, reuse or train, and report `keys` of the meta.
+    Returns the stats and the model's meta (None when disabled)."""
     if not section.enabled:
         stats.drop("disabled")
-        return stats
+        return stats, None
     if check:
         check_agreement(ctx, stats)
     _, meta = train_or_reuse(ctx, name, section, stats, train)
     stats.metrics = {k: meta[k] for k in keys if meta.get(k) is not None}
-    return stats
+    return stats, meta
 
 
 def train_or_reuse(ctx, name: str, section, stats, train, part: str | None = None,
@@ -85,7 +87,8 @@ def train_or_reuse(ctx, name: str, section, stats, train, part: str | None = Non
     manifest it is recorded under (default `train-<name>`)."""
     h = input_hash(ctx, name, section, part)
     done = ctx.store.get_artifact(name, h)
-    if done and is_complete(done["path"]):
+    reuse = bool(done and is_complete(done["path"]))
+    if reuse:
         stats.cached += 1
         path, meta = done["path"], done["meta"]
     else:
@@ -93,9 +96,10 @@ def train_or_reuse(ctx, name: str, section, stats, train, part: str | None = Non
         path = ctx.run_dir / "models" / f"{name}-{h[:12]}"
         meta = train(path)
         ctx.store.put_artifact(name, h, path, meta)
-        _wait_for_rank_zero()
         stats.made += 1
     ctx.store.put_manifest(manifest or f"train-{name}", [h], {"path": str(path), **meta})
+    if not reuse:  # every rank trained: let each see what rank 0 wrote before deciding again
+        _wait_for_rank_zero()
     return str(path), meta
 
 

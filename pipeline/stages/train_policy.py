@@ -19,4 +19,4 @@ def run(ctx) -> StageStats:
     return training_stage(ctx, StageStats("train-policy"), "policy", section,
                           lambda path: train(ctx, path),
                           ("method", "train_pairs", "train_rows", "train_prompts", "final_loss",
-                           "label_smoothing"))
+                           "label_smoothing"))[0]

@@ -24,13 +24,12 @@ KEYS = ("train_accuracy", "heldout_accuracy", "heldout_auc", "train_heldout_gap"
 @timed("train-rm")
 def run(ctx) -> StageStats:
     stats, section = StageStats("train-rm"), ctx.config.train_rm
-    training_stage(ctx, stats, "rm", section, lambda path: _train(ctx, path, stats), KEYS)
-    if not section.enabled:
+    _, full = training_stage(ctx, stats, "rm", section, lambda path: _train(ctx, path, stats), KEYS)
+    if full is None:  # disabled
         return stats
     _, human = train_or_reuse(ctx, "rm", section, stats,
                               lambda path: _train(ctx, path, stats, human_only=True),
                               part="prefs_human", manifest="train-rm-human")
-    full = ctx.store.get_manifest("train-rm")["meta"]
     stats.metrics["human_only"] = {k: human.get(k) for k in KEYS}
     stats.metrics["ai_value"] = ai_value(full["heldout_scores"], human["heldout_scores"],
                                          ctx.config.seed)

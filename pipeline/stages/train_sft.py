@@ -21,7 +21,7 @@ def run(ctx) -> StageStats:
     # SFT learns from the judge's revisions, not its comparisons: no agreement check
     return training_stage(ctx, StageStats("train-sft"), "sft", ctx.config.train_sft,
                           lambda path: _train(ctx, path), ("train_rows", "final_loss"),
-                          check=False)
+                          check=False)[0]
 
 
 def _train(ctx, path) -> dict:
