@@ -17,10 +17,16 @@ ARGS = ["--set", "models.policy=fake:policy", "--set", "models.judge=fake:judge"
         "--set", "models.batch_size=2", "--set", "calibration.heldout=8", "--set", "calibration.limit=12"]
 
 
+def _default_sigint():
+    # A shell's background job inherits SIGINT ignored, and Python then installs no
+    # KeyboardInterrupt handler: the child must get Ctrl-C as a terminal user would.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _cai(run_dir, *extra, delay=0.0, to="export"):
     env = {**os.environ, "CAI_FAKE_DELAY": str(delay)}
     return subprocess.Popen([sys.executable, str(DRIVER), "run", "--to", to, "--run-dir",
-                             str(run_dir), *ARGS, *extra], env=env,
+                             str(run_dir), *ARGS, *extra], env=env, preexec_fn=_default_sigint,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
