@@ -20,7 +20,6 @@ Dev prompts are for measuring only: the default prompts never contain one (a tes
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -41,12 +40,13 @@ HUMAN_ONLY = ["blend.weights.comparison=0", "blend.weights.critique-revision=0",
               "train_sft.enabled=false", "train_policy.init=base"]
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+def wilson(k: int, n: int) -> tuple[float, float]:
+    """The Wilson 95 % interval of k refusals in n replies (scipy's)."""
     if not n:
         return (0.0, 1.0)
-    p, d = k / n, 1 + z * z / n
-    centre, spread = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (round((centre - spread) / d, 3), round((centre + spread) / d, 3))
+    from scipy.stats import binomtest
+    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
+    return (round(float(ci.low), 3), round(float(ci.high), 3))
 
 
 def refusal_rates(ctx, spec: str, sets: dict, max_new_tokens: int) -> dict:

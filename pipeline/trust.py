@@ -81,14 +81,17 @@ def fit_map(judgements: list[dict], shrinkage: float) -> dict:
     return {"global": list(g), "principles": per}
 
 
+def _a_wins(fit: dict, pid: str, p_a: float) -> float:
+    """Calibrated log-odds that the reply shown as A is the better one, from the judge's P(A)."""
+    a, b = fit["principles"].get(pid, fit["global"])[:2]
+    return a + b * _logit(p_a)
+
+
 def calibrate(fit: dict, pid: str, p_order1: float, p_order2: float) -> float:
     """Calibrated P(first ≻ second) from one principle's answers in both orders (order 1 shows
     `first` as A, order 2 as B; both p's are the judge's P(first ≻ second)), averaged in
     log-odds."""
-    a, b = fit["principles"].get(pid, fit["global"])[:2]
-    first_as_a = a + b * _logit(p_order1)
-    second_as_a = a + b * _logit(1 - p_order2)
-    return _sigmoid((first_as_a - second_as_a) / 2)
+    return _sigmoid((_a_wins(fit, pid, p_order1) - _a_wins(fit, pid, 1 - p_order2)) / 2)
 
 
 def calibrate_ensemble(fit: dict, principles: list[dict]) -> float | None:
@@ -123,10 +126,8 @@ def cross_fit(judgements: list[dict], k: int, shrinkage: float, seed: int) -> li
 def _calibrated(fit: dict, j: dict) -> dict:
     per = {}
     for pid, e in j["principles"].items():
-        a, b = fit["principles"].get(pid, fit["global"])[:2]
-        p1 = _sigmoid(a + b * _logit(e["p_order1"]))            # P(A = chosen wins)
-        p2 = 1 - _sigmoid(a + b * _logit(1 - e["p_order2"]))    # P(B = chosen wins)
-        per[pid] = {"p_order1": p1, "p_order2": p2,
+        per[pid] = {"p_order1": _sigmoid(_a_wins(fit, pid, e["p_order1"])),  # chosen shown as A
+                    "p_order2": 1 - _sigmoid(_a_wins(fit, pid, 1 - e["p_order2"])),  # as B
                     "p": calibrate(fit, pid, e["p_order1"], e["p_order2"])}
     p = _sigmoid(sum(_logit(x["p"]) for x in per.values()) / len(per))
     p1 = _sigmoid(sum(_logit(x["p_order1"]) for x in per.values()) / len(per))

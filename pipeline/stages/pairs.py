@@ -79,10 +79,10 @@ class _Weigher:
         return {"p_first": p, "p_raw": cmp["p"], "trust": trust}
 
 
-def _weight(p_chosen: float | None, trust: float, use_trust: bool) -> float:
+def _weight(pair_margin: float | None, trust: float, use_trust: bool) -> float:
     if not use_trust:
         return 1.0
-    return 0.0 if p_chosen is None else round(trust * max(0.0, 2 * p_chosen - 1), 6)
+    return 0.0 if pair_margin is None else round(trust * pair_margin, 6)
 
 
 def _why_no_pair(chain, min_change) -> str | None:
@@ -102,6 +102,7 @@ def make_pair(chain, cfg, weigh, found) -> tuple:
     cmp_id, cmp = found if found else (None, None)
     w = weigh(cmp)
     p = None if w["p_first"] is None else 1 - w["p_first"]  # first = original, second = revision
+    m = None if p is None else max(0.0, 2 * p - 1)  # 0 where the judge prefers the original
     pid = "pair-" + content_hash("critique-revision", chain["final_id"], chain["response_id"],
                                  cmp_id, weigh.tag)
     return (pid, "pair", {
@@ -109,8 +110,7 @@ def make_pair(chain, cfg, weigh, found) -> tuple:
         "prompt_id": chain["prompt_id"], "prompt": chain["prompt"],
         "chosen": chain["final"], "rejected": chain["original"],
         "chosen_id": chain["final_id"], "rejected_id": chain["response_id"],
-        "p_chosen": p, "margin": None if p is None else max(0.0, 2 * p - 1),
-        "weight": _weight(p, w["trust"], weigh.use_trust),
+        "p_chosen": p, "margin": m, "weight": _weight(m, w["trust"], weigh.use_trust),
         "p_violates": max(r["p_violates"] for r in chain["rounds"] if r["violates"]),
         "provenance": {
             "rounds": [{k: r.get(k) for k in ("round", "principle", "principle_version",
@@ -134,7 +134,8 @@ def comparison_pair(cmp_id: str, cmp: dict, cfg, weigh) -> tuple:
         "prompt_id": cmp["prompt_id"], "prompt": cmp["prompt"],
         "chosen": cmp[chosen], "rejected": cmp[rejected],
         "chosen_id": cmp[chosen + "_id"], "rejected_id": cmp[rejected + "_id"],
-        "p_chosen": p, "margin": margin(p), "weight": _weight(p, w["trust"], weigh.use_trust),
+        "p_chosen": p, "margin": margin(p),
+        "weight": _weight(margin(p), w["trust"], weigh.use_trust),
         "provenance": {
             "comparison": cmp_id, "candidates": cmp["kind"], "method": cmp["method"],
             # the per-principle p's below are the judge's raw P(first ≻ second), as asked
