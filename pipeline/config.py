@@ -66,6 +66,9 @@ class OpenAIConfig(Section):
     weights_id: str = Field("", description=(
         "optional version tag of the served weights, part of the cache key (e.g. a checkpoint hash): "
         "change it when the server's model changes under the same name"))
+    control_tokens: list[str] = Field([], description=(
+        "the served model's control strings beyond the common families cai breaks in prompts and "
+        "replies anyway (`<|...|>`, `[INST]`, `<s>`, `<start_of_turn>`...)"))
 
 
 class VLLMConfig(Section):

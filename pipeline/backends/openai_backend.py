@@ -24,6 +24,7 @@ import os
 import random
 from itertools import cycle
 
+from ..control_tokens import neutralise_messages
 from ..errors import BackendError
 from .base import RequestFailed, as_messages
 
@@ -57,16 +58,21 @@ class OpenAIBackend:
         return [_read(resp, lambda x, r=r: _content(x, r.schema)) for resp, r in zip(responses, requests)]
 
     def choice_logprobs(self, requests) -> list:
-        responses = self._run([{"messages": as_messages(r.messages), "max_tokens": 1,
+        responses = self._run([{"messages": self._messages(r), "max_tokens": 1,
                                 "temperature": 0.0, "logprobs": True,
                                 "top_logprobs": self.settings.top_logprobs} for r in requests])
         return [_read(resp, lambda x, r=r: _choice_logprobs(x, r, self.model))
                 for resp, r in zip(responses, requests)]
 
     # -- plumbing ---------------------------------------------------------------------------
+    def _messages(self, r) -> list[dict]:
+        # The server tokenizes the rendered template whole: control strings in a prompt or reply
+        # are broken first, or they would open and close turns (pipeline.control_tokens).
+        return neutralise_messages(as_messages(r.messages), self.settings.control_tokens)
+
     def _completion_args(self, r) -> dict:
         p = r.params
-        args = {"messages": as_messages(r.messages), "max_tokens": p.max_new_tokens,
+        args = {"messages": self._messages(r), "max_tokens": p.max_new_tokens,
                 "temperature": p.temperature, "seed": request_seed(r.seed, r.sample)}
         if p.temperature > 0:
             args["top_p"] = p.top_p

@@ -6,6 +6,7 @@ choice log-probabilities come from one forward pass when every choice is a singl
 """
 
 from ..device import pick_device, resolve_dtype, set_threads
+from ..control_tokens import encode_chat
 from ..models import resolve
 from .base import ChoiceRequest, GenerationRequest, as_messages
 from .sampling import request_seed, row_sampler
@@ -29,13 +30,14 @@ class TransformersBackend:
         # Padded tokens per scoring pass: small on CPU (compute-bound), large on a GPU.
         self.max_batch_tokens = 1024 if self.device == "cpu" else 65536
 
-    def _texts(self, conversations: list[list[dict]]) -> list[str]:
-        return [self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True)
-                for m in conversations]
+    def _ids(self, conversations: list[list[dict]]) -> list[list[int]]:
+        # Contents are tokenized as plain text: a control string in a prompt or reply never
+        # becomes a control token (pipeline.control_tokens).
+        return [encode_chat(self.tokenizer, m) for m in conversations]
 
     def _encode(self, conversations: list[list[dict]]):
-        return self.tokenizer(self._texts(conversations), return_tensors="pt", padding=True,
-                              add_special_tokens=False).to(self.device)
+        return self.tokenizer.pad({"input_ids": self._ids(conversations)},
+                                  return_tensors="pt").to(self.device)
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
         import torch
@@ -70,8 +72,7 @@ class TransformersBackend:
         padded batch only adds pad tokens and a slower masked attention. Measured on 2 cores:
         16 judge prompts in one batch took 1.5x as long as in chunks of ~1,000 tokens.
         """
-        lengths = [len(ids) for ids in self.tokenizer(self._texts(conversations),
-                                                       add_special_tokens=False)["input_ids"]]
+        lengths = [len(ids) for ids in self._ids(conversations)]
         chunks, current, longest = [], [], 0
         for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
             longest = max(longest, lengths[i])

@@ -13,6 +13,7 @@ import hashlib
 import math
 from pathlib import Path
 
+from ..control_tokens import neutralise_messages, special_tokens
 from ..errors import BackendError, ConfigError
 from ..models import fingerprint
 from .base import ChoiceRequest, GenerationRequest, as_messages
@@ -64,13 +65,18 @@ class VLLMBackend:
             max_model_len=max_model_len,
         )
         self.tokenizer = self.llm.get_tokenizer()
+        self.specials = special_tokens(self.tokenizer)
+
+    def _chats(self, requests) -> list[list[dict]]:
+        # `LLM.chat` tokenizes the rendered template whole, so a control string in a prompt or
+        # reply would become a control token: it is broken first (pipeline.control_tokens).
+        return [neutralise_messages(as_messages(r.messages), self.specials) for r in requests]
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:
         if not requests:
             return []
         params = [self._sampling(r) for r in requests]
-        outputs = self.llm.chat([as_messages(r.messages) for r in requests], params,
-                                use_tqdm=False)
+        outputs = self.llm.chat(self._chats(requests), params, use_tqdm=False)
         # LLM.chat returns one RequestOutput per conversation, in input order.
         return [o.outputs[0].text.strip() for o in outputs]
 
@@ -89,8 +95,7 @@ class VLLMBackend:
         # Checked before any GPU work, so a bad choice fails fast.
         ids = {c: self._choice_token(c) for r in requests for c in r.choices}
         params = self._vllm.SamplingParams(n=1, max_tokens=1, temperature=0.0, logprobs=TOP_K)
-        outputs = self.llm.chat([as_messages(r.messages) for r in requests], params,
-                                use_tqdm=False)
+        outputs = self.llm.chat(self._chats(requests), params, use_tqdm=False)
         return [self._read(o.outputs[0], r, ids) for o, r in zip(outputs, requests)]
 
     def _choice_token(self, choice: str) -> int:

@@ -18,6 +18,7 @@ calls.
 """
 
 from ..context import StageStats, timed
+from ..control_tokens import control_strings
 from ..filters import similarity
 from ..hashing import content_hash
 from ..probability import margin
@@ -54,12 +55,22 @@ def run(ctx) -> StageStats:
                 stats.drop("margin_too_small")
             else:
                 records.append(comparison_pair(cmp_id, cmp, cfg, weigh))
+    for _, _, pair in records:
+        _flag_control_strings(pair)
     save_records(ctx, stats, records)
     ctx.store.put_manifest("pairs", [r[0] for r in records], {"fit": fit_id})
     kinds = [r[2]["kind"] for r in records]
     stats.metrics = {"pairs": len(records), **{k: kinds.count(k) for k in cfg.pairs.kinds},
                      "effective": round(sum(r[2]["weight"] for r in records), 3)}
     return stats
+
+
+def _flag_control_strings(pair: dict):
+    """Provenance names the texts that carried chat control strings: every backend fed them to
+    the model as plain text (pipeline.control_tokens), and a reviewer may want to see them."""
+    fields = [f for f in ("prompt", "chosen", "rejected") if control_strings(pair[f])]
+    if fields:
+        pair["provenance"]["control_strings"] = fields
 
 
 class _Weigher:
