@@ -15,7 +15,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from .limits import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, too_deep
 from .schema import Constitution, ConstitutionError, Example, Principle
+
+
+class _TooManyNodes(Exception):
+    """Raised by _index at the node that goes past MAX_NODES; `args[0]` is its line."""
 
 Loc = tuple  # a path into the document: keys and list indices
 
@@ -24,6 +29,10 @@ def load_constitution(path: str | os.PathLike) -> Constitution:
     """Load and validate a constitution file; raises ConstitutionError."""
     name = os.fspath(path)
     try:
+        size = Path(name).stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ConstitutionError(name, None, f"is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} "
+                                    "(every principle's text is pasted into judge prompts)")
         text = Path(name).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConstitutionError(name, None, "file not found") from None
@@ -33,6 +42,8 @@ def load_constitution(path: str | os.PathLike) -> Constitution:
         raise ConstitutionError(name, None, f"not UTF-8 text (bad byte at offset {e.start})") from None
     except OSError as e:
         raise ConstitutionError(name, None, f"cannot read: {e.strerror or e}") from None
+    except ValueError as e:  # e.g. a path with a NUL byte
+        raise ConstitutionError(repr(name), None, f"not a usable path ({e})") from None
     return parse_constitution(text, name)
 
 
@@ -47,7 +58,11 @@ def parse_constitution(text: str, path: str = "<string>") -> Constitution:
         )
     lines: dict[Loc, tuple[int, int]] = {(): (_line(root), _line(root))}
     duplicates: list[tuple[Loc, int, int]] = []
-    _index(root, (), lines, duplicates)
+    try:
+        _index(root, (), lines, duplicates)
+    except _TooManyNodes as e:
+        raise ConstitutionError(path, e.args[0], f"more than {MAX_NODES:,} values once aliases "
+                                "are expanded (an alias bomb?)") from None
     if duplicates:
         loc, line, first = duplicates[0]
         raise ConstitutionError(
@@ -58,6 +73,8 @@ def parse_constitution(text: str, path: str = "<string>") -> Constitution:
     except ValidationError as e:
         raise _translate(e, data, lines, path) from None
     constitution._path = path
+    constitution._lines = {p.id: lines[("principles", i)][0]
+                           for i, p in enumerate(constitution.principles)}
     return constitution
 
 
@@ -71,6 +88,10 @@ def _read_yaml(text: str, path: str) -> tuple[yaml.Node | None, Any]:
         raise ConstitutionError(path, *_describe_yaml_error(e)) from None
     except yaml.YAMLError as e:
         raise ConstitutionError(path, None, f"invalid YAML: {e}") from None
+    except RecursionError:
+        # PyYAML composes recursively; the event stream finds the line without recursing.
+        raise ConstitutionError(path, too_deep(text), f"nested more than {MAX_DEPTH} levels "
+                                "deep (a constitution needs 4)") from None
     finally:
         loader.dispose()
     return root, data
@@ -97,6 +118,8 @@ def _index(node: yaml.Node, loc: Loc, lines: dict, duplicates: list) -> None:
     """Record (key line, value line) for every path; collect repeated keys."""
     if len(loc) > 6:  # deeper than any valid constitution; also stops recursive anchors
         return
+    if len(lines) > MAX_NODES:  # aliases of aliases ("billion laughs") expand exponentially
+        raise _TooManyNodes(_line(node))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
@@ -244,6 +267,11 @@ def _problem(err: dict, rest: Loc) -> str:
         return f"must be a mapping of {_keys(_model(_owner(err['loc'])))}, {got}"
     if kind in ("string_too_short", "too_short"):
         return "must not be empty"
+    if kind == "string_too_long":
+        return (f"is {len(value):,} characters; the limit is {ctx['max_length']:,} (it is pasted "
+                "into judge prompts)")
+    if kind == "too_long":
+        return f"has {ctx.get('actual_length', '?'):,} items; the limit is {ctx['max_length']:,}"
     if kind == "string_pattern_mismatch":
         return f"must be a slug of lowercase letters, digits, '_' and '-', {got}"
     return f"is invalid: {err['msg']}"

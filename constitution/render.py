@@ -176,3 +176,11 @@ def render_comparison(
 def after_reasoning(messages: list[Message], reasoning: str) -> list[Message]:
     """A CoT comparison continued: the judge's reasoning, then the question for the letter."""
     return messages + [_msg("assistant", reasoning), _msg("user", COMPARISON_ANSWER)]
+
+
+def fixed_prompt_chars(c: Constitution, p: Principle) -> int:
+    """Characters of the longest judge prompt under `p` with empty request and replies: what the
+    constitution alone puts in front of the judge (system prompt, example, principle texts)."""
+    prompts = [render_critique(c, p, "", ""), render_revision(c, p, "", "", ""),
+               render_comparison(c, p, "", "", "")[0]]
+    return max(sum(len(m["content"]) for m in messages) for messages in prompts)

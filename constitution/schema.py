@@ -12,8 +12,12 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError
+
+from .limits import MAX_EXAMPLES, MAX_ID, MAX_PRINCIPLES, MAX_TAGS, MAX_TEXT
 
 SLUG = r"^[a-z0-9_-]+$"
 
@@ -50,15 +54,19 @@ _MODEL_CONFIG = ConfigDict(
 )
 
 
+Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]  # pasted into judge prompts
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID)]
+
+
 class Example(BaseModel):
     """A worked few-shot example: a response, its critique and its revision."""
 
     model_config = _MODEL_CONFIG
 
-    prompt: str = Field(min_length=1)
-    response: str = Field(min_length=1)
-    critique: str = Field(min_length=1)
-    revision: str = Field(min_length=1)
+    prompt: Text
+    response: Text
+    critique: Text
+    revision: Text
     violates: bool = True
     principle: str | None = None  # a principle id; None = shown for every principle
 
@@ -68,11 +76,11 @@ class Principle(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    id: str = Field(min_length=1, pattern=SLUG)
-    critique: str = Field(min_length=1)
-    revision: str = Field(min_length=1)
-    comparison: str = Field(min_length=1)
-    tags: list[str] = Field(min_length=1)
+    id: str = Field(min_length=1, max_length=MAX_ID, pattern=SLUG)
+    critique: Text
+    revision: Text
+    comparison: Text
+    tags: list[Tag] = Field(min_length=1, max_length=MAX_TAGS)
     weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
 
     @property
@@ -92,14 +100,15 @@ class Constitution(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    name: str = Field(min_length=1)
-    version: str = Field(min_length=1)  # the user's own label, e.g. "1.0"
-    system: str = Field(min_length=1)
-    principles: list[Principle] = Field(min_length=1)
-    examples: list[Example] = []
+    name: str = Field(min_length=1, max_length=200)
+    version: str = Field(min_length=1, max_length=200)  # the user's own label, e.g. "1.0"
+    system: Text
+    principles: list[Principle] = Field(min_length=1, max_length=MAX_PRINCIPLES)
+    examples: list[Example] = Field([], max_length=MAX_EXAMPLES)
 
     # Private so that a `path:` key in the YAML is an unknown key, not a field.
     _path: str | None = PrivateAttr(default=None)
+    _lines: dict = PrivateAttr(default_factory=dict)  # principle id -> line in the file
 
     @property
     def path(self) -> str | None:
@@ -118,6 +127,10 @@ class Constitution(BaseModel):
     def content_version(self) -> str:
         """Hash of everything in the file, weights and tags included."""
         return digest(CONTENT_HASH_KIND, self.model_dump(mode="json"))
+
+    def line_of(self, principle_id: str) -> int | None:
+        """The line a principle starts on in its file (None when not loaded from one)."""
+        return self._lines.get(principle_id)
 
     def principle(self, id: str) -> Principle:
         for p in self.principles:

@@ -14,14 +14,14 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_model,
                       field_validator, model_validator)
 
+from constitution.limits import MAX_DEPTH, too_deep
+
+from .config_train import (TRAIN_KNOBS, TRAIN_STAGES, Section, SharedTrainConfig,  # noqa: F401
+                           TrainConfig, TrainPolicyConfig, TrainRMConfig, TrainSFTConfig)
 from .errors import ConfigError
 from .hashing import content_hash
 
 EMBEDDED = "transformers:smollm2-135m"
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ModelsConfig(Section):
@@ -90,9 +90,21 @@ class JudgeConfig(Section):
         "has them)"))
     votes: int = Field(5, ge=1, description="answers sampled per question when scoring by vote")
     vote_temperature: float = Field(0.8, gt=0, description="sampling temperature of voted answers")
+    context_tokens: int = Field(8192, ge=256, description=(
+        "the judge's context length: the constitution's texts in one judge prompt (system prompt, "
+        "example, principle) must fit in half of it, leaving the rest for the request and replies"))
     parse_retries: int = Field(2, ge=0, description=(
         "a judge answer that does not parse (empty or looping critique, no clear choice) is asked again"
         " this many times, then recorded as a failure"))
+
+
+class InputsConfig(Section):
+    on_bad_row: Literal["stop", "skip"] = Field("stop", description=(
+        "a bad row in a prompt or calibration file (invalid JSON or UTF-8, a missing, empty or "
+        "oversized text, a duplicate id, chosen = rejected): 'stop' with one line naming file:line, "
+        "or 'skip' it and count it by reason in the stage line and metrics.json"))
+    max_prompt_chars: int = Field(16000, ge=1, description=(
+        "longest prompt or response text read from a data file, in characters (a longer row is bad)"))
 
 
 class PromptsConfig(Section):
@@ -210,112 +222,6 @@ class BlendConfig(Section):
         "AI pairs per prompt at most (highest weight first): no prompt dominates the set"))
 
 
-class TrainConfig(Section):
-    """The knobs every training stage has. `train.<knob>` sets one for all three stages, and
-    `train_sft.<knob>` (or `train_rm.`, `train_policy.`) for one stage; a stage's own
-    defaults (below each class) apply where neither is set."""
-    enabled: bool = Field(True, description="run this training stage")
-    epochs: float = Field(1.0, gt=0, description="passes over the training pairs")
-    batch_size: int = Field(4, ge=1, description="per-device batch size")
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
-    learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
-    max_length: int = Field(256, ge=16, description="truncate prompt+response to this many tokens")
-    lora: bool = Field(False, description=(
-        "train LoRA adapters (merged into the saved model) instead of all weights"))
-    lora_r: int = Field(16, ge=1, description="LoRA rank")
-    max_steps: int = Field(-1, description="stop after this many steps (-1 = epochs decide)")
-    report_to: str = Field("none", description=(
-        "where the trainer logs: 'none', 'tensorboard', 'wandb', 'mlflow' (comma-separated for several;"
-        " passed to TRL)"))
-    shuffle: bool = Field(True, description=(
-        "shuffle the training pairs (false: dataset order, which makes runs on different numbers of "
-        "processes comparable step by step)"))
-    bf16: bool | Literal["auto"] = Field("auto", description=(
-        "bfloat16 mixed precision ('auto' = on CUDA when supported)"))
-    gradient_checkpointing: bool | Literal["auto"] = Field("auto", description=(
-        "trade compute for memory ('auto' = on CUDA)"))
-    save_steps: int = Field(0, ge=0, description=(
-        "write a checkpoint every this many steps (0 = none); an interrupted training of the same "
-        "inputs resumes from the newest"))
-    save_total_limit: int | None = Field(2, ge=1, description=(
-        "checkpoints kept (older ones deleted; null = all)"))
-
-
-TRAIN_KNOBS = tuple(TrainConfig.model_fields)
-TRAIN_STAGES = ("train_sft", "train_rm", "train_policy")
-
-
-def _unset(model: type[Section], name: str) -> type[Section]:
-    """`model` with every field optional and unset (None): a section of overrides, validated
-    with the same constraints as the fields it overrides."""
-    def optional(f):
-        kind = Annotated[f.annotation, *f.metadata] if f.metadata else f.annotation
-        return kind | None, Field(None, description=f.description)
-    fields = {k: optional(f) for k, f in model.model_fields.items()}
-    return create_model(name, __base__=Section, **fields)
-
-
-SharedTrainConfig = _unset(TrainConfig, "SharedTrainConfig")
-
-
-class TrainSFTConfig(TrainConfig):
-    learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
-    batch_size: int = Field(2, ge=1, description="per-device batch size")
-    lora: bool = Field(True, description=(
-        "train LoRA adapters (merged into the saved model) instead of all weights"))
-
-
-class TrainRMConfig(TrainConfig):
-    use_margin: bool = Field(True, description=(
-        "pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be "
-        "separated more; pairs without a probability get none)"))
-
-
-class TrainPolicyConfig(TrainConfig):
-    method: Literal["dpo", "kto", "orpo", "grpo", "rloo", "ppo"] = Field("dpo", description=(
-        "'dpo' (offline, the blended pairs), 'kto' (offline, the judge's binary verdicts: `kto_data`), "
-        "'orpo' (SFT and preference in one loss, no reference model), 'grpo' or 'rloo' (online RL on "
-        "the pairs' prompts, rewarded by `reward`; RLOO subtracts the KL penalty from the reward, as "
-        "PPO-RLHF does). 'ppo' is refused: TRL removed PPOTrainer"))
-    reward: list[Literal["rm", "judge"]] = Field(["judge"], description=(
-        "GRPO/RLOO rewards, summed: 'rm' (the trained reward model), 'judge' (the constitution judge "
-        "scoring each completion: 1 − P(violates))"))
-    num_generations: int = Field(4, ge=2, description=(
-        "GRPO/RLOO completions sampled per prompt (the group)"))
-    max_new_tokens: int = Field(64, ge=1, description="GRPO/RLOO completion length")
-    kto_data: Literal["verdicts", "pairs", "both"] = Field("verdicts", description=(
-        "KTO examples: 'verdicts' (every text a critique round judged, desirable when no violation was "
-        "found), 'pairs' (the blended pairs, unpaired), or both"))
-    init: Literal["auto", "sft", "base"] = Field("auto", description=(
-        "start from the SL-CAI model of train-sft (the Constitutional AI recipe; the base when "
-        "train_sft is disabled) or the base policy; 'auto' = sft, except base for orpo (it does SFT "
-        "itself)"))
-    loss_type: list[str] = Field(["sigmoid"], description=(
-        "TRL DPO loss(es): 'sigmoid' (DPO), 'ipo', 'robust', 'hinge', 'exo_pair', 'nca_pair', "
-        "'bco_pair', 'sppo_hard', 'aot', 'apo_zero', 'apo_down', 'discopop', 'sigmoid_norm', 'sft' "
-        "(several are summed)"))
-    beta: float = Field(0.1, gt=0, description=(
-        "strength of the KL anchor to the reference: DPO/KTO β, the GRPO/RLOO KL coefficient (0.01–0.1 "
-        "usual); for ORPO the odds-ratio weight λ"))
-    label_smoothing: float | Literal["auto"] = Field("auto", description=(
-        "DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen "
-        "≻ rejected) over the training pairs"))
-    batch_size: int = Field(2, ge=1, description="per-device batch size")
-    lora: bool = Field(True, description=(
-        "train LoRA adapters (merged into the saved model) instead of all weights"))
-
-    @field_validator("method")
-    @classmethod
-    def _no_ppo(cls, v):
-        if v == "ppo":
-            raise ValueError(
-                "PPO is not available: TRL removed PPOTrainer and its value-head models "
-                "(huggingface/trl#7020; from trl 1.10 it lived in trl.experimental.ppo, now "
-                "gone). Use method 'rloo' with reward [rm]: the reward model's score minus "
-                "beta x KL to the reference, PPO-RLHF's objective without the value network")
-        return v
-
-
 class EvaluateConfig(Section):
     harmful: str = Field("builtin:harmful", description=(
         "prompts that should be refused (JSONL/CSV/datasets dir)"))
@@ -334,6 +240,7 @@ class RunConfig(Section):
     openai: OpenAIConfig = OpenAIConfig()
     vllm: VLLMConfig = VLLMConfig()
     judge: JudgeConfig = JudgeConfig()
+    inputs: InputsConfig = InputsConfig()
     prompts: PromptsConfig = PromptsConfig()
     generate: GenerateConfig = GenerateConfig()
     critique: CritiqueConfig = CritiqueConfig()
@@ -369,14 +276,7 @@ def load_config(path=None, overrides=()) -> RunConfig:
     data, where = {}, "defaults"
     if path:
         where = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: config file not found") from None
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = f":{mark.line + 1}" if mark else ""
-            raise ConfigError(f"{path}{line}: not valid YAML ({getattr(exc, 'problem', exc)})") from None
+        data = (_read_yaml(Path(path).read_bytes, where) if _readable(path) else None) or {}
         if not isinstance(data, dict):
             raise ConfigError(f"{path}: a run config must be a mapping of sections")
     for item in overrides:
@@ -385,6 +285,36 @@ def load_config(path=None, overrides=()) -> RunConfig:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_explain(exc, where)) from None
+
+
+def _readable(path) -> bool:
+    p = Path(path)
+    if not p.exists():
+        raise ConfigError(f"{path}: config file not found")
+    if not p.is_file():
+        raise ConfigError(f"{path}: is not a file; expected a run config YAML")
+    return True
+
+
+def _read_yaml(read, where: str):
+    """YAML from `read()` (bytes or text), or one line naming `where` and the line at fault."""
+    try:
+        raw = read()
+        text = raw.decode("utf-8-sig") if isinstance(raw, bytes) else raw
+        return yaml.safe_load(text)
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read ({exc.strerror or exc})") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{where}: not UTF-8 text (bad byte at offset {exc.start})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}{line}: not valid YAML ({problem})") from None
+    except RecursionError:
+        line = too_deep(text)
+        raise ConfigError(f"{where}{f':{line}' if line else ''}: nested more than {MAX_DEPTH} "
+                          "levels deep") from None
 
 
 def _apply_override(data: dict, item: str):
@@ -397,7 +327,7 @@ def _apply_override(data: dict, item: str):
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {item!r}: '{part}' is not a section")
-    node[leaf] = yaml.safe_load(value)
+    node[leaf] = _read_yaml(lambda: value, f"--set {key.strip()}") if value.strip() else None
 
 
 def _explain(exc: ValidationError, where: str) -> str:

@@ -12,6 +12,7 @@ from pathlib import Path
 from .backends import has_logprobs, load_backend, parse_spec
 from .client import ModelClient
 from .config import RunConfig
+from .inputs import check_fits_judge
 from .errors import CaiError
 from .models import identity
 from .store import Store
@@ -62,6 +63,7 @@ class RunContext:
                 self._constitution = load_constitution(self.config.constitution)
             except ConstitutionError as exc:
                 raise CaiError(str(exc)) from None
+            check_fits_judge(self._constitution, self.config.judge.context_tokens)
         return self._constitution
 
     def client(self, spec: str) -> ModelClient:

@@ -9,7 +9,7 @@ user's prompt file may contain them) and blend drops human pairs on them, each c
 import re
 
 from .human_slice import human_slice
-from .sources import load_prompts
+from .sources import BadRows, load_prompts
 
 EVALUATION_SETS = ("harmful", "safe", "redteam")
 
@@ -20,5 +20,5 @@ def norm(text: str) -> str:
 
 def evaluation_prompts(cfg) -> set[str]:
     prompts = {norm(p["prompt"]) for name in EVALUATION_SETS
-               for p in load_prompts(getattr(cfg.evaluate, name))}
+               for p in load_prompts(getattr(cfg.evaluate, name), bad=BadRows.of(cfg))}
     return prompts | {norm(h["prompt"]) for h in human_slice(cfg).heldout}

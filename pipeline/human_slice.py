@@ -11,7 +11,7 @@ hash of each pair's id, so the split does not move when the file is reordered:
 from dataclasses import dataclass
 
 from .hashing import content_hash
-from .sources import load_human_pairs, load_prompts
+from .sources import BadRows, load_human_pairs, load_prompts
 
 
 @dataclass(frozen=True)
@@ -20,8 +20,9 @@ class HumanSlice:
     heldout: list[dict]
 
 
-def human_slice(cfg) -> HumanSlice:
-    pairs = load_human_pairs(cfg.calibration.source)[:cfg.calibration.limit]
+def human_slice(cfg, bad: BadRows | None = None) -> HumanSlice:
+    """The slice, split; bad rows go to `bad` (by default `inputs.on_bad_row`, uncounted)."""
+    pairs = load_human_pairs(cfg.calibration.source, bad or BadRows.of(cfg))[:cfg.calibration.limit]
     heldout, train = split_human(pairs, cfg.calibration.heldout, cfg.seed)
     return HumanSlice(train, heldout)
 
@@ -32,13 +33,13 @@ def split_human(pairs: list[dict], heldout: int, seed: int):
     return ordered[:heldout], ordered[heldout:]
 
 
-def default_prompts(cfg) -> list[dict]:
+def default_prompts(cfg, bad: BadRows | None = None) -> list[dict]:
     """`prompts.source: builtin:default`: the human slice's training prompts (red-team openers
     from hh-rlhf) and cai's benign prompts (helpful, and safe but sensitive-sounding ones),
     mixed 3:1. Disjoint from every evaluation set: no red-team evaluation prompt, no held-out
     human prompt is among them."""
     red = [{"id": h["id"], "prompt": h["prompt"], "kind": "red-team"}
-           for h in sorted(human_slice(cfg).train, key=lambda h: content_hash(cfg.seed, h["id"]))]
+           for h in sorted(human_slice(cfg, bad).train, key=lambda h: content_hash(cfg.seed, h["id"]))]
     benign = sorted(({**p, "kind": "benign"} for name in ("helpful", "borderline")
                      for p in load_prompts(f"builtin:{name}")),
                     key=lambda p: content_hash(cfg.seed, p["id"]))

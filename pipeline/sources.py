@@ -1,9 +1,14 @@
 """Reading prompts and human preference pairs: builtin sets, JSONL, CSV or a `datasets` directory.
 
-A bad row names the file and line and what is wrong; nothing is silently skipped.
+A bad row (invalid JSON or UTF-8, a missing, non-text, empty or oversized text, a duplicate id,
+chosen identical to rejected) is handed to a `BadRows` policy: 'stop' raises one line naming
+file:line and what is wrong; 'skip' counts it by reason, and the stage that read the file shows
+the counts (`inputs.on_bad_row`). A file that cannot be read at all, or leaves nothing usable,
+always stops.
 """
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -19,45 +24,86 @@ BUILTIN = {
     "harmful": DATA / "harmful_prompts_dev.jsonl",
     "safe": DATA / "safe_prompts_dev.jsonl",
 }
+MAX_CHARS = 16000  # inputs.max_prompt_chars
 
 
-def read_rows(source: str) -> list[tuple[str, dict]]:
-    """(where, row) for every row of a source; `where` is 'file:line' for error messages."""
+class BadRows:
+    """What happens to a bad row: 'stop' (a DataError naming it) or 'skip' (counted by reason)."""
+
+    def __init__(self, mode: str = "stop", max_chars: int = MAX_CHARS):
+        self.mode, self.max_chars, self.counts = mode, max_chars, {}
+
+    @classmethod
+    def of(cls, cfg) -> "BadRows":
+        return cls(cfg.inputs.on_bad_row, cfg.inputs.max_prompt_chars)
+
+    def __call__(self, where: str, reason: str, message: str):
+        if self.mode == "stop":
+            raise DataError(f"{where}: {message} (inputs.on_bad_row=skip skips such rows)")
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+
+    def report(self, stats):
+        """Skipped rows as a stage's drops: `bad_row_<reason>`."""
+        for reason, n in sorted(self.counts.items()):
+            stats.drop(f"bad_row_{reason}", n)
+
+
+def read_rows(source: str, bad: BadRows | None = None) -> list[tuple[str, dict]]:
+    """(where, row) for every readable row of a source; `where` is 'file:line' for messages."""
+    bad = bad or BadRows()
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
         if name not in BUILTIN:
             raise DataError(f"unknown builtin data set '{source}'; known: "
                             + ", ".join(f"builtin:{k}" for k in BUILTIN))
-        return _read_jsonl(BUILTIN[name])
-    path = Path(source).expanduser()
-    if path.is_dir():
-        return _read_datasets_dir(path)
-    if not path.is_file():
-        raise DataError(f"{source}: no such file or directory")
-    if path.suffix == ".csv":
-        return _read_csv(path)
-    return _read_jsonl(path)
+        return _read_jsonl(BUILTIN[name], bad)
+    try:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            return _read_datasets_dir(path)
+        if not path.is_file():
+            raise DataError(f"{source}: no such file or directory")
+        return _read_csv(path) if path.suffix == ".csv" else _read_jsonl(path, bad)
+    except (OSError, ValueError) as exc:  # unreadable, or a path with a NUL byte
+        raise DataError(f"{source!r}: cannot read ({exc})") from None
 
 
-def _read_jsonl(path: Path):
+def _read_jsonl(path: Path, bad: BadRows):
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            where = f"{path}:{n}"
+            try:
+                line = raw.decode("utf-8-sig" if n == 1 else "utf-8")
+            except UnicodeDecodeError as exc:
+                bad(where, "invalid_utf8", f"not UTF-8 text (bad byte at column {exc.start + 1})")
+                continue
             if not line.strip():
                 continue
             try:
                 row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+            except (json.JSONDecodeError, RecursionError) as exc:
+                bad(where, "invalid_json", f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})")
+                continue
             if not isinstance(row, dict):
-                raise DataError(f"{path}:{n}: expected a JSON object per line")
-            rows.append((f"{path}:{n}", row))
+                bad(where, "not_an_object", "expected a JSON object per line")
+                continue
+            rows.append((where, row))
     return rows
 
 
 def _read_csv(path: Path):
-    with open(path, encoding="utf-8", newline="") as f:
-        return [(f"{path}:{n}", row) for n, row in enumerate(csv.DictReader(f), 2)]
+    data = path.read_bytes()
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[:exc.start].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: not UTF-8 text (bad byte {data[exc.start]:#04x})") from None
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    try:
+        return [(f"{path}:{reader.line_num}", row) for row in reader]
+    except csv.Error as exc:
+        raise DataError(f"{path}:{reader.line_num}: not valid CSV ({exc})") from None
 
 
 def _read_datasets_dir(path: Path):
@@ -71,42 +117,81 @@ def _read_datasets_dir(path: Path):
     return [(f"{path}[{i}]", dict(row)) for i, row in enumerate(ds)]
 
 
-def _text(where: str, row: dict, field: str) -> str:
+def _text(where: str, row: dict, field: str, bad: BadRows) -> str | None:
+    """The row's text in `field`, or None after telling `bad` what is wrong with it."""
     value = row.get(field)
-    if not isinstance(value, str) or not value.strip():
-        raise DataError(f"{where}: missing or empty '{field}' (columns: {', '.join(row) or 'none'})")
-    return value.strip()
+    columns = ", ".join(map(str, row)) or "none"
+    if value is None:
+        bad(where, "missing_field", f"no '{field}' (columns: {columns})")
+    elif not isinstance(value, str):
+        bad(where, "not_text", f"'{field}' must be text, got {type(value).__name__}")
+    elif not value.strip():
+        bad(where, "empty_text", f"'{field}' is empty")
+    elif len(value) > bad.max_chars:
+        bad(where, "too_long", f"'{field}' is {len(value):,} characters; the limit is "
+                               f"{bad.max_chars:,} (inputs.max_prompt_chars)")
+    else:
+        return value.strip()
+    return None
+
+
+def _nothing_left(source: str, what: str, bad: BadRows) -> DataError:
+    skipped = ", ".join(f"{k}: {v}" for k, v in sorted(bad.counts.items()))
+    return DataError(f"{source}: no {what}" + (f" (skipped {skipped})" if skipped else ""))
 
 
 def load_prompts(source: str, field: str = "prompt", id_field: str = "id",
-                 limit: int | None = None, seed: int | None = None) -> list[dict]:
+                 limit: int | None = None, seed: int | None = None,
+                 bad: BadRows | None = None) -> list[dict]:
     """Prompts as [{"id", "prompt"}], plus "kind" where a row says whether it is a red-team
     or a benign prompt (a `kind` column: 'red-team' or 'benign').
 
     With a seed, the order is a deterministic shuffle (evaluation sets are sorted by type, so
     the first N alone would be unrepresentative); without one, file order is kept.
     """
+    bad = bad or BadRows()
     prompts, seen = [], set()
-    for where, row in read_rows(source):
-        text = _text(where, row, field)
+    for where, row in read_rows(source, bad):
+        text = _text(where, row, field, bad)
+        if text is None:
+            continue
         pid = str(row.get(id_field) or "p-" + content_hash(text, n=12))
-        if pid in seen:
-            raise DataError(f"{where}: duplicate prompt id '{pid}'")
-        seen.add(pid)
         kind = row.get("kind")
-        if kind not in (None, "red-team", "benign"):
-            raise DataError(f"{where}: kind must be 'red-team' or 'benign', got {kind!r}")
-        prompts.append({"id": pid, "prompt": text, **({"kind": kind} if kind else {})})
+        if pid in seen:
+            bad(where, "duplicate_id", f"duplicate prompt id '{pid[:80]}'")
+        elif kind not in (None, "red-team", "benign"):
+            bad(where, "bad_kind", f"kind must be 'red-team' or 'benign', got {kind!r}"[:200])
+        else:
+            seen.add(pid)
+            prompts.append({"id": pid, "prompt": text, **({"kind": kind} if kind else {})})
+    if not prompts:
+        raise _nothing_left(source, "prompts", bad)
     if seed is not None:
         prompts.sort(key=lambda p: content_hash(seed, p["id"]))
     return prompts[:limit] if limit else prompts
 
 
-def load_human_pairs(source: str) -> list[dict]:
+def load_human_pairs(source: str, bad: BadRows | None = None) -> list[dict]:
     """Human preference pairs as [{"id", "prompt", "chosen", "rejected"}]."""
-    pairs = []
-    for where, row in read_rows(source):
-        prompt, chosen, rejected = (_text(where, row, k) for k in ("prompt", "chosen", "rejected"))
+    bad = bad or BadRows()
+    pairs, seen = [], set()
+    for where, row in read_rows(source, bad):
+        texts = []
+        for key in ("prompt", "chosen", "rejected"):
+            texts.append(_text(where, row, key, bad))
+            if texts[-1] is None:
+                break
+        if None in texts:
+            continue
+        prompt, chosen, rejected = texts
         pid = str(row.get("id") or "h-" + content_hash(prompt, chosen, rejected, n=12))
-        pairs.append({"id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected})
+        if chosen == rejected:
+            bad(where, "chosen_is_rejected", "'chosen' and 'rejected' are the same text")
+        elif pid in seen:
+            bad(where, "duplicate_id", f"duplicate pair id '{pid[:80]}'")
+        else:
+            seen.add(pid)
+            pairs.append({"id": pid, "prompt": prompt, "chosen": chosen, "rejected": rejected})
+    if not pairs:
+        raise _nothing_left(source, "human preference pairs", bad)
     return pairs

@@ -36,7 +36,7 @@ def test_bad_rows_name_file_and_line(tmp_path):
     with pytest.raises(DataError, match=r"p.jsonl:2: not valid JSON"):
         load_prompts(str(f))
     f.write_text('{"prompt": "ok"}\n{"text": "no prompt"}\n')
-    with pytest.raises(DataError, match=r"p.jsonl:2: missing or empty 'prompt'"):
+    with pytest.raises(DataError, match=r"p.jsonl:2: no 'prompt' \(columns: text\)"):
         load_prompts(str(f))
     with pytest.raises(DataError, match="no such file"):
         load_prompts(str(tmp_path / "nope.jsonl"))

@@ -17,7 +17,7 @@ Replies are greedy and cached like every model call; see `pipeline.evaluation` f
 from ..backends import SamplingParams
 from ..context import StageStats, timed
 from ..evaluation import kl_to_reference, refusals, reward_stats, win_rate
-from ..sources import load_prompts
+from ..sources import BadRows, load_prompts
 from ..training import base_model
 
 SETS = ("harmful", "safe", "redteam")
@@ -25,8 +25,9 @@ SETS = ("harmful", "safe", "redteam")
 
 @timed("evaluate")
 def run(ctx) -> StageStats:
-    stats = StageStats("evaluate")
-    sets = prompt_sets(ctx)
+    stats, bad = StageStats("evaluate"), BadRows.of(ctx.config)
+    sets = prompt_sets(ctx, bad)
+    bad.report(stats)
     models = policies(ctx)
     replies, table, wins = judge_replies(ctx, stats, sets, models)
     rm = ctx.store.get_manifest("train-rm")
@@ -44,10 +45,11 @@ def run(ctx) -> StageStats:
     return stats
 
 
-def prompt_sets(ctx) -> dict[str, list[str]]:
+def prompt_sets(ctx, bad: BadRows | None = None) -> dict[str, list[str]]:
     e, seed = ctx.config.evaluate, ctx.config.seed
-    return {name: [p["prompt"] for p in load_prompts(getattr(e, name), limit=e.limit, seed=seed)]
-            for name in SETS}
+    bad = bad or BadRows.of(ctx.config)
+    return {name: [p["prompt"] for p in load_prompts(getattr(e, name), limit=e.limit, seed=seed,
+                                                     bad=bad)] for name in SETS}
 
 
 def judge_replies(ctx, stats, sets, models) -> tuple[dict, dict, dict]:

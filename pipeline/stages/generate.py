@@ -15,15 +15,16 @@ from ..context import StageStats, timed
 from ..hashing import content_hash
 from ..heldout import evaluation_prompts, norm
 from ..human_slice import default_prompts
-from ..sources import load_prompts
+from ..sources import BadRows, load_prompts
 from .common import save_records
 
 
 def training_prompts(ctx, stats) -> list[dict]:
     """The first `prompts.limit` prompts of `prompts.source` that are no evaluation prompt."""
-    p = ctx.config.prompts
-    source = default_prompts(ctx.config) if p.source == "builtin:default" else \
-        load_prompts(p.source, p.field, p.id_field)
+    p, bad = ctx.config.prompts, BadRows.of(ctx.config)
+    source = default_prompts(ctx.config, bad) if p.source == "builtin:default" else \
+        load_prompts(p.source, p.field, p.id_field, bad=bad)
+    bad.report(stats)
     banned, prompts = evaluation_prompts(ctx.config), []
     for prompt in source:
         if len(prompts) == p.limit:

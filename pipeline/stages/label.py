@@ -26,6 +26,7 @@ from ..hashing import content_hash
 from ..judge import compare
 from ..probability import ensemble, margin
 from ..human_slice import human_slice
+from ..sources import BadRows
 from .common import load_records, require_manifest, save_records
 
 
@@ -42,7 +43,9 @@ def run(ctx) -> StageStats:
                        "(label.tags)")
     comparisons = label_pairs(ctx, stats, principles, candidate_pairs(ctx), cfg.label.ensemble,
                               "compare")
-    humans = human_slice(cfg).train
+    bad = BadRows.of(cfg)
+    humans = human_slice(cfg, bad).train
+    bad.report(stats)
     judged = label_pairs(ctx, stats, principles, [_human_item(h) for h in humans],
                          cfg.calibration.ensemble, "judge vs humans")
     save_records(ctx, stats, comparisons + judged)

@@ -1,0 +1,30 @@
+"""Checks on what users give cai that need the run config: a constitution against its judge.
+
+(The constitution's own limits are in `constitution.limits`; data files are read by
+`pipeline.sources`; the run config by `pipeline.config`.)
+"""
+
+from constitution.limits import estimated_tokens
+from constitution.render import fixed_prompt_chars
+
+from .errors import CaiError
+
+
+def fixed_tokens(constitution) -> dict[str, int]:
+    """Estimated tokens each principle's longest judge prompt takes before any request or reply."""
+    return {p.id: estimated_tokens(fixed_prompt_chars(constitution, p))
+            for p in constitution.principles}
+
+
+def check_fits_judge(constitution, context_tokens: int):
+    """The constitution's texts in one judge prompt must leave half the judge's context for the
+    request and the replies; else one line naming the file, the principle's line and the sizes."""
+    budget = context_tokens // 2
+    for pid, tokens in fixed_tokens(constitution).items():
+        if tokens > budget:
+            line = constitution.line_of(pid)
+            where = f"{constitution.path}:{line}" if line else str(constitution.path)
+            raise CaiError(
+                f"{where}: principle '{pid}': its judge prompts take ~{tokens:,} tokens before any "
+                f"request or reply (system prompt, example, principle texts); the judge reads "
+                f"{context_tokens:,} (judge.context_tokens), so keep them under {budget:,}")
