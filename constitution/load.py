@@ -80,7 +80,13 @@ def parse_constitution(text: str, path: str = "<string>") -> Constitution:
 
 def _read_yaml(text: str, path: str) -> tuple[yaml.Node | None, Any]:
     """The root node (for line numbers) and the plain data built from it."""
-    loader = yaml.SafeLoader(text)
+    try:
+        # The reader checks characters as it is built: a NUL byte fails here already.
+        loader = yaml.SafeLoader(text)
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        raise ConstitutionError(path, line, f"invalid YAML: character {e.character:#x} is not "
+                                "allowed") from None
     try:
         root = loader.get_single_node()
         data = loader.construct_document(root) if root is not None else None
