@@ -63,12 +63,13 @@ class Example(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    prompt: Text
-    response: Text
-    critique: Text
-    revision: Text
-    violates: bool = True
-    principle: str | None = None  # a principle id; None = shown for every principle
+    prompt: Text = Field(description="the user's request")
+    response: Text = Field(description="a reply to critique")
+    critique: Text = Field(description="the critique a judge should write of it")
+    revision: Text = Field(description="the reply rewritten so the critique no longer applies")
+    violates: bool = Field(True, description="whether the response violates the principle")
+    principle: str | None = Field(None, description=(
+        "the id of the principle this example shows (none: shown for every principle)"))
 
 
 class Principle(BaseModel):
@@ -76,12 +77,15 @@ class Principle(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    id: str = Field(min_length=1, max_length=MAX_ID, pattern=SLUG)
-    critique: Text
-    revision: Text
-    comparison: Text
-    tags: list[Tag] = Field(min_length=1, max_length=MAX_TAGS)
-    weight: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+    id: str = Field(min_length=1, max_length=MAX_ID, pattern=SLUG, description=(
+        "a stable slug (lowercase letters, digits, '_', '-'): records name it"))
+    critique: Text = Field(description="the question the judge asks of a reply under this principle")
+    revision: Text = Field(description="how the judge rewrites a reply that violates it")
+    comparison: Text = Field(description="the question the judge answers comparing two replies")
+    tags: list[Tag] = Field(min_length=1, max_length=MAX_TAGS, description=(
+        "labels stages select principles by (critique.tags, label.tags)"))
+    weight: float = Field(default=1.0, ge=0, allow_inf_nan=False, description=(
+        "relative share of records judged under this principle (0: never first)"))
 
     @property
     def version(self) -> str:
@@ -100,11 +104,14 @@ class Constitution(BaseModel):
 
     model_config = _MODEL_CONFIG
 
-    name: str = Field(min_length=1, max_length=200)
-    version: str = Field(min_length=1, max_length=200)  # the user's own label, e.g. "1.0"
-    system: Text
-    principles: list[Principle] = Field(min_length=1, max_length=MAX_PRINCIPLES)
-    examples: list[Example] = Field([], max_length=MAX_EXAMPLES)
+    name: str = Field(min_length=1, max_length=200, description="the constitution's name")
+    version: str = Field(min_length=1, max_length=200, description=(
+        "your own label, e.g. '1.0' (records are versioned by the texts, not by this)"))
+    system: Text = Field(description="the judge's system prompt, in every judge call")
+    principles: list[Principle] = Field(min_length=1, max_length=MAX_PRINCIPLES, description=(
+        "the rules the judge checks"))
+    examples: list[Example] = Field([], max_length=MAX_EXAMPLES, description=(
+        "worked few-shot examples: a response, its critique and its revision"))
 
     # Private so that a `path:` key in the YAML is an unknown key, not a field.
     _path: str | None = PrivateAttr(default=None)
@@ -160,6 +167,15 @@ class Constitution(BaseModel):
             # The loader reads `loc` and `other` from ctx to name file lines.
             raise PydanticCustomError("constitution_consistency", "{message}", problem)
         return self
+
+
+def json_schema() -> dict:
+    """The JSON Schema of a constitution file, for editors (YAML language server) and linters.
+    Cross-field rules (unique ids, examples naming a principle) are checked by the loader."""
+    schema = Constitution.model_json_schema(mode="validation")
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", **schema,
+            "title": "cai constitution",
+            "description": "A cai constitution (principles.yaml); `cai check` validates it fully."}
 
 
 def consistency_problem(c: Constitution) -> dict | None:

@@ -137,6 +137,29 @@ def gc_cmd(config, keep_runs):
                f"{removed['models']} model directories, {removed['caches']} evaluation results")
 
 
+@cli.command("check")
+@common_options
+@click.argument("file", required=False, type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="machine-readable output")
+def check_cmd(config, file, as_json):
+    """Validate a constitution (default: the config's) and the run config; show principles,
+    their shares of records and what changed since the last run. Loads no model."""
+    import json
+
+    from .check import check, format_check
+    result = check(config, file)
+    click.echo(json.dumps(result, indent=2) if as_json else format_check(result))
+
+
+@cli.command("schema")
+def schema_cmd():
+    """Print the JSON Schema of principles.yaml (for editors: the YAML language server)."""
+    import json
+
+    from constitution.schema import json_schema
+    click.echo(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+
+
 @cli.command("config")
 @common_options
 @click.option("--keys", is_flag=True, help="list every config key with its default and meaning")

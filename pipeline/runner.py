@@ -46,7 +46,10 @@ def run_stages(config, names: list[str], echo=print) -> dict:
         total = time.perf_counter() - start
         ctx.store.finish_run(run_id, "finished", {"seconds": total, "calls": ctx.calls_made(),
                                                   "stages": [s.stage for s in done],
-                                                  **history.snapshot(ctx.store, metrics)})
+                                                  **history.snapshot(ctx.store, metrics),
+                                                  # `cai check` says what changed since
+                                                  "principles": {p.id: p.version for p in
+                                                                 ctx.constitution.principles}})
         echo(f"{'total':<13} {total:7.1f}s  {ctx.calls_made()} model calls; "
              f"wrote {ctx.run_dir}/metrics.json, summary.md and report.html")
         if (metrics.get("evaluation") or {}).get("table"):
