@@ -28,6 +28,12 @@ YAML_BITS = st.sampled_from([
 YAMLISH = st.lists(YAML_BITS, max_size=60).map(b"".join)
 
 
+def _file(factory, name: str, data: bytes):
+    f = factory.mktemp("input") / name
+    f.write_bytes(data)
+    return f
+
+
 def _mutations():
     """The default constitution with a slice of it replaced by arbitrary bytes."""
     return st.tuples(st.integers(0, len(DEFAULT)), st.integers(0, 200), st.binary(max_size=40)) \
@@ -39,8 +45,7 @@ def _mutations():
 @example(b"a: " + b"[" * 3000)
 @example(b"\xef\xbb\xbf" + DEFAULT.replace(b"\n", b"\r\n"))
 def test_any_bytes_as_a_constitution(tmp_path_factory, data):
-    f = tmp_path_factory.mktemp("c") / "principles.yaml"
-    f.write_bytes(data)
+    f = _file(tmp_path_factory, "principles.yaml", data)
     try:
         assert isinstance(load_constitution(f), Constitution)
     except ConstitutionError as exc:
@@ -50,8 +55,7 @@ def test_any_bytes_as_a_constitution(tmp_path_factory, data):
 @SETTINGS
 @given(st.one_of(st.binary(max_size=300), YAMLISH))
 def test_any_bytes_as_a_run_config(tmp_path_factory, data):
-    f = tmp_path_factory.mktemp("c") / "run.yaml"
-    f.write_bytes(data)
+    f = _file(tmp_path_factory, "run.yaml", data)
     try:
         assert isinstance(load_config(f), RunConfig)
     except ConfigError as exc:
@@ -79,8 +83,7 @@ LINES = st.one_of(st.binary(max_size=200).filter(lambda b: b"\n" not in b), ROWS
 @SETTINGS
 @given(line=LINES, skip=st.booleans())
 def test_any_line_of_a_prompt_file(tmp_path_factory, line, skip):
-    f = tmp_path_factory.mktemp("p") / "prompts.jsonl"
-    f.write_bytes(b'{"prompt": "a fixed first prompt"}\n' + line + b"\n")
+    f = _file(tmp_path_factory, "prompts.jsonl", b'{"prompt": "a fixed first prompt"}\n' + line + b"\n")
     try:
         prompts = load_prompts(str(f), bad=BadRows("skip" if skip else "stop"))
         assert all(isinstance(p["prompt"], str) and p["prompt"] for p in prompts)
@@ -91,8 +94,7 @@ def test_any_line_of_a_prompt_file(tmp_path_factory, line, skip):
 @SETTINGS
 @given(line=LINES, skip=st.booleans())
 def test_any_calibration_row(tmp_path_factory, line, skip):
-    f = tmp_path_factory.mktemp("h") / "pairs.jsonl"
-    f.write_bytes(line + b"\n")
+    f = _file(tmp_path_factory, "pairs.jsonl", line + b"\n")
     try:
         pairs = load_human_pairs(str(f), BadRows("skip" if skip else "stop"))
         assert all(p["chosen"] != p["rejected"] for p in pairs)
