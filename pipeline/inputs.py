@@ -16,6 +16,26 @@ def fixed_tokens(constitution) -> dict[str, int]:
             for p in constitution.principles}
 
 
+def preflight(cfg):
+    """Read every input a run needs (constitution, prompts, calibration slice, evaluation sets)
+    before the run directory is touched: a bad input stops the run with nothing written."""
+    from constitution import ConstitutionError, load_constitution
+
+    from .heldout import evaluation_prompts
+    from .human_slice import default_prompts
+    from .sources import BadRows, load_prompts
+    try:
+        check_fits_judge(load_constitution(cfg.constitution), cfg.judge.context_tokens)
+    except ConstitutionError as exc:
+        raise CaiError(str(exc)) from None
+    p, bad = cfg.prompts, BadRows.of(cfg)  # skipped rows are counted by the stages that read them
+    if p.source == "builtin:default":
+        default_prompts(cfg, bad)
+    else:
+        load_prompts(p.source, p.field, p.id_field, bad=bad)
+    evaluation_prompts(cfg)  # the evaluation sets and the held-out human pairs
+
+
 def check_fits_judge(constitution, context_tokens: int):
     """The constitution's texts in one judge prompt must leave half the judge's context for the
     request and the replies; else one line naming the file, the principle's line and the sizes."""

@@ -5,6 +5,7 @@ import time
 from . import history, report
 from .context import RunContext
 from .fsutil import atomic_write_text
+from .inputs import preflight
 from .stages import STAGES
 from .store import FollowerStore, is_main_process
 
@@ -29,6 +30,7 @@ def run_stages(config, names: list[str], echo=print) -> dict:
     quiet_libraries()
     if not is_main_process():  # another rank of `accelerate launch`: train, write nothing
         return _follow(config, names)
+    preflight(config)
     ctx = RunContext(config)
     try:
         atomic_write_text(ctx.run_dir / "config.yaml", _yaml(config))

@@ -198,3 +198,20 @@ def test_skipped_rows_show_in_the_stage_line_and_metrics(fake_backend, tmp_path)
     assert "bad_row_invalid_json: 1, bad_row_not_text: 1" in lines[0]
     assert metrics["stages"]["generate"]["dropped"] == {"bad_row_invalid_json": 1,
                                                         "bad_row_not_text": 1}
+
+
+def test_a_bad_input_leaves_no_run_directory_behind(fake_backend, tmp_path):
+    from pipeline.runner import run_stages
+    source = tmp_path / "prompts.jsonl"
+    source.write_text('{"prompt": "fine"}\n{"prompt": \n')
+    run_dir = tmp_path / "run"
+    with pytest.raises(CaiError, match=r"prompts.jsonl:2: not valid JSON"):
+        run_stages(small_config(run_dir, **{"prompts.source": str(source)}), ["generate"],
+                   echo=lambda s: None)
+    assert not run_dir.exists()
+    bad_constitution = tmp_path / "c.yaml"
+    bad_constitution.write_text("name: [\n")
+    with pytest.raises(CaiError, match=r"c.yaml:2: invalid YAML"):
+        run_stages(small_config(run_dir, constitution=str(bad_constitution)), ["generate"],
+                   echo=lambda s: None)
+    assert not run_dir.exists()
