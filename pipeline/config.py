@@ -33,6 +33,9 @@ class ModelsConfig(Section):
         "'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'"))
     batch_size: int = Field(16, ge=1, description="requests per backend batch")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
+    prefix_cache: bool = Field(True, description=(
+        "transformers backend: prefill prompt prefixes shared by several judge calls once and "
+        "reuse them (same answers, less compute)"))
     retry_failed: bool = Field(False, description=(
         "call again where a stored call failed (failures are kept, with their reason, and not retried "
         "by accident)"))

@@ -76,23 +76,30 @@ _MARK = re.compile("\ue000(\\d+)\ue001")
 
 def encode_chat(tokenizer, messages: list[dict]) -> list[int]:
     """Token ids of a chat as the template lays it out, with every message content tokenized as
-    plain text: a control string inside a content stays characters.
+    plain text: a control string inside a content stays characters."""
+    return encode_chat_with_starts(tokenizer, messages)[0]
+
+
+def encode_chat_with_starts(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """`encode_chat`'s ids, and the offset where each message's content starts (what a prefix
+    cache cuts at: two chats with the same first k messages share ids[:starts[k]]).
 
     A template that alters contents (trims them, say) loses a marker; then the contents are
-    neutralised instead and the whole rendering tokenized."""
+    neutralised instead, the whole rendering tokenized, and no offsets are known ([])."""
     marked = [{**m, "content": f"\ue000{i}\ue001"} for i, m in enumerate(messages)]
     rendered = tokenizer.apply_chat_template(marked, tokenize=False, add_generation_prompt=True)
     parts = _MARK.split(rendered)  # template, index, template, index, ..., template
-    if sorted(int(i) for i in parts[1::2]) != list(range(len(messages))):
+    if [int(i) for i in parts[1::2]] != list(range(len(messages))):
         text = tokenizer.apply_chat_template(
             neutralise_messages(messages, special_tokens(tokenizer)), tokenize=False,
             add_generation_prompt=True)
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-    ids = []
+        return tokenizer(text, add_special_tokens=False)["input_ids"], []
+    ids, starts = [], []
     for k, part in enumerate(parts):
         if k % 2:
+            starts.append(len(ids))
             ids += tokenizer(messages[int(part)]["content"], add_special_tokens=False,
                              split_special_tokens=True)["input_ids"]
         elif part:
             ids += tokenizer(part, add_special_tokens=False)["input_ids"]
-    return ids
+    return ids, starts

@@ -11,7 +11,8 @@ from .base import Backend, ChoiceRequest, GenerationRequest, SamplingParams  # n
 def _transformers(model: str, config):
     from .transformers_backend import TransformersBackend
     m = config.models
-    return TransformersBackend(model, device=m.device, dtype=m.dtype, threads=m.threads)
+    return TransformersBackend(model, device=m.device, dtype=m.dtype, threads=m.threads,
+                               prefix_cache=m.prefix_cache)
 
 
 def _openai(model: str, config):
