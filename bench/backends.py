@@ -13,6 +13,9 @@
    batches (`client.in_batches`: the client's order and size), for `openai:` (50 ms latency,
    concurrency 16) and `transformers:` (the tiny model, in process). The raw side runs before
    and after the pipeline, best kept. Ratio = raw seconds / pipeline seconds; target >= 0.95.
+3. The client's own ceiling: `openai:` against a server that only sleeps 100 ms per request
+   (tests/drivers/sleep_server.py, asyncio, no model) at concurrency 1 to 256, and the generate
+   stage vs the raw backend there at concurrency 64 (512 requests).
 """
 
 import contextlib
@@ -62,7 +65,23 @@ def concurrency_rows(url: str, prompts, latency: float) -> list:
     return rows
 
 
-def overhead_row(name, spec, url, prompts, n=128):
+def sleep_rows(url: str, prompts) -> list:
+    """Requests per second against the sleep-only server: the client's ceiling."""
+    from pipeline.backends import load_backend
+    rows = []
+    for c, n in ((1, 32), (16, 256), (64, 1024), (256, 2048)):
+        with tempfile.TemporaryDirectory() as tmp:
+            backend = load_backend("openai:sleepy", config(Path(tmp), "openai:sleepy", url, c,
+                                                           Path(tmp) / "p.jsonl", n))
+            start = time.perf_counter()
+            out = backend.generate(requests(n, prompts))
+            secs = time.perf_counter() - start
+        assert all(t == "Slept." for t in out)
+        rows.append((c, n, n / secs))
+    return rows
+
+
+def overhead_row(name, spec, url, prompts, n=128, concurrency=16):
     """Raw backend.generate vs the generate stage on the same requests (fresh store, the same
     loaded backend, so model loading is in neither number)."""
     from pipeline.backends import GenerationRequest, SamplingParams, load_backend
@@ -73,7 +92,7 @@ def overhead_row(name, spec, url, prompts, n=128):
         tmp = Path(tmp)
         rows = [{"id": f"p{i}", "prompt": f"{p} ({i})"} for i, p in enumerate((prompts * n)[:n])]
         (tmp / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        cfg = config(tmp / "run", spec, url, 16, tmp / "prompts.jsonl", n)
+        cfg = config(tmp / "run", spec, url, concurrency, tmp / "prompts.jsonl", n)
         backend = load_backend(spec, cfg)
         raw = [GenerationRequest(freeze([{"role": "user", "content": r["prompt"]}]),
                                  SamplingParams(8, 0.8, 0.95), 0, 0) for r in rows]
@@ -122,24 +141,42 @@ def main():
         print(f"{latency * 1000:6.0f}ms {c:>12} {secs:8.2f} {rate:7.1f} {ratio:5.2f}x")
     print()
     print("generate stage through the pipeline vs the raw backend, same requests")
-    print(f"{'backend':<26} {'requests':>8} {'raw s':>7} {'pipeline s':>10} {'ratio':>6}")
+    with serve_sleep(0.1) as url:
+        ceiling = sleep_rows(url, prompts)
+        overhead.append(overhead_row("openai: (sleep 100 ms, c=64)", "openai:sleepy", url, prompts,
+                                     n=512, concurrency=64))
+    print(f"{'backend':<30} {'requests':>8} {'raw s':>7} {'pipeline s':>10} {'ratio':>6}")
     for name, n, raw, pipe in overhead:
-        print(f"{name:<26} {n:>8} {raw:7.2f} {pipe:10.2f} {raw / pipe:6.2f}")
+        print(f"{name:<30} {n:>8} {raw:7.2f} {pipe:10.2f} {raw / pipe:6.2f}")
+    print()
+    print("openai: backend vs a server that only sleeps 100 ms per request (no model)")
+    print(f"{'concurrency':>12} {'requests':>9} {'req/s':>8} {'vs sequential':>14}")
+    for c, n, rate in ceiling:
+        print(f"{c:>12} {n:>9} {rate:8.1f} {rate / 10:13.1f}x")
 
 
 @contextlib.contextmanager
-def serve(model: Path, latency: float):
-    port = 18000 + int(latency * 1000)
-    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "drivers" / "openai_server.py"),
-                             str(model), "--port", str(port), "--latency", str(latency)],
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+def _server(script: str, port: int, *args: str):
+    """A test server in its own process (no shared interpreter lock); its URL once it listens."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "drivers" / script), *args,
+                             "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     try:
-        proc.stdout.readline()  # "serving ..." once the model is loaded
+        proc.stdout.readline()  # "serving ..." once ready
         yield f"http://127.0.0.1:{port}/v1"
     finally:
         proc.terminate()
         proc.wait()
+
+
+def serve_sleep(sleep: float):
+    return _server("sleep_server.py", 18500, "--sleep", str(sleep))
+
+
+def serve(model: Path, latency: float):
+    return _server("openai_server.py", 18000 + int(latency * 1000), str(model),
+                   "--latency", str(latency))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,8 @@ from .hashing import content_hash
 @dataclass
 class CallStats:
     calls: int = 0        # requests sent to the backend
-    cached: int = 0       # requests answered by the store
+    cached: int = 0       # requests answered by the store (the run's own or the shared one)
+    shared: int = 0       # of those, answered by the cache shared across run directories
     failed: int = 0
     seconds: float = 0.0  # time spent in the backend
     planned: int = 0      # dry run: requests that would go to the backend
@@ -50,6 +51,7 @@ class ModelClient:
     dry_run: bool = False     # `cai plan`: count misses, answer placeholders, store nothing
     logprobs: bool = True     # the backend scores choices by log-probabilities (else: votes)
     structured: bool = False  # the backend enforces answer schemas (JSON-schema output)
+    shared: object = None     # the call cache shared across run directories (SharedCalls)
     stats: CallStats = field(default_factory=CallStats)
     _backend: object = None
 
@@ -94,6 +96,8 @@ class ModelClient:
         results = {k: self._from_store(k, row) for k, row in stored.items()
                    if not (self.retry_failed and row["error"])}
         todo = {k: r for k, r in zip(keys, requests) if k not in results}  # dedupes identical calls
+        if todo and self.shared is not None:
+            self._from_shared(todo, results)
         self.stats.cached += len(requests) - len(todo)
         if results and not self.dry_run:
             self.store.touch_calls(results)
@@ -103,6 +107,17 @@ class ModelClient:
         elif todo:
             self._call_backend(kind, todo, results, desc)
         return [results[k] for k in keys]
+
+    def _from_shared(self, todo: dict, results: dict):
+        """Calls another run directory made: copied into this run's store (which records every
+        call a run used), unless this is a dry run, which writes nothing."""
+        hits = self.shared.get(todo)
+        if hits and not self.dry_run:
+            self.store.put_calls(list(hits.values()))
+        for key, row in hits.items():
+            results[key] = self._from_store(key, row)
+            del todo[key]
+        self.stats.shared += len(hits)
 
     @staticmethod
     def _from_store(key, row) -> Result:
@@ -122,6 +137,8 @@ class ModelClient:
             for batch in batches:
                 rows = self._call_batch(kind, batch)
                 self.store.put_calls(rows)
+                if self.shared is not None:
+                    self.shared.put(rows)
                 for row in rows:
                     results[row["key"]] = self._from_store(row["key"], row)
                 bar.update(len(batch))

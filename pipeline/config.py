@@ -33,12 +33,22 @@ class ModelsConfig(Section):
         "'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'"))
     batch_size: int = Field(16, ge=1, description="requests per backend batch")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
+    shared_cache: str = Field("auto", description=(
+        "model calls shared by every run directory on this machine, so a new run directory makes no "
+        "call another already made: 'auto' (calls.sqlite in cai's cache directory, or "
+        "$CAI_CALL_CACHE), a file path, or 'off'"))
     prefix_cache: bool = Field(True, description=(
         "transformers backend: prefill prompt prefixes shared by several judge calls once and "
         "reuse them (same answers, less compute)"))
     retry_failed: bool = Field(False, description=(
         "call again where a stored call failed (failures are kept, with their reason, and not retried "
         "by accident)"))
+
+    @field_validator("shared_cache", mode="before")
+    @classmethod
+    def _off(cls, v):
+        """YAML reads `off` as false and `on` as true."""
+        return {False: "off", True: "auto"}.get(v, v) if isinstance(v, bool) else v
 
 
 class OpenAIConfig(Section):

@@ -13,6 +13,7 @@ from .backends import has_logprobs, load_backend, parse_spec
 from .client import ModelClient
 from .config import RunConfig
 from .inputs import check_fits_judge
+from .shared_calls import SharedCalls, shared_cache_path
 from .errors import CaiError
 from .models import identity
 from .store import Store
@@ -54,6 +55,7 @@ class RunContext:
         self._constitution = None
         self._clients: dict[str, ModelClient] = {}
         self._backends: dict[str, object] = {}
+        self._shared = None  # opened on the first client
 
     @property
     def constitution(self):
@@ -75,8 +77,16 @@ class RunContext:
                 spec, self.store, lambda: self._backend(spec), self._identity(kind, model),
                 m.batch_size, m.retry_failed, self.dry_run,
                 logprobs=has_logprobs(spec, self.config),
-                structured=kind == "openai" and self.config.openai.structured)
+                structured=kind == "openai" and self.config.openai.structured,
+                shared=self._shared_calls())
         return self._clients[spec]
+
+    def _shared_calls(self):
+        """The call cache shared across run directories (None when `models.shared_cache` is off)."""
+        if self._shared is None:
+            path = shared_cache_path(self.config.models.shared_cache)
+            self._shared = SharedCalls(path) if path else False
+        return self._shared or None
 
     def planned_model(self, name: str) -> str:
         """A dry run's stand-in for a model not trained yet (`cai plan`): a spec whose every
@@ -127,6 +137,8 @@ class RunContext:
 
     def close(self):
         self.store.close()
+        if self._shared:
+            self._shared.close()
 
 
 def _no_weights():

@@ -12,6 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+# Tests count model calls per run directory: the cross-run call cache is off unless a test
+# names one (subprocesses inherit this).
+os.environ["CAI_CALL_CACHE"] = "off"
 
 from fakes import FakeBackend  # noqa: E402
 

@@ -1,0 +1,92 @@
+"""Scale: the data stages (generate → export) at 10k, 100k, 1M records, with a model that costs
+nothing, so what is measured is cai itself.
+
+    python bench/scale.py --records 10000 100000        # each size in a fresh process
+
+Per size: a JSONL of records/2 prompts (`generate.samples` 2, so `records` responses), the
+deterministic fake backend of the tests (answers are hashes of the request: no model time),
+every other setting the default. Printed per size: wall seconds, model calls, pipeline overhead
+per call (wall / calls: the fake backend answers in microseconds), peak RSS of the process,
+store size on disk, and the unchanged rerun's wall seconds (every call cached, every record
+reused). Targets (issue #14): cost linear in records, ≤ 1 ms per call, bounded memory, unchanged
+rerun of 1M records ≤ 60 s.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+
+def one(records: int, run_dir: Path) -> dict:
+    """Run the data stages once in this process; its numbers as a dict."""
+    from fakes import FakeBackend
+
+    from pipeline import backends
+    from pipeline.config import load_config
+    from pipeline.runner import quiet_libraries, run_stages
+    from pipeline.stages import DATA_STAGES
+    quiet_libraries()
+    backends.BACKENDS["fake"] = lambda model, config: FakeBackend(model)
+    prompts = run_dir.parent / f"prompts-{records}.jsonl"
+    if not prompts.exists():
+        with open(prompts, "w") as f:
+            for i in range(records // 2):
+                f.write(json.dumps({"id": f"s{i}", "prompt": f"Scale prompt number {i}: how do I "
+                                    f"do thing {i % 977} safely?", "kind": "red-team"}) + "\n")
+    cfg = load_config(None, [f"run_dir={run_dir}", "models.policy=fake:policy",
+                             "models.judge=fake:judge", f"prompts.source={prompts}",
+                             f"prompts.limit={records // 2}", "models.shared_cache=off",
+                             "models.batch_size=64"])
+    start = time.perf_counter()
+    metrics = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    seconds = time.perf_counter() - start
+    calls = sum(s.get("model_calls", 0) for s in metrics["stages"].values())
+    return {"seconds": seconds, "calls": calls,
+            "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def _in_process(records: int, run_dir: Path) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--one", str(records), "--run-dir",
+                          str(run_dir)], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _size_mb(run_dir: Path) -> float:
+    return sum(f.stat().st_size for f in run_dir.rglob("*") if f.is_file()) / 2**20
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--records", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--run-dir", help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.one:
+        print(json.dumps(one(args.one, Path(args.run_dir))))
+        return
+    os.environ.setdefault("CAI_CALL_CACHE", "off")
+    print(f"{'records':>9} {'calls':>9} {'seconds':>9} {'ms/call':>8} {'peak MB':>8} "
+          f"{'store MB':>9} {'rerun s':>8}")
+    with tempfile.TemporaryDirectory(prefix="cai-scale-") as tmp:
+        for n in args.records:
+            run_dir = Path(tmp) / f"run-{n}"
+            first = _in_process(n, run_dir)
+            rerun = _in_process(n, run_dir)
+            print(f"{n:>9,} {first['calls']:>9,} {first['seconds']:>9.1f} "
+                  f"{1000 * first['seconds'] / max(first['calls'], 1):>8.3f} "
+                  f"{first['rss_mb']:>8.0f} {_size_mb(run_dir):>9.1f} {rerun['seconds']:>8.1f}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
