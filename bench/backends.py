@@ -49,16 +49,20 @@ def config(tmp: Path, spec: str, url: str, concurrency: int, prompts_file: Path,
         "models.batch_size=16"])
 
 
-def concurrency_rows(url: str, prompts, latency: float) -> list:
+def timed_generate(url: str, spec: str, concurrency: int, n: int, prompts) -> tuple[float, list]:
+    """Seconds for the raw `openai:` backend to answer n generation requests, and the answers."""
     from pipeline.backends import load_backend
+    with tempfile.TemporaryDirectory() as tmp:
+        backend = load_backend(spec, config(Path(tmp), spec, url, concurrency, Path(tmp) / "p.jsonl", n))
+        start = time.perf_counter()
+        out = backend.generate(requests(n, prompts))
+        return time.perf_counter() - start, out
+
+
+def concurrency_rows(url: str, prompts, latency: float) -> list:
     rows, base = [], None
     for c in (1, 4, 16):
-        with tempfile.TemporaryDirectory() as tmp:
-            backend = load_backend("openai:tiny", config(Path(tmp), "openai:tiny", url, c,
-                                                         Path(tmp) / "p.jsonl", N))
-            start = time.perf_counter()
-            out = backend.generate(requests(N, prompts))
-            secs = time.perf_counter() - start
+        secs, out = timed_generate(url, "openai:tiny", c, N, prompts)
         assert all(isinstance(t, str) for t in out)
         base = base or secs
         rows.append((latency, c, secs, N / secs, base / secs))
@@ -67,15 +71,9 @@ def concurrency_rows(url: str, prompts, latency: float) -> list:
 
 def sleep_rows(url: str, prompts) -> list:
     """Requests per second against the sleep-only server: the client's ceiling."""
-    from pipeline.backends import load_backend
     rows = []
     for c, n in ((1, 32), (16, 256), (64, 1024), (256, 2048)):
-        with tempfile.TemporaryDirectory() as tmp:
-            backend = load_backend("openai:sleepy", config(Path(tmp), "openai:sleepy", url, c,
-                                                           Path(tmp) / "p.jsonl", n))
-            start = time.perf_counter()
-            out = backend.generate(requests(n, prompts))
-            secs = time.perf_counter() - start
+        secs, out = timed_generate(url, "openai:sleepy", c, n, prompts)
         assert all(t == "Slept." for t in out)
         rows.append((c, n, n / secs))
     return rows
