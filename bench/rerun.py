@@ -118,7 +118,8 @@ def main():
             "critique.critique_max_new_tokens=12", "critique.revision_max_new_tokens=16",
             "critique.temperature=1.0",  # a random tiny model says nothing when greedy
             # Critique invalidation is what is measured: comparisons (bench/label.py) are off.
-            "calibration.heldout=16", "label.enabled=false", "pairs.kinds=[critique-revision]"])
+            "calibration.heldout=16", "label.enabled=false", "pairs.kinds=[critique-revision]",
+            "models.shared_cache=off"])  # calls are what is counted: none from other runs
 
     cfg = config(tmp / "run", 100, 2)
     results = []

@@ -43,7 +43,8 @@ def config(run_dir, model, pairs, device, **keys):
             "models.judge": spec, "models.device": device, "prompts.limit": 8,
             "generate.max_new_tokens": 24, "critique.rounds": 1,
             "calibration.heldout": 8, "calibration.limit": pairs + 8, "evaluate.limit": 2,
-            "train_sft.enabled": False, "train_policy.lora": False, **keys}
+            "train_sft.enabled": False, "train_policy.lora": False, "models.shared_cache": "off",
+            **keys}
     return load_config(None, [f"{k}={v}" for k, v in sets.items()])
 
 
