@@ -8,21 +8,17 @@ last finished run in the run directory (principle versions hash the texts a judg
 
 from pathlib import Path
 
-from constitution import ConstitutionError, load_constitution, rank_principles
+from constitution import rank_principles
 
 from .errors import CaiError
-from .inputs import check_fits_judge, fixed_tokens
+from .inputs import fixed_tokens, load_for_judge
 from .store import DB_NAME, ReadOnlyStore
 
 
 def check(cfg, path: str | None = None) -> dict:
     """Everything `cai check` reports, as data (`--json` prints it)."""
     path = path or cfg.constitution
-    try:
-        c = load_constitution(path)
-    except ConstitutionError as exc:
-        raise CaiError(str(exc)) from None
-    check_fits_judge(c, cfg.judge.context_tokens)
+    c = load_for_judge(path, cfg.judge.context_tokens)
     critique = _shares(c, cfg.critique.tags, 1)
     label = _shares(c, cfg.label.tags, cfg.label.ensemble)
     sizes = fixed_tokens(c)

@@ -12,7 +12,7 @@ from pathlib import Path
 from .backends import has_logprobs, load_backend, parse_spec
 from .client import ModelClient
 from .config import RunConfig
-from .inputs import check_fits_judge
+from .inputs import load_for_judge
 from .shared_calls import SharedCalls, shared_cache_path
 from .errors import CaiError
 from .models import identity
@@ -60,12 +60,8 @@ class RunContext:
     @property
     def constitution(self):
         if self._constitution is None:
-            from constitution import ConstitutionError, load_constitution
-            try:
-                self._constitution = load_constitution(self.config.constitution)
-            except ConstitutionError as exc:
-                raise CaiError(str(exc)) from None
-            check_fits_judge(self._constitution, self.config.judge.context_tokens)
+            self._constitution = load_for_judge(self.config.constitution,
+                                                self.config.judge.context_tokens)
         return self._constitution
 
     def client(self, spec: str) -> ModelClient:

@@ -4,6 +4,7 @@
 `pipeline.sources`; the run config by `pipeline.config`.)
 """
 
+from constitution import ConstitutionError, load_constitution
 from constitution.limits import estimated_tokens
 from constitution.render import fixed_prompt_chars
 
@@ -16,18 +17,24 @@ def fixed_tokens(constitution) -> dict[str, int]:
             for p in constitution.principles}
 
 
+def load_for_judge(path, context_tokens: int):
+    """The constitution at `path`, valid and within the judge's context, or one-line CaiError:
+    how every command that reads a constitution reads it."""
+    try:
+        constitution = load_constitution(path)
+    except ConstitutionError as exc:
+        raise CaiError(str(exc)) from None
+    check_fits_judge(constitution, context_tokens)
+    return constitution
+
+
 def preflight(cfg):
     """Read every input a run needs (constitution, prompts, calibration slice, evaluation sets)
     before the run directory is touched: a bad input stops the run with nothing written."""
-    from constitution import ConstitutionError, load_constitution
-
     from .heldout import evaluation_prompts
     from .human_slice import default_prompts
     from .sources import BadRows, load_prompts
-    try:
-        check_fits_judge(load_constitution(cfg.constitution), cfg.judge.context_tokens)
-    except ConstitutionError as exc:
-        raise CaiError(str(exc)) from None
+    load_for_judge(cfg.constitution, cfg.judge.context_tokens)
     p, bad = cfg.prompts, BadRows.of(cfg)  # skipped rows are counted by the stages that read them
     if p.source == "builtin:default":
         default_prompts(cfg, bad)

@@ -74,7 +74,7 @@ class PrefixScorer:
         """Log-softmax over the vocabulary after each row (all rows start with `prefix`)."""
         extra = common_length([r[len(prefix):] for r in rows]) if len(rows) > 1 else 0
         extra = min(extra, min(len(r) for r in rows) - len(prefix) - 1)  # every row keeps a token
-        base = self._prefilled(prefix, [rows[0][len(prefix):len(prefix) + extra]])
+        base = self._prefilled(prefix, tuple(rows[0][len(prefix):len(prefix) + extra]))
         start = len(prefix) + extra
         out = [None] * len(rows)
         for chunk in by_token_budget([len(r) - start for r in rows], self.max_batch_tokens):
@@ -83,7 +83,7 @@ class PrefixScorer:
             self.stats["prefix_tokens_reused"] += start * len(chunk)
         return out
 
-    def _prefilled(self, prefix: tuple, extension: list[list[int]]):
+    def _prefilled(self, prefix: tuple, extension: tuple):
         """The key/value cache of `prefix` + `extension` (batch 1); the prefix part cached."""
         if prefix in self.cache:
             self.cache.move_to_end(prefix)
@@ -92,19 +92,19 @@ class PrefixScorer:
             while len(self.cache) > self.keep:
                 self.cache.popitem(last=False)
         base = self.cache[prefix]
-        if extension[0]:
-            base = self._extend(base, prefix + tuple(extension[0]), have=len(prefix))
+        if extension:  # what this group shares beyond the cached prefix: not kept
+            base = self._extend(base, prefix + extension)
         return base
 
     def _longest_cached(self, prefix: tuple):
         found = [k for k in self.cache if len(k) < len(prefix) and prefix[:len(k)] == k]
         return self.cache[max(found, key=len)] if found else None
 
-    def _extend(self, base, ids: tuple, have: int | None = None):
-        """A copy of `base` (covering ids[:have]) run on to cover all of `ids`."""
+    def _extend(self, base, ids: tuple):
+        """A copy of `base` (a cache of a prefix of `ids`, or None) run on to cover all of `ids`."""
         import torch
         from transformers import DynamicCache
-        have = have if have is not None else (base.get_seq_length() if base is not None else 0)
+        have = base.get_seq_length() if base is not None else 0
         cache = copy.deepcopy(base) if base is not None else DynamicCache()
         todo = torch.tensor([ids[have:]], device=self.device)
         with torch.no_grad():
