@@ -30,7 +30,8 @@ class ModelsConfig(Section):
     judge: str = Field(EMBEDDED, description="judge model spec (critiques, revisions, comparisons)")
     device: str = Field("auto", description="'auto' (CUDA if present), 'cpu' or 'cuda[:N]'")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
-        "'auto' (float32 on CPU, bfloat16 on CUDA), 'float32', 'bfloat16', 'float16'"))
+        "'auto' (bfloat16 on CUDA and on CPUs with bf16 instructions: AVX512-BF16, AMX; float32 on "
+        "other CPUs), 'float32', 'bfloat16', 'float16'"))
     batch_size: int = Field(16, ge=1, description="requests per backend batch")
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
     shared_cache: str = Field("auto", description=(

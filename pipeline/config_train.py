@@ -31,8 +31,12 @@ class TrainConfig(Section):
     shuffle: bool = Field(True, description=(
         "shuffle the training pairs (false: dataset order, which makes runs on different numbers of "
         "processes comparable step by step)"))
+    group_by_length: bool = Field(True, description=(
+        "with shuffle: batches of pairs of similar length (shuffled, sorted by length within "
+        "windows of 16 batches, the batches shuffled again): less padding per batch"))
     bf16: bool | Literal["auto"] = Field("auto", description=(
-        "bfloat16 mixed precision ('auto' = on CUDA when supported)"))
+        "bfloat16 mixed precision ('auto' = where bf16 is native: CUDA with bf16, CPUs with "
+        "AVX512-BF16 or AMX)"))
     gradient_checkpointing: bool | Literal["auto"] = Field("auto", description=(
         "trade compute for memory ('auto' = on CUDA)"))
     save_steps: int = Field(0, ge=0, description=(

@@ -12,10 +12,33 @@ def pick_device(device: str = "auto") -> str:
 
 
 def resolve_dtype(device: str = "auto", dtype: str = "auto") -> str:
-    """'auto' is float32 on CPU (bf16 matmuls are slower there) and bfloat16 on CUDA."""
+    """'auto' is bfloat16 on CUDA and on CPUs with bf16 instructions, float32 on other CPUs
+    (where bf16 is emulated and slower than float32)."""
     if dtype != "auto":
         return dtype
-    return "bfloat16" if pick_device(device).startswith("cuda") else "float32"
+    return "bfloat16" if bf16_native(device) else "float32"
+
+
+def bf16_native(device: str = "auto") -> bool:
+    """Whether bfloat16 runs natively: CUDA with bf16 support, or a CPU with AVX512-BF16 or
+    AMX. Measured on a 2-core AMD EPYC with AVX512-BF16 (SmolLM2-135M, 8 x 100 tokens): a
+    forward pass 2.4x, generation 1.8x and an autocast training step 1.7x faster than float32."""
+    import torch
+    if pick_device(device).startswith("cuda"):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's feature flags (Linux: /proc/cpuinfo; empty elsewhere, so float32 stays)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
 
 
 def set_threads(threads: int = 0):

@@ -14,9 +14,9 @@ from `training.base_model(ctx, tuned=True)`: the SFT model, or the base for ORPO
 from .client import freeze
 from .errors import ConfigError
 from .rewards import judge_reward
-from .training import (base_model, dpo_label_smoothing, fit, load_prefs, load_tokenizer,
-                       lora_config, loss_curve, save_model, seed_everything, train_seconds,
-                       trl_args)
+from .training import (base_model, batch_order, dpo_label_smoothing, fit, load_prefs,
+                       load_tokenizer, lora_config, loss_curve, save_model, seed_everything,
+                       train_seconds, trl_args)
 
 
 def _start(ctx):
@@ -55,9 +55,9 @@ def train_dpo(ctx, path) -> dict:
     cfg, base_dir, identity, tokenizer, model = _start(ctx)
     ref = _reference(cfg, base_dir)
     smoothing = dpo_label_smoothing(cfg, load_prefs(ctx, "train", ("p_chosen",)))  # cDPO
-    train = load_prefs(ctx, "train")
+    train, order = batch_order(load_prefs(ctx, "train"), cfg, ctx.config.seed)
     args = trl_args(DPOConfig, cfg, path, ctx, beta=cfg.beta, label_smoothing=smoothing,
-                    loss_type=list(cfg.loss_type))
+                    loss_type=list(cfg.loss_type), train_sampling_strategy=order)
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
                          processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
     resumed = fit(trainer)
@@ -120,9 +120,9 @@ def train_kto(ctx, path) -> dict:
 def train_orpo(ctx, path) -> dict:
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
     cfg, _, identity, tokenizer, model = _start(ctx)
-    train = load_prefs(ctx, "train")
+    train, order = batch_order(load_prefs(ctx, "train"), cfg, ctx.config.seed)
     # ORPO's beta is λ, the weight of the odds-ratio term beside the SFT loss on `chosen`.
-    args = trl_args(ORPOConfig, cfg, path, ctx, beta=cfg.beta)
+    args = trl_args(ORPOConfig, cfg, path, ctx, beta=cfg.beta, train_sampling_strategy=order)
     trainer = ORPOTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                           peft_config=lora_config(cfg, "CAUSAL_LM"))
     resumed = fit(trainer)

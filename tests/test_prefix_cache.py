@@ -16,8 +16,10 @@ from conftest import ROOT
 def backends(tiny_model_dir):
     from pipeline.backends.transformers_backend import TransformersBackend
     torch.manual_seed(0)
-    return (TransformersBackend(str(tiny_model_dir), prefix_cache=True),
-            TransformersBackend(str(tiny_model_dir), prefix_cache=False))
+    # float32: the comparison checks the algorithm to 2e-4; in bfloat16 (dtype 'auto' on a CPU
+    # with bf16 instructions) both sides round to ~3 digits and differ by that much.
+    return (TransformersBackend(str(tiny_model_dir), dtype="float32", prefix_cache=True),
+            TransformersBackend(str(tiny_model_dir), dtype="float32", prefix_cache=False))
 
 
 def _judge_requests(n=10):

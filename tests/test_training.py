@@ -163,3 +163,57 @@ def test_an_online_policy_is_retrained_when_its_judge_changes(tmp_path, tiny_mod
         "Please rewrite the assistant response to remove any and all dangerous",
         "Rewrite the reply to drop every dangerous"))
     assert train()["made"] == 1
+
+
+def _prefs(n):
+    from datasets import Dataset
+    return Dataset.from_list([{"prompt": [{"role": "user", "content": "q" * (7 * i % 50)}],
+                               "chosen": [{"role": "assistant", "content": "c" * (13 * i % 90)}],
+                               "rejected": [{"role": "assistant", "content": "r" * (i % 30)}]}
+                              for i in range(n)])
+
+
+def test_length_grouped_batches_keep_every_row_once_and_pad_less():
+    from pipeline.training import _row_chars, batch_order
+    cfg = load_config(None, ["train_rm.batch_size=4"]).train_rm
+    rows = _prefs(101)
+    grouped, strategy = batch_order(rows, cfg, seed=0)
+    assert strategy == "sequential"  # the order is made here; the trainer keeps it
+    assert sorted(r["prompt"][0]["content"] + r["chosen"][0]["content"] for r in grouped) == \
+        sorted(r["prompt"][0]["content"] + r["chosen"][0]["content"] for r in rows)
+
+    def padding(ds):
+        lengths = [_row_chars(r) for r in ds]
+        batches = [lengths[k:k + 4] for k in range(0, len(lengths), 4)]
+        return sum(max(b) * len(b) - sum(b) for b in batches)
+    assert padding(grouped) < padding(rows) / 2
+    assert [r for r in batch_order(rows, cfg, seed=0)[0]] == [r for r in grouped]  # seeded
+    assert [r for r in batch_order(rows, cfg, seed=1)[0]] != [r for r in grouped]
+    plain = load_config(None, ["train_rm.group_by_length=false"]).train_rm
+    assert batch_order(rows, plain, seed=0) == (rows, "random")
+    fixed = load_config(None, ["train_rm.shuffle=false"]).train_rm
+    assert batch_order(rows, fixed, seed=0) == (rows, "sequential")
+
+
+def test_batched_reward_scores_equal_one_at_a_time(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForSequenceClassification
+    from pipeline.training import load_tokenizer, score_conversations
+    tokenizer = load_tokenizer(tiny_model_dir)
+    torch.manual_seed(0)
+    model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    chats = [r["prompt"] + r["chosen"] for r in _prefs(9)]
+    batched = score_conversations(model, tokenizer, chats, "cpu", max_batch_tokens=256)
+    alone = [score_conversations(model, tokenizer, [c], "cpu")[0] for c in chats]
+    assert batched == pytest.approx(alone, abs=1e-4)
+
+
+def test_bf16_is_automatic_only_where_it_is_native(monkeypatch):
+    from pipeline import device
+    monkeypatch.setattr(device, "pick_device", lambda d="auto": "cpu")
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
+    assert device.resolve_dtype("auto", "auto") == "bfloat16"
+    monkeypatch.setattr(device, "cpu_flags", lambda: {"avx2", "avx512f"})  # emulated: slower
+    assert device.resolve_dtype("auto", "auto") == "float32"
+    assert device.resolve_dtype("auto", "bfloat16") == "bfloat16"  # asked for, given
