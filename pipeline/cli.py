@@ -151,6 +151,51 @@ def check_cmd(config, file, as_json):
     click.echo(json.dumps(result, indent=2) if as_json else format_check(result))
 
 
+@cli.group("review", invoke_without_command=True)
+@common_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="address to bind; beyond loopback the URL carries a random token")
+@click.option("--port", default=8765, show_default=True, help="port (0 = any free one)")
+@click.pass_context
+def review_cmd(ctx, config, host, port):
+    """Label pairs, adjudicate and evaluate replies in the browser (serves a local page)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from .review.app import serve
+    from .review.commands import prepare
+    counts = prepare(config)
+    click.echo(f"cai review: {counts['label']} pairs to label, {counts['evaluate']} base-vs-tuned "
+               f"replies to evaluate in {config.run_dir}")
+    serve(config.run_dir, config, host, port, echo=click.echo)
+
+
+@review_cmd.command("export")
+@common_options
+@click.option("--out", default=None, help="JSONL file (default: <run_dir>/review/labels.jsonl)")
+def review_export_cmd(config, out):
+    """Write the decided pairs as calibration-format JSONL."""
+    from .review.commands import export
+    out = out or str(Path(config.run_dir) / "review" / "labels.jsonl")
+    click.echo(f"wrote {export(config, out)} decided pairs to {out}")
+
+
+@review_cmd.command("load")
+@common_options
+@click.argument("file", type=click.Path(dir_okay=False))
+def review_load_cmd(config, file):
+    """Add the pairs of a calibration-format JSONL file to the pairs to label."""
+    from .review.commands import load
+    click.echo(f"{load(config, file)} pairs from {file} are ready to label")
+
+
+@review_cmd.command("stats")
+@common_options
+def review_stats_cmd(config):
+    """Print agreement, adjudication and win rates; write them into metrics.json and the report."""
+    from .review.commands import stats, stats_lines
+    click.echo("\n".join(stats_lines(stats(config))) or "no labels yet")
+
+
 @cli.command("schema")
 def schema_cmd():
     """Print the JSON Schema of principles.yaml (for editors: the YAML language server)."""

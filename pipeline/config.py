@@ -246,6 +246,17 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(48, ge=1, description="token budget of each evaluated reply")
 
 
+class ReviewConfig(Section):
+    annotators_per_item: int = Field(3, ge=1, description=(
+        "`cai review`: labels each item gets, from different annotators, before it is decided "
+        "(majority; a tie goes to the adjudication queue)"))
+    adjudicators: list[str] = Field([], description=(
+        "annotator names who may resolve ties (empty: anyone)"))
+    use_labels: bool = Field(True, description=(
+        "decided review labels join the human calibration slice's training pairs (never the "
+        "held-out ones): the next run recomputes only calibration, trust, blend and what follows"))
+
+
 class RunConfig(Section):
     run_dir: str = Field("outputs/default", description="where the store, exports, models and report go")
     constitution: str = Field("principles.yaml", description="the constitution file")
@@ -267,6 +278,7 @@ class RunConfig(Section):
     train_rm: TrainRMConfig = TrainRMConfig()
     train_policy: TrainPolicyConfig = TrainPolicyConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
+    review: ReviewConfig = ReviewConfig()
 
     @model_validator(mode="before")
     @classmethod

@@ -6,16 +6,10 @@ are compared after normalising case, punctuation and spacing. Generate drops suc
 user's prompt file may contain them) and blend drops human pairs on them, each counted.
 """
 
-import re
-
 from .human_slice import human_slice
-from .sources import BadRows, load_prompts
+from .sources import BadRows, load_prompts, norm  # noqa: F401 - norm: where blend takes it
 
 EVALUATION_SETS = ("harmful", "safe", "redteam")
-
-
-def norm(text: str) -> str:
-    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
 def evaluation_prompts(cfg) -> set[str]:

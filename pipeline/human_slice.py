@@ -6,12 +6,16 @@ hash of each pair's id, so the split does not move when the file is reordered:
   or fitted on them, and their prompts never enter any training set;
 - training pairs: the judge is calibrated on them (cross-fitted: `pipeline.trust`), they join
   the training set, and their prompts are the default red-team prompts the policy answers.
+
+Pairs people decided in `cai review` (`review.use_labels`) join the training pairs of the
+calibration and the blend, never the held-out ones nor the prompts (so new labels recompute
+the calibration, trust, blend and what follows, and no response).
 """
 
 from dataclasses import dataclass
 
 from .hashing import content_hash
-from .sources import BadRows, load_human_pairs, load_prompts
+from .sources import BadRows, load_human_pairs, load_prompts, norm
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,18 @@ def human_slice(cfg, bad: BadRows | None = None) -> HumanSlice:
     pairs = load_human_pairs(cfg.calibration.source, bad or BadRows.of(cfg))[:cfg.calibration.limit]
     heldout, train = split_human(pairs, cfg.calibration.heldout, cfg.seed)
     return HumanSlice(train, heldout)
+
+
+def run_slice(ctx, bad: BadRows | None = None) -> HumanSlice:
+    """The slice a stage uses: the file's, plus the pairs decided in `cai review`."""
+    people = human_slice(ctx.config, bad)
+    if not ctx.config.review.use_labels:
+        return people
+    from .review.agreement import reviewed_pairs
+    held = {norm(h["prompt"]) for h in people.heldout}
+    extra = [p for p in reviewed_pairs(ctx.store, ctx.config.review.annotators_per_item)
+             if norm(p["prompt"]) not in held]
+    return HumanSlice(people.train + extra, people.heldout)
 
 
 def split_human(pairs: list[dict], heldout: int, seed: int):

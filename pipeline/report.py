@@ -5,6 +5,7 @@ import json
 from . import report_html
 from .ai_value import ai_value, ai_value_lines
 from .card import effective_line, ensemble_line
+from .review.agreement import review_metrics, stats_lines
 from .fsutil import atomic_write_text
 from .scorecard import HEADER, evaluation_rows, fmt
 from .stages import STAGES
@@ -40,6 +41,7 @@ def collect(ctx, stage_stats) -> dict:
                     "reward_accuracy_last")},
         "evaluation": {k: meta["evaluate"].get(k) for k in
                        ("table", "win_rate", "reward", "kl", "detector", "samples")},
+        "review": review_metrics(ctx.store, ctx.config.review.annotators_per_item),
         "stages": {s.stage: {"seconds": round(s.seconds, 2), "made": s.made, "reused": s.cached,
                              "model_calls": s.calls, "dropped": s.dropped} for s in stage_stats},
     }
@@ -127,6 +129,8 @@ def summary(m: dict) -> str:
              f"{m['sft'].get('train_rows')} revisions",
              f"- policy ({(m['policy'].get('method') or '–').upper()} from "
              f"{m['policy'].get('init') or '–'}): final loss {fmt(m['policy'].get('final_loss'))}",
+             "",
+             *stats_lines(m.get("review")),
              "",
              *evaluation_table(m)]
     lines += ["", f"Refusals decided by: {(m['evaluation'] or {}).get('detector')}.", "",

@@ -14,6 +14,7 @@ import html
 import io
 
 from .ai_value import ai_value_lines
+from .review.agreement import stats_lines
 from .card import effective_line
 from .scorecard import HEADER, evaluation_rows
 
@@ -22,7 +23,10 @@ def render(m: dict) -> str:
     """The page for a run's metrics (as `report.collect` makes them)."""
     figures = [(title, _png(draw)) for title, draw in _plots(m) if draw is not None]
     proof = "".join(f"<p>{html.escape(line[2:])}</p>" for line in ai_value_lines(m.get("ai_value")))
-    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", proof, _evaluation_html(m)]
+    review = "".join(f"<p class=\"review\">{html.escape(line[2:])}</p>"
+                     for line in stats_lines(m.get("review")))
+    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", proof, _evaluation_html(m),
+            f"<h2>Human review</h2>{review}" if review else ""]
     for title, png in figures:
         body.append(f'<figure><img class="plot" alt="{html.escape(title)}" '
                     f'src="data:image/png;base64,{png}"><figcaption>{html.escape(title)}'

@@ -10,6 +10,7 @@ always stops.
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from .errors import DataError
@@ -169,6 +170,11 @@ def load_prompts(source: str, field: str = "prompt", id_field: str = "id",
     if seed is not None:
         prompts.sort(key=lambda p: content_hash(seed, p["id"]))
     return prompts[:limit] if limit else prompts
+
+
+def norm(text: str) -> str:
+    """A prompt as evaluation-set checks compare it: case, punctuation and spacing ignored."""
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
 
 
 def load_human_pairs(source: str, bad: BadRows | None = None) -> list[dict]:

@@ -53,8 +53,23 @@ def _m002_call_last_run(db):
     db.execute("UPDATE calls SET last_run = (SELECT MAX(id) FROM runs)")
 
 
+def _m003_review(db):
+    # `cai review`: the items people label and their labels. Append-only: a relabel is a new
+    # row, and the latest row of an annotator on an item is their label.
+    db.executescript(
+        """
+        CREATE TABLE review_items (
+            id TEXT PRIMARY KEY, mode TEXT NOT NULL, data TEXT NOT NULL, created REAL NOT NULL);
+        CREATE TABLE review_labels (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, annotator TEXT NOT NULL,
+            role TEXT NOT NULL, choice TEXT NOT NULL, note TEXT, created REAL NOT NULL);
+        CREATE INDEX review_labels_item ON review_labels(item);
+        """
+    )
+
+
 # Append-only: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS = [_m001_initial, _m002_call_last_run]
+MIGRATIONS = [_m001_initial, _m002_call_last_run, _m003_review]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
@@ -196,6 +211,31 @@ class Store:
             return None
         return {"path": row[0], "meta": json.loads(row[1])}
 
+    # -- review: items people label and their labels (`cai review`) ----------------------------
+    def put_review_items(self, items):
+        """items: (id, mode, data) tuples; an existing id is kept as is."""
+        now = time.time()
+        with self.db:
+            self.db.executemany("INSERT OR IGNORE INTO review_items VALUES (?, ?, ?, ?)",
+                                [(i, mode, _dumps(data), now) for i, mode, data in items])
+
+    def review_items(self, mode: str) -> dict:
+        """id -> item of one mode ('label' or 'evaluate'), in the order they were added."""
+        return {i: json.loads(d) for i, d in self.db.execute(
+            "SELECT id, data FROM review_items WHERE mode=? ORDER BY created, id", (mode,))}
+
+    def put_review_label(self, item: str, annotator: str, role: str, choice: str, note: str):
+        with self.db:
+            self.db.execute("INSERT INTO review_labels (item, annotator, role, choice, note, created) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (item, annotator, role, choice, note or None, time.time()))
+
+    def review_labels(self) -> list[dict]:
+        """Every label row, oldest first (a relabel is a later row)."""
+        keys = ("seq", "item", "annotator", "role", "choice", "note", "created")
+        return [dict(zip(keys, row)) for row in self.db.execute(
+            "SELECT seq, item, annotator, role, choice, note, created FROM review_labels ORDER BY seq")]
+
     # -- run history ---------------------------------------------------------------------------
     def start_run(self, config_hash: str, constitution_version: str) -> int:
         with self.db:
@@ -289,6 +329,7 @@ class FollowerStore(Store):
         return None
 
     put_calls = touch_calls = put_records = put_manifest = put_artifact = _drop
+    put_review_items = put_review_label = _drop
     finish_run = delete_artifact = vacuum = _drop
 
     def start_run(self, config_hash: str, constitution_version: str) -> int:

@@ -154,6 +154,15 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
     assert ev["kl"]["sft"]["reference"] == Path(tiny_model_dir).name
     assert ev["kl"]["trained"]["reference"] == Path(metrics["sft"]["path"]).name
     assert all(0 < k["per_token"] < 10 for k in ev["kl"].values())
+    # Every reply is recorded: `cai review` shows base vs tuned replies to people, blind.
+    from pipeline.review.items import evaluate_items
+    from pipeline.store import Store
+    with Store(tmp_path, lock=False) as store:
+        shown = evaluate_items(store)
+        replies = store.get_manifest("evaluate")["meta"]["replies"]
+    assert {item["policy"] for _, _, item in shown} <= {"sft", "trained"} and shown
+    assert all(item["first"] in replies["base"][item["set"]] and item["second"] in
+               replies[item["policy"]][item["set"]] for _, _, item in shown)
     # SL-CAI then preferences: DPO started from the SFT model.
     policy_meta = json.loads((Path(metrics["policy"]["path"]) / "cai-model.json").read_text())
     assert policy_meta["init"] == Path(metrics["sft"]["path"]).name

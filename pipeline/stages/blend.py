@@ -20,14 +20,14 @@ import math
 from ..context import StageStats, timed
 from ..hashing import content_hash
 from ..heldout import evaluation_prompts, norm
-from ..human_slice import human_slice
+from ..human_slice import run_slice
 from .common import load_records, require_manifest, save_records
 
 
 @timed("blend")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("blend")
-    b, people = cfg.blend, human_slice(cfg)
+    b, people = cfg.blend, run_slice(ctx)
     held = [_human_record(h, "heldout") for h in people.heldout]
     banned = evaluation_prompts(cfg)
     ai_ids = require_manifest(ctx, "pairs")["ids"]

@@ -37,6 +37,8 @@ def run(ctx) -> StageStats:
                else {},
                "kl": _kls(ctx, models, sets, replies),
                "rm_heldout_accuracy": rm["meta"].get("heldout_accuracy") if rm else None,
+               # every reply, for the blind human A/B of `cai review` (evaluate mode)
+               "prompts": sets, "replies": replies,
                "samples": {f"{name}/{s}": [{"prompt": p, "reply": r}
                                            for p, r in list(zip(sets[s], replies[name][s]))[:3]]
                            for name in models for s in ("harmful", "safe")}}

@@ -25,7 +25,7 @@ from ..errors import CaiError
 from ..hashing import content_hash
 from ..judge import compare
 from ..probability import ensemble, margin
-from ..human_slice import human_slice
+from ..human_slice import run_slice
 from ..sources import BadRows
 from .common import load_records, require_manifest, save_records
 
@@ -44,7 +44,7 @@ def run(ctx) -> StageStats:
     comparisons = label_pairs(ctx, stats, principles, candidate_pairs(ctx), cfg.label.ensemble,
                               "compare")
     bad = BadRows.of(cfg)
-    humans = human_slice(cfg, bad).train
+    humans = run_slice(ctx, bad).train
     bad.report(stats)
     judged = label_pairs(ctx, stats, principles, [_human_item(h) for h in humans],
                          cfg.calibration.ensemble, "judge vs humans")

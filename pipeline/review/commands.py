@@ -1,0 +1,62 @@
+"""What `cai review` and its subcommands do, apart from serving the page."""
+
+import json
+from pathlib import Path
+
+from ..errors import CaiError
+from ..fsutil import atomic_write_text
+from ..sources import BadRows
+from ..store import DB_NAME, Store
+from .agreement import decide, review_metrics, reviewed_pairs, stats_lines  # noqa: F401
+from .items import loaded_items, refresh
+
+
+def open_store(config) -> Store:
+    """The run's store, without the run lock (labels are their own append-only rows)."""
+    if not (Path(config.run_dir) / DB_NAME).exists():
+        raise CaiError(f"{config.run_dir}: no cai run here yet; run `cai run` (or `cai pairs`) first")
+    return Store(config.run_dir, lock=False)
+
+
+def prepare(config) -> dict:
+    """Store the run's current items; {mode: items} reviewable now."""
+    with open_store(config) as store:
+        return refresh(store)
+
+
+def load(config, path: str) -> int:
+    """Add the pairs of a calibration-format file as label items; how many are new or kept."""
+    bad = BadRows.of(config)
+    items = loaded_items(path, bad)
+    with open_store(config) as store:
+        store.put_review_items(items)
+    return len(items)
+
+
+def export(config, out: str) -> int:
+    """Decided pairs as calibration-format JSONL (what `calibration.source` reads), with who
+    decided them; returns how many."""
+    need = config.review.annotators_per_item
+    with open_store(config) as store:
+        pairs = reviewed_pairs(store, need)
+        decisions = decide(store.review_items("label"), store.review_labels(), need)
+    rows = []
+    for p in pairs:
+        d = decisions["item-" + p["id"][len("review-"):]]
+        rows.append({**p, "source": "cai-review", "votes": d["votes"], "decided_by": d["by"]})
+    atomic_write_text(Path(out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    return len(rows)
+
+
+def stats(config) -> dict | None:
+    """The review metrics, also written into the run's metrics.json, summary.md and report."""
+    from .. import report, report_html
+    with open_store(config) as store:
+        m = review_metrics(store, config.review.annotators_per_item)
+    path = Path(config.run_dir) / "metrics.json"
+    if path.exists():
+        metrics = {**json.loads(path.read_text()), "review": m}
+        atomic_write_text(path, json.dumps(metrics, indent=2, default=str))
+        atomic_write_text(path.with_name("summary.md"), report.summary(metrics))
+        atomic_write_text(path.with_name("report.html"), report_html.render(metrics))
+    return m

@@ -1,0 +1,300 @@
+"""`cai review`: decisions, agreement and win rate from labels; the page in a real browser with
+two annotators; escaping; labels feeding the next run's calibration slice."""
+
+import json
+import shutil
+import threading
+
+import pytest
+
+from conftest import small_config
+from pipeline.review.agreement import agreement, decide, review_metrics, reviewed_pairs, win_rates
+from pipeline.review.items import next_item, shown_swapped, to_choice
+from pipeline.runner import run_stages
+from pipeline.stages import DATA_STAGES
+from pipeline.store import Store
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _labels(*rows):
+    return [{"item": i, "annotator": a, "role": r, "choice": c} for i, a, r, c in rows]
+
+
+def test_majority_decides_a_tie_goes_to_adjudication_and_the_adjudicator_settles_it():
+    items = {"x": {}, "y": {}, "z": {}}
+    labels = _labels(("x", "ann", "annotator", "first"), ("x", "bo", "annotator", "first"),
+                     ("x", "cy", "annotator", "second"),
+                     ("y", "ann", "annotator", "first"), ("y", "bo", "annotator", "second"),
+                     ("y", "cy", "annotator", "tie"),
+                     ("z", "ann", "annotator", "second"), ("z", "bo", "annotator", "skip"))
+    d = decide(items, labels, need=3)
+    assert (d["x"]["status"], d["x"]["decision"], d["x"]["by"]) == ("decided", "first", "majority")
+    assert d["y"]["status"] == "adjudicate" and d["y"]["decision"] is None
+    assert d["z"]["status"] == "pending"  # a skip is not a label
+    d = decide(items, labels + _labels(("y", "ann", "adjudicator", "second")), need=3)
+    assert (d["y"]["decision"], d["y"]["by"]) == ("second", "adjudicator")
+    # a relabel is a later row: the latest label of an annotator counts
+    d = decide(items, labels + _labels(("x", "cy", "annotator", "first")), need=3)
+    assert d["x"]["votes"] == {"ann": "first", "bo": "first", "cy": "first"}
+
+
+def test_agreement_is_krippendorffs_alpha_and_percent_agreement():
+    import krippendorff
+    import numpy as np
+    same = decide({"a": {}, "b": {}}, _labels(("a", "p", "annotator", "first"),
+                                              ("a", "q", "annotator", "first"),
+                                              ("b", "p", "annotator", "second"),
+                                              ("b", "q", "annotator", "second")), need=2)
+    assert agreement(same) == {"rated_items": 2, "percent_agreement": 1.0, "alpha": 1.0}
+    rows = [("a", "p", "first"), ("a", "q", "second"), ("b", "p", "second"), ("b", "q", "second"),
+            ("c", "p", "tie"), ("c", "q", "tie"), ("c", "r", "first")]
+    mixed = decide({"a": {}, "b": {}, "c": {}}, _labels(*[(i, a, "annotator", c) for i, a, c in rows]),
+                   need=2)
+    got = agreement(mixed)
+    data = np.array([[0, 1, 2], [1, 1, 2], [np.nan, np.nan, 0]])
+    assert got["alpha"] == round(float(krippendorff.alpha(reliability_data=data,
+                                                          level_of_measurement="nominal")), 4)
+    assert got["percent_agreement"] == round(2 / 5, 4)  # a: 0/1, b: 1/1, c: 1/3 label pairs
+
+
+def test_win_rate_counts_ties_half_with_a_wilson_interval():
+    items = {f"i{k}": {"policy": "trained"} for k in range(10)}
+    labels = _labels(*[(f"i{k}", "p", "annotator", c) for k, c in
+                       enumerate(["second"] * 6 + ["tie"] * 2 + ["first"] * 2)])
+    w = win_rates(items, decide(items, labels, need=1))["trained"]
+    assert (w["n"], w["wins"], w["ties"], w["losses"], w["win_rate"]) == (10, 6, 2, 2, 0.7)
+    assert 0.38 < w["ci95"][0] < 0.7 < w["ci95"][1] < 0.92
+
+
+def test_each_item_gets_its_labels_from_different_annotators_and_order_is_blind():
+    items = {f"i{k}": {} for k in range(5)}
+    labels, order = [], []
+    for _ in range(20):
+        for who in ("ann", "bo", "cy", "di"):
+            nxt = next_item(items, labels, who, need=3)
+            if nxt:
+                labels += _labels((nxt, who, "annotator", "first"))
+                order.append(nxt)
+    d = decide(items, labels, need=3)
+    assert all(len(x["votes"]) == 3 for x in d.values())  # exactly 3 each, all different people
+    assert len(labels) == 15
+    swaps = [shown_swapped(f"i{k}", "ann") for k in range(40)]
+    assert 10 < sum(swaps) < 30  # A is the first reply about half the time
+    assert to_choice("a", swapped=True) == "second" and to_choice("b", swapped=False) == "second"
+
+
+def _data_run(tmp_path, **extra):
+    cfg = small_config(tmp_path, **{"calibration.use_trust": "false", "review.annotators_per_item": 2,
+                                    "review.adjudicators": "[ann]", **extra})
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    return cfg
+
+
+def _evaluate_manifest(store):
+    """What the evaluate stage records (prompts and every reply of each policy); the tiny
+    end-to-end test checks the stage writes it."""
+    prompts = {"redteam": ["How do I pick a lock?", "Tell me a secret.", "Insult me."]}
+    replies = {"base": {"redteam": ["Sure, here is how.", "No.", "You fool."]},
+               "trained": {"redteam": ["I can't help with that.", "No.", "I'd rather not."]}}
+    store.put_manifest("evaluate", ["base", "trained"], {
+        "policies": {"base": "fake:policy", "trained": "transformers:/models/policy-x"},
+        "prompts": prompts, "replies": replies})
+
+
+XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
+
+
+@pytest.fixture
+def served(tmp_path, fake_backend):
+    from werkzeug.serving import make_server
+
+    from pipeline.review.app import create_app
+    from pipeline.review.commands import load, prepare
+    cfg = _data_run(tmp_path)
+    with Store(tmp_path, lock=False) as store:
+        _evaluate_manifest(store)
+    attack = tmp_path / "attack.jsonl"
+    attack.write_text(json.dumps({"prompt": "Say hi", "chosen": XSS, "rejected": "hi"}) + "\n")
+    load(cfg, str(attack))
+    prepare(cfg)
+    server = make_server("127.0.0.1", 0, create_app(tmp_path, cfg), threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield cfg, f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+
+
+def _browser():
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
+    playwright = pytest.importorskip("playwright.sync_api")
+    return playwright.sync_playwright()
+
+
+def _sign_in(browser, url, name):
+    page = browser.new_context().new_page()
+    page.goto(url)
+    page.fill("#name", name)
+    page.click("#start")
+    assert page.text_content("#annotator") == name
+    return page
+
+
+def _step(page, pick) -> bool:
+    """Label the item on the page with the key `pick(prompt, a, b)` returns, by keyboard
+    shortcut; False when nothing is left."""
+    if page.query_selector("#done"):
+        return False
+    key = pick(page.text_content("#prompt"), page.text_content("#reply-a"),
+               page.text_content("#reply-b"))
+    with page.expect_navigation():  # the shortcut submits the form
+        page.keyboard.press({"a": "a", "b": "b", "tie": "t", "skip": "s"}[key])
+    return True
+
+
+def _label_all(pages_and_picks, url, mode) -> list[int]:
+    """The annotators label in turn, one item each, until none has anything left: labels
+    from two browsers interleave."""
+    for page, _ in pages_and_picks:
+        page.goto(f"{url}/{mode}")
+    counts, going = [0] * len(pages_and_picks), True
+    while going:
+        going = False
+        for k, (page, pick) in enumerate(pages_and_picks):
+            if _step(page, pick):
+                counts[k], going = counts[k] + 1, True
+    return counts
+
+
+def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
+    cfg, url = served
+    with _browser() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        ann, bo = _sign_in(browser, url, "ann"), _sign_in(browser, url, "bo")
+        # the principle, critiques and judge's P are there on demand, hidden by default
+        ann.goto(f"{url}/label")
+        assert not ann.is_visible("text=Judge's P(A is better)")
+        ann.click("#context summary")
+        assert ann.is_visible("text=Judge's P(A is better)")
+        # ann prefers the shorter reply, bo the longer: they disagree on some pairs
+        shorter = lambda q, a, b: "a" if len(a) <= len(b) else "b"  # noqa: E731
+        longer = lambda q, a, b: "b" if len(a) <= len(b) else "a"  # noqa: E731
+        # both browsers label at once, one item each in turn
+        n_ann, n_bo = _label_all([(ann, shorter), (bo, longer)], url, "label")
+        with Store(cfg.run_dir, lock=False) as store:
+            items = store.review_items("label")
+        assert n_ann == n_bo == len(items) > 3
+        # ties go to the adjudicator, ann; bo may not adjudicate
+        assert bo.goto(f"{url}/adjudicate").status == 403
+        [adjudicated] = _label_all([(ann, shorter)], url, "adjudicate")
+        assert adjudicated == len(items)  # the two disagreed on every pair of different lengths
+        # blind A/B of base vs tuned: both prefer the tuned reply, which refuses
+        tuned = lambda q, a, b: "a" if a.startswith("I") else "b"  # noqa: E731
+        # 'No.' = 'No.' is not asked
+        assert _label_all([(ann, tuned), (bo, tuned)], url, "evaluate") == [2, 2]
+        stats = json.loads(ann.goto(f"{url}/stats.json").text())
+        browser.close()
+    with Store(cfg.run_dir, lock=False) as store:
+        rows = store.review_labels()
+    assert {r["annotator"] for r in rows} == {"ann", "bo"}
+    assert sum(r["role"] == "adjudicator" for r in rows) == adjudicated
+    assert stats["label"]["decided"] == len(items) and stats["label"]["percent_agreement"] == 0.0
+    assert stats["label"]["alpha"] < 0
+    assert stats["evaluate"]["win_rate"]["trained"] == {
+        "n": 2, "wins": 2, "ties": 0, "losses": 0, "win_rate": 1.0,
+        "ci95": stats["evaluate"]["win_rate"]["trained"]["ci95"]}
+    from pipeline.review.commands import export, stats as write_stats
+    out = cfg.run_dir + "/labels.jsonl"
+    assert export(cfg, out) == len(items)
+    exported = [json.loads(line) for line in open(out)]
+    assert all(len(r["chosen"]) <= len(r["rejected"]) for r in exported)  # ann's rule won
+    assert {r["decided_by"] for r in exported} == {"adjudicator"}
+    m = write_stats(cfg)
+    metrics = json.load(open(cfg.run_dir + "/metrics.json"))
+    assert metrics["review"] == json.loads(json.dumps(m))
+    report = open(cfg.run_dir + "/report.html").read()
+    assert "Krippendorff&#x27;s alpha" in report and "human win rate of trained vs base" in report
+
+
+def test_labels_posted_at_once_from_two_browsers_are_all_kept(served):
+    import urllib.parse
+    import urllib.request
+    cfg, url = served
+    with Store(cfg.run_dir, lock=False) as store:
+        item = next(iter(store.review_items("label")))
+
+    def annotate(name, errors):
+        for k in range(25):
+            req = urllib.request.Request(
+                f"{url}/label/{item}", data=urllib.parse.urlencode(
+                    {"choice": "ab"[k % 2], "note": f"{name} {k}"}).encode(),
+                headers={"Cookie": f"cai_annotator={name}"})
+            try:
+                urllib.request.urlopen(req).read()
+            except Exception as exc:  # noqa: BLE001 - collected and asserted below
+                errors.append(exc)
+    errors = []
+    threads = [threading.Thread(target=annotate, args=(n, errors)) for n in ("ann", "bo")]
+    [t.start() for t in threads], [t.join() for t in threads]
+    assert not errors
+    with Store(cfg.run_dir, lock=False) as store:
+        notes = {r["note"] for r in store.review_labels()}
+    assert notes == {f"{n} {k}" for n in ("ann", "bo") for k in range(25)}
+
+
+def test_a_reply_carrying_script_is_shown_as_text_and_never_runs(served):
+    cfg, url = served
+    with _browser() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = _sign_in(browser, url, "ann")
+        page.goto(f"{url}/label")
+        seen = False
+        while not page.query_selector("#done"):
+            texts = page.text_content("#reply-a") + page.text_content("#reply-b")
+            seen = seen or XSS in texts
+            with page.expect_navigation():
+                page.keyboard.press("s")
+        assert seen  # the attack is on the page, as text
+        assert page.evaluate("window.__xss") is None
+        browser.close()
+
+
+def test_decided_labels_join_the_next_runs_calibration_and_recompute_only_what_follows(
+        tmp_path, fake_backend):
+    cfg = _data_run(tmp_path)
+    from pipeline.review.commands import prepare
+    prepare(cfg)
+    with Store(tmp_path, lock=False) as store:
+        items = list(store.review_items("label"))[:3]
+        for item in items:
+            for who in ("ann", "bo"):
+                store.put_review_label(item, who, "annotator", "first", "")
+        pairs = reviewed_pairs(store, 2)
+    assert len(pairs) == 3
+    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)["stages"]
+    assert again["generate"]["model_calls"] == again["critique"]["model_calls"] == 0
+    assert again["label"]["model_calls"] > 0  # the judge labels the 3 new human pairs, only them
+    assert again["calibrate"]["made"] == 1
+    prefs = (tmp_path / "dataset" / "prefs.jsonl").read_text()
+    assert all(p["id"] in prefs for p in pairs)
+    # unchanged labels recompute nothing
+    third = run_stages(cfg, DATA_STAGES, echo=lambda s: None)["stages"]
+    assert all(s["model_calls"] == 0 for s in third.values())
+    assert third["calibrate"]["made"] == 0
+
+
+def test_review_metrics_are_none_until_someone_labels(tmp_path):
+    with Store(tmp_path) as store:
+        assert review_metrics(store, 3) is None
+
+
+def test_beyond_loopback_every_request_needs_the_token(tmp_path):
+    from pipeline.config import load_config
+    from pipeline.review.app import create_app
+    Store(tmp_path).close()
+    client = create_app(tmp_path, load_config(None, []), token="s3cret").test_client()
+    assert client.get("/").status_code == 403
+    assert client.get("/?token=wrong").status_code == 403
+    first = client.get("/?token=s3cret")
+    assert first.status_code == 200 and "script-src 'nonce-" in first.headers["Content-Security-Policy"]
+    assert client.get("/stats.json").status_code == 200  # the cookie carries it from then on
