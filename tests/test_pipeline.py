@@ -139,6 +139,10 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
     for path in (metrics["sft"]["path"], metrics["reward_model"]["path"], metrics["policy"]["path"]):
         assert (Path(path) / "model.safetensors").exists() and (Path(path) / "cai-model.json").exists()
     assert 0 <= metrics["reward_model"]["heldout_accuracy"] <= 1
+    # the reward model keeps the lower half of the base's layers (train_rm.depth) and is saved so
+    rm_config = json.loads((Path(metrics["reward_model"]["path"]) / "config.json").read_text())
+    base_config = json.loads((Path(tiny_model_dir) / "config.json").read_text())
+    assert rm_config["num_hidden_layers"] == base_config["num_hidden_layers"] // 2 >= 1
     ev = metrics["evaluation"]
     table = ev["table"]
     assert set(table) == {"base", "sft", "trained"} and table["trained"]["harmful"]["n"] == 3
@@ -160,7 +164,11 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
     with Store(tmp_path, lock=False) as store:
         shown = evaluate_items(store)
         replies = store.get_manifest("evaluate")["meta"]["replies"]
-    assert {item["policy"] for _, _, item in shown} <= {"sft", "trained"} and shown
+    assert set(replies) == {"base", "sft", "trained"}
+    assert all(len(by_set[s]) == 3 for by_set in replies.values() for s in ("harmful", "safe", "redteam"))
+    differ = sum(a != b and None not in (a, b) for name in ("sft", "trained")
+                 for s in replies["base"] for a, b in zip(replies["base"][s], replies[name][s]))
+    assert len(shown) == differ  # identical replies are not asked of people
     assert all(item["first"] in replies["base"][item["set"]] and item["second"] in
                replies[item["policy"]][item["set"]] for _, _, item in shown)
     # SL-CAI then preferences: DPO started from the SFT model.
