@@ -54,7 +54,7 @@ def small_config(run_dir, policy="fake:policy", judge="fake:judge", **sections):
     """A config sized for tests: a few prompts, tiny training; `sections` override keys."""
     overrides = [f"run_dir={run_dir}", f"constitution={ROOT / 'principles.yaml'}",
                  f"models.policy={policy}", f"models.judge={judge}", "models.batch_size=4",
-                 "prompts.limit=6", "generate.samples=2", "generate.max_new_tokens=16",
+                 "prompts.limit=6", "generate.samples=2", "generate.max_new_tokens=16", "critique.rounds=2",
                  "critique.critique_max_new_tokens=12", "critique.revision_max_new_tokens=16",
                  "calibration.heldout=6", "calibration.limit=10", "evaluate.limit=3",
                  "evaluate.max_new_tokens=8", "train_rm.max_steps=2", "train_policy.max_steps=2",

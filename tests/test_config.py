@@ -7,7 +7,7 @@ from pipeline.errors import ConfigError
 def test_defaults_are_the_embedded_demo():
     cfg = load_config()
     assert cfg.models.policy == cfg.models.judge == "transformers:smollm2-135m"
-    assert cfg.generate.samples == 2 and cfg.critique.rounds == 2
+    assert cfg.generate.samples == 2 and cfg.critique.rounds == 1
     assert cfg.blend.human_weight == pytest.approx(1.0) and cfg.calibration.use_trust
 
 
