@@ -55,16 +55,23 @@ def cli(debug):
 @click.option("--from", "first", type=click.Choice(list(STAGES)), help="start at this stage")
 @click.option("--to", "last", type=click.Choice(list(STAGES)), help="stop after this stage")
 @click.option("--dry-run", is_flag=True, help="print the plan (as `cai plan`) and stop")
-def run_cmd(config, first, last, dry_run):
+@click.option("--iterations", type=click.IntRange(min=1), default=None,
+              help="passes, each generating with the previous one's tuned policy "
+                   "(config key iterations.count)")
+def run_cmd(config, first, last, dry_run, iterations):
     """Run the whole pipeline (or --from/--to a range of stages)."""
+    if iterations:
+        config = config.model_copy(update={"iterations": config.iterations.model_copy(
+            update={"count": iterations})})
     if dry_run:
-        from .plan import format_plan, plan
-        click.echo(format_plan(plan(config)))
-        return
-    from .runner import run_stages
+        return _print_plan(config)
+    from .runner import run_iterations, run_stages
     names = list(STAGES)
     names = names[names.index(first) if first else 0: names.index(last) + 1 if last else None]
-    run_stages(config, names)
+    if config.iterations.count > 1:
+        run_iterations(config, names)
+    else:
+        run_stages(config, names)
 
 
 def _stage_command(name: str):
@@ -93,18 +100,45 @@ def _read_store(config):
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 def plan_cmd(config, as_json):
     """What `cai run` would recompute and why, and how many model calls; makes none."""
-    from .plan import format_plan, plan
-    result = plan(config)
-    click.echo(__import__("json").dumps(result, indent=2) if as_json else format_plan(result))
+    _print_plan(config, as_json)
+
+
+def _print_plan(config, as_json: bool = False):
+    import json
+
+    from .plan import format_iterations, format_plan, plan, plan_iterations
+    if config.iterations.count > 1:
+        result = plan_iterations(config)
+        click.echo(json.dumps(result, indent=2) if as_json else format_iterations(result))
+    else:
+        result = plan(config)
+        click.echo(json.dumps(result, indent=2) if as_json else format_plan(result))
+
+
+def _iteration_option(fn):
+    return click.option("--iteration", type=click.IntRange(min=1), default=None,
+                        help="the runs of this iteration (`iterations/<k>/`; default: all for "
+                             "history, the first for diff)")(fn)
+
+
+def _in_iteration(config, k):
+    from .iterations import iteration_dir
+    return config if not k else config.model_copy(
+        update={"run_dir": str(iteration_dir(config.run_dir, k))})
 
 
 @cli.command("history")
 @common_options
-def history_cmd(config):
-    """List the runs recorded in the run directory."""
+@_iteration_option
+def history_cmd(config, iteration):
+    """List the runs recorded in the run directory (and in each of its iterations)."""
     from .history import history_lines
-    with _read_store(config) as store:
-        click.echo("\n".join(history_lines(store)))
+    from .iterations import iteration_numbers
+    ks = [iteration] if iteration else iteration_numbers(config.run_dir)
+    for k in ks:
+        with _read_store(_in_iteration(config, k)) as store:
+            lines = history_lines(store)
+        click.echo("\n".join(([f"== iteration {k}"] if len(ks) > 1 or iteration else []) + lines))
 
 
 @cli.command("diff")
@@ -113,12 +147,13 @@ def history_cmd(config):
 @click.argument("new", type=int, required=False)
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
 @click.option("--examples", default=3, show_default=True, help="examples shown of each kind")
-def diff_cmd(config, old, new, as_json, examples):
+@_iteration_option
+def diff_cmd(config, old, new, as_json, examples, iteration):
     """Compare the pairs of two runs (default: the last run vs the one before)."""
     import json
 
     from .history import diff, format_diff
-    with _read_store(config) as store:
+    with _read_store(_in_iteration(config, iteration)) as store:
         d = diff(store, old, new, examples)
     click.echo(json.dumps(d, indent=2, ensure_ascii=False) if as_json else format_diff(d))
 

@@ -16,6 +16,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_mode
 
 from constitution.limits import MAX_DEPTH, too_deep
 
+from .config_loops import IterationsConfig, ReviewConfig
 from .config_train import (TRAIN_KNOBS, TRAIN_STAGES, Section, SharedTrainConfig,  # noqa: F401
                            TrainConfig, TrainPolicyConfig, TrainRMConfig, TrainSFTConfig)
 from .errors import ConfigError
@@ -130,6 +131,8 @@ class PromptsConfig(Section):
     id_field: str = Field("id", description=(
         "column holding a stable prompt id (hash of the text if absent)"))
     limit: int = Field(12, ge=1, description="use at most this many prompts (first N)")
+    offset: int = Field(0, ge=0, description=(
+        "skip this many usable prompts first (iterations take fresh prompts this way)"))
 
 
 class GenerateConfig(Section):
@@ -248,17 +251,6 @@ class EvaluateConfig(Section):
     max_new_tokens: int = Field(48, ge=1, description="token budget of each evaluated reply")
 
 
-class ReviewConfig(Section):
-    annotators_per_item: int = Field(3, ge=1, description=(
-        "`cai review`: labels each item gets, from different annotators, before it is decided "
-        "(majority; a tie goes to the adjudication queue)"))
-    adjudicators: list[str] = Field([], description=(
-        "annotator names who may resolve ties (empty: anyone)"))
-    use_labels: bool = Field(True, description=(
-        "decided review labels join the human calibration slice's training pairs (never the "
-        "held-out ones): the next run recomputes only calibration, trust, blend and what follows"))
-
-
 class RunConfig(Section):
     run_dir: str = Field("outputs/default", description="where the store, exports, models and report go")
     constitution: str = Field("principles.yaml", description="the constitution file")
@@ -281,6 +273,7 @@ class RunConfig(Section):
     train_policy: TrainPolicyConfig = TrainPolicyConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     review: ReviewConfig = ReviewConfig()
+    iterations: IterationsConfig = IterationsConfig()
 
     @model_validator(mode="before")
     @classmethod

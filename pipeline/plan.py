@@ -52,6 +52,34 @@ def plan(config) -> dict:
     return {"stages": rows, "model_calls": sum(r["model_calls"] for r in rows)}
 
 
+def plan_iterations(config) -> list[dict]:
+    """Per iteration: its plan, or (where its policy, the previous iteration's, would be trained
+    anew) why everything from generate on is to compute."""
+    from .iterations import iteration_config, iteration_dir
+    from .store import DB_NAME, ReadOnlyStore
+    out, previous = [], None
+    for k in range(1, config.iterations.count + 1):
+        if k > 1 and previous is None:
+            out.append({"iteration": k, "plan": None,
+                        "why": f"everything: its policy (iteration {k - 1}'s) is trained anew"})
+            continue
+        cfg = iteration_config(config, k, previous)
+        result = plan(cfg)
+        out.append({"iteration": k, "plan": result})
+        policy = next((r for r in result["stages"] if r["stage"] == "train-policy"), None)
+        d, previous = iteration_dir(cfg.iterations.root, k), None
+        if policy and policy["to_compute"] == 0 and (d / DB_NAME).exists():
+            with ReadOnlyStore(d) as store:
+                manifest = store.get_manifest("train-policy")
+            previous = manifest["meta"]["path"] if manifest else None
+    return out
+
+
+def format_iterations(plans: list[dict]) -> str:
+    return "\n\n".join(f"== iteration {p['iteration']}\n"
+                        + (format_plan(p["plan"]) if p["plan"] else p["why"]) for p in plans)
+
+
 def _row(stats) -> dict:
     return {"stage": stats.stage, "cached": stats.cached,
             "to_compute": stats.made, "model_calls": stats.calls, "why": {}}

@@ -7,7 +7,7 @@ from .ai_value import ai_value, ai_value_lines
 from .card import effective_line, ensemble_line
 from .review.agreement import review_metrics, stats_lines
 from .fsutil import atomic_write_text
-from .scorecard import HEADER, evaluation_rows, fmt
+from .scorecard import HEADER, ITERATION_HEADER, evaluation_rows, fmt, iteration_rows
 from .stages import STAGES
 from .stages.calibrate import current_fit
 
@@ -90,8 +90,19 @@ def _composition(c: dict | None) -> str:
 
 def evaluation_table(m: dict) -> list[str]:
     """Base vs each trained policy, as Markdown: the table `cai run` prints last."""
-    return ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)] + \
-        ["| " + " | ".join(row) + " |" for row in evaluation_rows(m)]
+    return _markdown(HEADER, evaluation_rows(m))
+
+
+def iteration_table(m: dict) -> list[str]:
+    """Per iteration, as Markdown (none for a run of one iteration)."""
+    rows = iteration_rows(m)
+    return ["", "Per iteration (each tuned policy vs the policy it started from):", "",
+            *_markdown(ITERATION_HEADER, rows)] if rows else []
+
+
+def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
+        ["| " + " | ".join(row) + " |" for row in rows]
 
 
 def judge_lines(a: dict, composition: dict | None) -> list[str]:
@@ -132,7 +143,8 @@ def summary(m: dict) -> str:
              "",
              *stats_lines(m.get("review")),
              "",
-             *evaluation_table(m)]
+             *evaluation_table(m),
+             *iteration_table(m)]
     lines += ["", f"Refusals decided by: {(m['evaluation'] or {}).get('detector')}.", "",
               "| stage | seconds | made | reused | model calls | dropped |", "|---|---|---|---|---|---|"]
     for name, s in m["stages"].items():

@@ -16,7 +16,7 @@ import io
 from .ai_value import ai_value_lines
 from .review.agreement import stats_lines
 from .card import effective_line
-from .scorecard import HEADER, evaluation_rows
+from .scorecard import HEADER, ITERATION_HEADER, evaluation_rows, iteration_rows
 
 
 def render(m: dict) -> str:
@@ -48,12 +48,20 @@ def _intro(m: dict) -> str:
 
 
 def _evaluation_html(m: dict) -> str:
-    rows = evaluation_rows(m)
-    if not rows:
-        return ""
-    return ("<h2>Evaluation</h2><table><tr>" + _cells(HEADER, "th") + "</tr>"
-            + "".join(f"<tr>{_cells(r, 'td')}</tr>" for r in rows) + "</table>"
-            "<p>Rates decided by the judge; the string-match detector's in brackets.</p>")
+    rows, its = evaluation_rows(m), iteration_rows(m)
+    out = "" if not rows else (
+        "<h2>Evaluation</h2>" + _table(HEADER, rows)
+        + "<p>Rates decided by the judge; the string-match detector's in brackets.</p>")
+    if its:
+        out += "<h2>Iterations</h2>" + _table(ITERATION_HEADER, its) + (
+            "<p>Each iteration's tuned policy against the policy it started from (the previous "
+            "iteration's).</p>")
+    return out
+
+
+def _table(header, rows) -> str:
+    return ("<table><tr>" + _cells(header, "th") + "</tr>"
+            + "".join(f"<tr>{_cells(r, 'td')}</tr>" for r in rows) + "</table>")
 
 
 def _cells(cells: list[str], tag: str) -> str:
@@ -77,6 +85,9 @@ def _plots(m):
            _policy_rewards(policy_rewards) if policy_rewards else None)
     table = (m.get("evaluation") or {}).get("table")
     yield "Refusal (harmful prompts) vs compliance (safe prompts)", _refusals(table) if table else None
+    rows = m.get("iterations") or []
+    yield "Per iteration: refusal, compliance, win rate vs previous, KL", \
+        _iterations(rows) if len(rows) > 1 else None
 
 
 def _png(draw) -> str:
@@ -175,6 +186,25 @@ def _refusals(table):
         ax.set_xticks(list(range(len(names))), names), ax.set_ylim(0, 1.3)
         ax.legend(fontsize=7, ncol=2, loc="upper center")
     return draw
+
+
+def _iterations(rows):
+    """Rates of each iteration's policy (left axis) and its KL to the previous one (right)."""
+    def draw(ax):
+        ks = [r["iteration"] for r in rows]
+        for key, label in (("refusal", "harmful: refusal"), ("compliance", "safe: compliance"),
+                           ("win_rate", "judge win rate vs previous")):
+            ax.plot(ks, [_nan(r[key]) for r in rows], marker="o", label=label)
+        ax.set_xticks(ks), ax.set_xlabel("iteration"), ax.set_ylim(-0.05, 1.05)
+        kl = ax.twinx()
+        kl.plot(ks, [_nan(r["kl"]) for r in rows], color="grey", linestyle="--", marker="x")
+        kl.set_ylabel("KL/token (dashed)")
+        ax.legend(fontsize=7, loc="upper left")
+    return draw
+
+
+def _nan(x):
+    return float("nan") if x is None else x
 
 
 def _pairs_html(pairs: list[dict]) -> str:

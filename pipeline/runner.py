@@ -1,11 +1,14 @@
 """`cai run` and `cai <stage>`: walk the stages in order, print what each did, write the report."""
 
+import json
 import time
+from pathlib import Path
 
-from . import history, report
+from . import history, report, report_html
 from .context import RunContext
 from .fsutil import atomic_write_text
 from .inputs import preflight
+from .iterations import iteration_config, iteration_row, stop_reason
 from .stages import STAGES
 from .store import FollowerStore, is_main_process
 
@@ -61,6 +64,32 @@ def run_stages(config, names: list[str], echo=print) -> dict:
         return metrics
     finally:
         ctx.close()
+
+
+def run_iterations(config, names: list[str], echo=print) -> list[dict]:
+    """Run `names` once per iteration; returns the per-iteration rows."""
+    n, rows, previous = config.iterations.count, [], None
+    for k in range(1, n + 1):
+        cfg = iteration_config(config, k, previous)
+        echo(f"== iteration {k} of {n}: {cfg.run_dir} (policy {cfg.models.policy})")
+        metrics = run_stages(cfg, names, echo)
+        rows.append(iteration_row(k, metrics))
+        previous = rows[-1]["policy"]
+        write_rows(config.run_dir, rows)
+        reason = stop_reason(config, rows)
+        if reason and k < n:
+            echo(f"stopping after iteration {k}: {reason}")
+            break
+    return rows
+
+
+def write_rows(root, rows: list[dict]):
+    """Add the per-iteration rows to the first run directory's metrics, summary and report."""
+    path = Path(root) / "metrics.json"
+    metrics = {**json.loads(path.read_text()), "iterations": rows}
+    atomic_write_text(path, json.dumps(metrics, indent=2, default=str))
+    atomic_write_text(path.with_name("summary.md"), report.summary(metrics))
+    atomic_write_text(path.with_name("report.html"), report_html.render(metrics))
 
 
 def _follow(config, names: list[str]) -> dict:

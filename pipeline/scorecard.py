@@ -26,3 +26,16 @@ def evaluation_rows(m: dict) -> list[list[str]]:
             fmt(win.get("win_rate")), fmt(reward.get("mean")),
             "–" if kl.get("per_token") is None else format(kl["per_token"], ".2g")])
     return rows
+
+
+ITERATION_HEADER = ["iteration", "harmful: refusal ↑", "safe: compliance ↑",
+                    "judge win rate vs previous", "RM score", "reply chars", "KL/token to previous",
+                    "AI pairs"]
+
+
+def iteration_rows(m: dict) -> list[list[str]]:
+    """One row per iteration: its tuned policy against the policy it started from."""
+    return [[str(r["iteration"]), fmt(r["refusal"]), fmt(r["compliance"]), fmt(r["win_rate"]),
+             fmt(r["rm_score"]), fmt(r["reply_chars"]),
+             "–" if r["kl"] is None else format(r["kl"], ".2g"), fmt(r["pairs"])]
+            for r in m.get("iterations") or []]

@@ -21,6 +21,7 @@ from ..context import StageStats, timed
 from ..hashing import content_hash
 from ..heldout import evaluation_prompts, norm
 from ..human_slice import run_slice
+from ..iterations import carried_pairs
 from .common import load_records, require_manifest, save_records
 
 
@@ -31,7 +32,9 @@ def run(ctx) -> StageStats:
     held = [_human_record(h, "heldout") for h in people.heldout]
     banned = evaluation_prompts(cfg)
     ai_ids = require_manifest(ctx, "pairs")["ids"]
-    ai = _select(list(zip(ai_ids, load_records(ctx, ai_ids))), banned, b, stats)
+    carried = carried_pairs(cfg)  # earlier iterations' pairs, decayed (none in a plain run)
+    save_records(ctx, stats, [(i, "pair", p) for i, p in carried])
+    ai = _select(list(zip(ai_ids, load_records(ctx, ai_ids))) + carried, banned, b, stats)
     effective = {k: round(sum(_weight(p, b) for _, p in ai if p["kind"] == k), 3)
                  for k in cfg.pairs.kinds}
     ai = _sampled(ai, lambda p: _weight(p, b), cfg.seed)
@@ -46,6 +49,7 @@ def run(ctx) -> StageStats:
     train_ids = [i for i, _ in ai] + [i for i, _ in human]
     composition = {"ai": {k: sum(p["kind"] == k for _, p in ai) for k in cfg.pairs.kinds},
                    "ai_candidates": len(ai_ids), "ai_effective": effective,
+                   "carried": len(carried),
                    "human": len(human), "heldout_human": len(held),
                    "weights": dict(b.weights), "dropped": dict(stats.dropped)}
     ctx.store.put_manifest("blend", train_ids, {"heldout": [r[0] for r in held],

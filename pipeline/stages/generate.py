@@ -20,20 +20,21 @@ from .common import save_records
 
 
 def training_prompts(ctx, stats) -> list[dict]:
-    """The first `prompts.limit` prompts of `prompts.source` that are no evaluation prompt."""
+    """`prompts.limit` prompts of `prompts.source` that are no evaluation prompt, after the
+    first `prompts.offset` of them."""
     p, bad = ctx.config.prompts, BadRows.of(ctx.config)
     source = default_prompts(ctx.config, bad) if p.source == "builtin:default" else \
         load_prompts(p.source, p.field, p.id_field, bad=bad)
     bad.report(stats)
     banned, prompts = evaluation_prompts(ctx.config), []
     for prompt in source:
-        if len(prompts) == p.limit:
+        if len(prompts) == p.offset + p.limit:
             break
         if norm(prompt["prompt"]) in banned:
             stats.drop("prompt_is_evaluation")
         else:
             prompts.append(prompt)
-    return prompts
+    return prompts[p.offset:]
 
 
 @timed("generate")

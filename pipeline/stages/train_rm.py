@@ -122,8 +122,8 @@ def _train(ctx, path, stats, human_only: bool = False) -> dict:
     device = next(trainer.model.parameters()).device
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
-        "human_only": human_only,
-        "margin": cfg.use_margin, "layers": model.config.num_hidden_layers, "processes": args.world_size, "resumed_from": resumed,
+        "human_only": human_only, "margin": cfg.use_margin, "layers": model.config.num_hidden_layers,
+        "processes": args.world_size, "resumed_from": resumed,
         "train_seconds": train_seconds(trainer),
         **_scores(trainer, tokenizer, train, test, device),
         "loss": loss_curve(trainer)}

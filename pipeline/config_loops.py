@@ -1,0 +1,42 @@
+"""Config sections of the loops around a run: people reviewing it, and iterations of it."""
+
+from typing import Literal
+
+from pydantic import Field
+
+from .config_train import Section
+
+
+class ReviewConfig(Section):
+    annotators_per_item: int = Field(3, ge=1, description=(
+        "`cai review`: labels each item gets, from different annotators, before it is decided "
+        "(majority; a tie goes to the adjudication queue)"))
+    adjudicators: list[str] = Field([], description=(
+        "annotator names who may resolve ties (empty: anyone)"))
+    use_labels: bool = Field(True, description=(
+        "decided review labels join the human calibration slice's training pairs (never the "
+        "held-out ones): the next run recomputes only calibration, trust, blend and what follows"))
+
+
+class IterationsConfig(Section):
+    count: int = Field(1, ge=1, description=(
+        "passes of the whole pipeline (`cai run --iterations N`): iteration k+1 generates with "
+        "iteration k's tuned policy, trains from it and is evaluated against it; iteration 1 is "
+        "the run directory itself, iteration k its `iterations/<k>/`"))
+    fresh_prompts: bool = Field(True, description=(
+        "each iteration answers `prompts.limit` prompts of its own (the next ones of the source); "
+        "false: the same prompts every iteration"))
+    decay: float = Field(0.5, ge=0, le=1, description=(
+        "earlier iterations' AI pairs join an iteration's blend with their weight times decay ** "
+        "(iterations ago); 0: each iteration trains on its own pairs"))
+    stop_metric: Literal["none", "refusal", "compliance", "win_rate"] = Field("none", description=(
+        "stop early when this metric of the new policy (harmful-prompt refusal, safe-prompt "
+        "compliance, judge win rate vs the previous policy) did not improve on the previous "
+        "iteration by more than `min_gain`"))
+    min_gain: float = Field(0.0, description="the improvement `stop_metric` must make to go on")
+    max_kl: float | None = Field(None, gt=0, description=(
+        "stop when a new policy's per-token KL to the policy it started from exceeds this"))
+    current: int = Field(1, ge=1, description=(
+        "set by cai: which iteration a run directory holds (do not set by hand)"))
+    root: str | None = Field(None, description=(
+        "set by cai: the run directory of iteration 1 (do not set by hand)"))

@@ -1,0 +1,110 @@
+"""Iterations: each round's tuned policy generates the next round's data (`iterations.count`).
+
+Iteration 1 is the run directory itself, so a run of one iteration is the plain run. Iteration
+k >= 2 is a run directory of its own, `<run_dir>/iterations/<k>/`, whose config is derived:
+
+    models.policy        the tuned policy of iteration k-1 (its weights hash is part of every
+                         call's identity, so nothing made with another policy is reused)
+    prompts.offset       (k-1) * prompts.limit with `iterations.fresh_prompts`
+    train_sft.enabled    false: SL-CAI happens once; the policy trains on from iteration k-1's
+    train_policy.init    base, i.e. iteration k-1's policy, which is also the DPO reference
+    blend                earlier iterations' AI pairs join, weighed decay ** (iterations ago)
+
+Every iteration keeps the run invariants: its records and models are named by their inputs, so
+a rerun recomputes in each iteration exactly what changed, and a run killed in iteration 3
+resumes in iteration 3 (iterations 1 and 2 are all cached). After each iteration the first run
+directory's metrics.json, summary.md and report.html get the per-iteration table and plot
+(`runner.run_iterations`).
+"""
+
+from pathlib import Path
+
+from .store import DB_NAME, ReadOnlyStore
+
+METRICS = ("refusal", "compliance", "win_rate", "kl", "rm_score", "reply_chars")
+
+
+def iteration_dir(root, k: int) -> Path:
+    return Path(root) if k == 1 else Path(root) / "iterations" / str(k)
+
+
+def iteration_numbers(root) -> list[int]:
+    """The iterations that have a run directory under `root` (1 is `root` itself)."""
+    more = Path(root) / "iterations"
+    return [1] + sorted(int(d.name) for d in more.glob("*") if d.name.isdigit()
+                        and (d / DB_NAME).exists()) if more.exists() else [1]
+
+
+def iteration_config(config, k: int, previous_policy: str | None):
+    """The config of iteration k (k = 1: the config itself, marked as iteration 1)."""
+    root = config.iterations.root or config.run_dir
+    its = config.iterations.model_copy(update={"current": k, "root": root})
+    if k == 1:
+        return config.model_copy(update={"iterations": its})
+    if previous_policy is None:
+        from .errors import ConfigError
+        raise ConfigError("iterations need a tuned policy per iteration: train_policy.enabled is "
+                          "false, so iteration 2 has no policy to generate with")
+    p = config.prompts
+    return config.model_copy(update={
+        "run_dir": str(iteration_dir(root, k)), "iterations": its,
+        "models": config.models.model_copy(update={"policy": "transformers:" + previous_policy}),
+        "prompts": p.model_copy(update={"offset": p.offset + (k - 1) * p.limit
+                                        if config.iterations.fresh_prompts else p.offset}),
+        "train_sft": config.train_sft.model_copy(update={"enabled": False}),
+        "train_policy": config.train_policy.model_copy(update={"init": "base"})})
+
+
+def carried_pairs(cfg) -> list[tuple]:
+    """(id, pair) of earlier iterations' AI pairs for iteration `iterations.current`'s blend,
+    each weighing its weight times decay ** (iterations ago); none with decay 0."""
+    k, decay = cfg.iterations.current, cfg.iterations.decay
+    if k == 1 or decay == 0:
+        return []
+    out = []
+    for j in range(1, k):
+        d = iteration_dir(cfg.iterations.root, j)
+        if not (d / DB_NAME).exists():
+            continue
+        with ReadOnlyStore(d) as store:
+            manifest = store.get_manifest("pairs")
+            pairs = store.get_records(manifest["ids"]) if manifest else {}
+        factor = decay ** (k - j)
+        for pid, pair in sorted(pairs.items()):
+            out.append((f"{pid}-it{j}", {**pair, "weight": round(pair["weight"] * factor, 6),
+                                         "provenance": {**pair["provenance"], "iteration": j,
+                                                        "decay": factor}}))
+    return out
+
+
+def iteration_row(k: int, metrics: dict) -> dict:
+    """One iteration's numbers: its tuned policy vs the policy it started from."""
+    ev = metrics.get("evaluation") or {}
+    trained = (ev.get("table") or {}).get("trained") or {}
+    reward = (ev.get("reward") or {}).get("trained") or {}
+    lengths = reward.get("lengths") or []
+    return {"iteration": k, "policy": (metrics.get("policy") or {}).get("path"),
+            "refusal": (trained.get("harmful") or {}).get("refusal_rate"),
+            "compliance": (trained.get("safe") or {}).get("compliance_rate"),
+            "win_rate": ((ev.get("win_rate") or {}).get("trained") or {}).get("win_rate"),
+            "kl": ((ev.get("kl") or {}).get("trained") or {}).get("per_token"),
+            "rm_score": reward.get("mean"),
+            "reply_chars": round(sum(lengths) / len(lengths), 1) if lengths else None,
+            "judge_pairs": (metrics.get("judge_agreement") or {}).get("n") or 0,
+            "pairs": (metrics.get("counts") or {}).get("ai_pairs")}
+
+
+def stop_reason(config, rows: list[dict]) -> str | None:
+    """Why to stop after the last row, or None to go on."""
+    its, last = config.iterations, rows[-1]
+    if not last["judge_pairs"]:
+        return ("the judge's agreement with humans cannot be checked (no human pair was "
+                "judged): its labels on the new policy's replies are unmeasured")
+    if its.max_kl is not None and last["kl"] is not None and last["kl"] > its.max_kl:
+        return f"KL/token to the previous policy {last['kl']:.4f} exceeds iterations.max_kl {its.max_kl}"
+    if its.stop_metric != "none" and len(rows) > 1:
+        now, before = last[its.stop_metric], rows[-2][its.stop_metric]
+        if now is not None and before is not None and now - before <= its.min_gain:
+            return (f"{its.stop_metric} went {before:.3f} -> {now:.3f}: not more than "
+                    f"iterations.min_gain {its.min_gain} better")
+    return None
