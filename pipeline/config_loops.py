@@ -29,6 +29,9 @@ class IterationsConfig(Section):
     decay: float = Field(0.5, ge=0, le=1, description=(
         "earlier iterations' AI pairs join an iteration's blend with their weight times decay ** "
         "(iterations ago); 0: each iteration trains on its own pairs"))
+    reference: Literal["previous", "base"] = Field("previous", description=(
+        "DPO/KTO reference of iterations 2 on: the previous iteration's policy (the one training "
+        "starts from, as iterative DPO does) or the original base policy"))
     stop_metric: Literal["none", "refusal", "compliance", "win_rate"] = Field("none", description=(
         "stop early when this metric of the new policy (harmful-prompt refusal, safe-prompt "
         "compliance, judge win rate vs the previous policy) did not improve on the previous "

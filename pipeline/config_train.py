@@ -95,6 +95,9 @@ class TrainPolicyConfig(TrainConfig):
     kto_data: Literal["verdicts", "pairs", "both"] = Field("verdicts", description=(
         "KTO examples: 'verdicts' (every text a critique round judged, desirable when no violation was "
         "found), 'pairs' (the blended pairs, unpaired), or both"))
+    reference: str = Field("init", description=(
+        "the DPO/KTO reference model: 'init' (the model training starts from) or a 'transformers:' "
+        "model spec (iterations use the original base with iterations.reference: base)"))
     init: Literal["auto", "sft", "base"] = Field("auto", description=(
         "start from the SL-CAI model of train-sft (the Constitutional AI recipe; the base when "
         "train_sft is disabled) or the base policy; 'auto' = sft, except base for orpo (it does SFT "

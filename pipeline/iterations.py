@@ -8,6 +8,7 @@ k >= 2 is a run directory of its own, `<run_dir>/iterations/<k>/`, whose config 
     prompts.offset       (k-1) * prompts.limit with `iterations.fresh_prompts`
     train_sft.enabled    false: SL-CAI happens once; the policy trains on from iteration k-1's
     train_policy.init    base, i.e. iteration k-1's policy, which is also the DPO reference
+                         (`iterations.reference: base`: the original base is)
     blend                earlier iterations' AI pairs join, weighed decay ** (iterations ago)
 
 Every iteration keeps the run invariants: its records and models are named by their inputs, so
@@ -52,7 +53,9 @@ def iteration_config(config, k: int, previous_policy: str | None):
         "prompts": p.model_copy(update={"offset": p.offset + (k - 1) * p.limit
                                         if config.iterations.fresh_prompts else p.offset}),
         "train_sft": config.train_sft.model_copy(update={"enabled": False}),
-        "train_policy": config.train_policy.model_copy(update={"init": "base"})})
+        "train_policy": config.train_policy.model_copy(update={
+            "init": "base", "reference": config.models.policy
+            if config.iterations.reference == "base" else config.train_policy.reference})})
 
 
 def carried_pairs(cfg) -> list[tuple]:
@@ -92,6 +95,19 @@ def iteration_row(k: int, metrics: dict) -> dict:
             "reply_chars": round(sum(lengths) / len(lengths), 1) if lengths else None,
             "judge_pairs": (metrics.get("judge_agreement") or {}).get("n") or 0,
             "pairs": (metrics.get("counts") or {}).get("ai_pairs")}
+
+
+def base_row(metrics: dict) -> dict:
+    """Iteration 0: the original base policy, as iteration 1 evaluated it."""
+    ev = metrics.get("evaluation") or {}
+    base = (ev.get("table") or {}).get("base") or {}
+    reward = (ev.get("reward") or {}).get("base") or {}
+    lengths = reward.get("lengths") or []
+    return {"iteration": 0, "policy": "base", "refusal": (base.get("harmful") or {}).get("refusal_rate"),
+            "compliance": (base.get("safe") or {}).get("compliance_rate"), "win_rate": None,
+            "kl": None, "rm_score": reward.get("mean"),
+            "reply_chars": round(sum(lengths) / len(lengths), 1) if lengths else None,
+            "judge_pairs": None, "pairs": None}
 
 
 def stop_reason(config, rows: list[dict]) -> str | None:

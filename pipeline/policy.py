@@ -11,8 +11,10 @@ Each takes (ctx, path) and returns the model's meta after saving it at `path`. T
 from `training.base_model(ctx, tuned=True)`: the SFT model, or the base for ORPO by default.
 """
 
+from .backends import parse_spec
 from .client import freeze
 from .errors import ConfigError
+from .models import resolve
 from .rewards import judge_reward
 from .training import (base_model, batch_order, dpo_label_smoothing, fit, load_prefs,
                        load_tokenizer, lora_config, loss_curve, save_model, seed_everything,
@@ -31,8 +33,15 @@ def _start(ctx):
 
 def _reference(cfg, base_dir):
     """With LoRA the reference is the start model with the adapter disabled (TRL does that when
-    given none); without it, an explicit frozen copy."""
+    given none); without it, an explicit frozen copy; with `reference` a spec, that model (a
+    later iteration anchored to the original base)."""
     from transformers import AutoModelForCausalLM
+    if cfg.reference != "init":
+        kind, name = parse_spec(cfg.reference)
+        if kind != "transformers":
+            raise ConfigError(f"train_policy.reference must be 'init' or a 'transformers:' spec, "
+                              f"got '{cfg.reference}'")
+        return AutoModelForCausalLM.from_pretrained(resolve(name)[0])
     return None if cfg.lora else AutoModelForCausalLM.from_pretrained(base_dir)
 
 

@@ -8,7 +8,7 @@ from . import history, report, report_html
 from .context import RunContext
 from .fsutil import atomic_write_text
 from .inputs import preflight
-from .iterations import iteration_config, iteration_row, stop_reason
+from .iterations import base_row, iteration_config, iteration_row, stop_reason
 from .stages import STAGES
 from .store import FollowerStore, is_main_process
 
@@ -73,6 +73,8 @@ def run_iterations(config, names: list[str], echo=print) -> list[dict]:
         cfg = iteration_config(config, k, previous)
         echo(f"== iteration {k} of {n}: {cfg.run_dir} (policy {cfg.models.policy})")
         metrics = run_stages(cfg, names, echo)
+        if k == 1:
+            rows.append(base_row(metrics))
         rows.append(iteration_row(k, metrics))
         previous = rows[-1]["policy"]
         write_rows(config.run_dir, rows)

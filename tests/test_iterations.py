@@ -40,7 +40,7 @@ def test_three_iterations_each_generate_with_the_previous_policy(tmp_path, tiny_
     cfg = _config(tmp_path, tiny_model_dir, **{"iterations.count": 3})
     lines = []
     rows = run_iterations(cfg, list(STAGES), echo=lines.append)
-    assert [r["iteration"] for r in rows] == [1, 2, 3]
+    assert [r["iteration"] for r in rows] == [0, 1, 2, 3]  # 0: the base, as iteration 1 saw it
     prompts = []
     for k in (1, 2, 3):
         d = iteration_dir(tmp_path, k)
@@ -51,14 +51,14 @@ def test_three_iterations_each_generate_with_the_previous_policy(tmp_path, tiny_
                 store.get_manifest("generate")["ids"]).values()})
             blend = store.get_manifest("blend")["meta"]["composition"]
         if k > 1:  # the previous iteration's tuned policy answered this iteration's prompts
-            assert used["models"]["policy"] == "transformers:" + rows[k - 2]["policy"]
+            assert used["models"]["policy"] == "transformers:" + rows[k - 1]["policy"]
             assert used["models"]["policy"] in made_by
             assert blend["carried"] > 0  # earlier iterations' pairs, decayed
-            assert rows[k - 1]["policy"] != rows[k - 2]["policy"]
+            assert rows[k]["policy"] != rows[k - 1]["policy"]
     assert not (prompts[0] & prompts[1]) and not (prompts[1] & prompts[2])  # fresh prompts
     metrics = json.loads((tmp_path / "metrics.json").read_text())
-    assert [r["iteration"] for r in metrics["iterations"]] == [1, 2, 3]
-    assert all(r["kl"] is not None and r["win_rate"] is not None for r in metrics["iterations"])
+    assert [r["iteration"] for r in metrics["iterations"]] == [0, 1, 2, 3]
+    assert all(r["kl"] is not None and r["win_rate"] is not None for r in metrics["iterations"][1:])
     assert "Per iteration" in (tmp_path / "summary.md").read_text()
     report = (tmp_path / "report.html").read_text()
     assert "Per iteration: refusal, compliance, win rate vs previous, KL" in report
@@ -80,7 +80,8 @@ def test_three_iterations_each_generate_with_the_previous_policy(tmp_path, tiny_
 def test_a_run_killed_in_iteration_2_resumes_in_iteration_2(tmp_path, tiny_model_dir, monkeypatch,
                                                             fake_backend):
     from pipeline import stages
-    cfg = _config(tmp_path, tiny_model_dir, **{"iterations.count": 2})
+    # anchored to the original base: iteration 2's DPO loads it as its explicit reference
+    cfg = _config(tmp_path, tiny_model_dir, **{"iterations.count": 2, "iterations.reference": "base"})
     original = stages.STAGES["critique"]
 
     def killed_in_iteration_2(ctx):
@@ -94,7 +95,9 @@ def test_a_run_killed_in_iteration_2_resumes_in_iteration_2(tmp_path, tiny_model
     lines = []
     rows = run_iterations(cfg, list(STAGES), echo=lines.append)
     by = _lines_by_iteration(lines)
-    assert len(rows) == 2
+    assert len(rows) == 3
+    used = yaml.safe_load((iteration_dir(tmp_path, 2) / "config.yaml").read_text())
+    assert used["train_policy"]["reference"] == cfg.models.policy
     assert all(_calls(line) == 0 for line in by[1].values())  # iteration 1: all cached
     assert all(" 0 made" in by[1][s] for s in ("train-sft", "train-rm", "train-policy"))
     assert _calls(by[2]["generate"]) == 0 and " 0 made" in by[2]["generate"]  # done before the kill
