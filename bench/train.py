@@ -7,7 +7,8 @@ by cai's own data stages with that model as policy and judge (AI pairs + human p
 side by side in this process, in alternation, best of `--repeat` each:
 
 - cai: `run_stages(["train-rm"])` / `run_stages(["train-policy"])` with the defaults, except
-  LoRA off for DPO and train-sft off (DPO from the base), so a plain script does the same work;
+  LoRA off for DPO, train-sft off (DPO from the base) and the reward model on every layer
+  (`train_rm.depth` 1), so a plain script does the same work;
 - TRL, same settings: a plain script given every setting cai's stage uses (batch size, max
   length, learning rate, seed, logging every step, no checkpoints, bf16 and gradient
   checkpointing as cai sets them for the device; the reward model's `margin` column and DPO's
@@ -44,6 +45,8 @@ def config(run_dir, model, pairs, device, **keys):
             "generate.max_new_tokens": 24, "critique.rounds": 1,
             "calibration.heldout": 8, "calibration.limit": pairs + 8, "evaluate.limit": 2,
             "train_sft.enabled": False, "train_policy.lora": False, "models.shared_cache": "off",
+            # every layer, as a plain script trains them: like for like
+            "train_rm.depth": 1,
             **keys}
     return load_config(None, [f"{k}={v}" for k, v in sets.items()])
 

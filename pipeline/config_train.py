@@ -115,6 +115,14 @@ class TrainPolicyConfig(TrainConfig):
     batch_size: int = Field(2, ge=1, description="per-device batch size")
     lora: bool = Field(True, description=(
         "train LoRA adapters (merged into the saved model) instead of all weights"))
+    # Measured on the dev sets (bench/RESULTS.md): a third of a pass at 1e-4 moved harmful and
+    # safe refusal as much as a whole pass at 5e-5 did, with less over-refusal, in a third of
+    # the time; stronger updates raise refusal on safe prompts about 0.7 points per point gained.
+    epochs: float = Field(0.34, gt=0, description=(
+        "passes over the training pairs (the default third of a pass at 1e-4: as much refusal gain "
+        "as a whole pass at 5e-5 on the dev sets, in a third of the time)"))
+    learning_rate: float = Field(1e-4, gt=0, description=(
+        "peak learning rate (LoRA takes a larger one than full fine-tuning)"))
 
     @field_validator("method")
     @classmethod
