@@ -80,34 +80,34 @@ def carried_pairs(cfg) -> list[tuple]:
     return out
 
 
+def _evaluated(metrics: dict, name: str) -> dict:
+    """What evaluate measured of policy `name` ('base', 'trained'): refusal, compliance and the
+    reward model's view of its replies (score, length)."""
+    ev = metrics.get("evaluation") or {}
+    row = (ev.get("table") or {}).get(name) or {}
+    reward = (ev.get("reward") or {}).get(name) or {}
+    lengths = reward.get("lengths") or []
+    return {"refusal": (row.get("harmful") or {}).get("refusal_rate"),
+            "compliance": (row.get("safe") or {}).get("compliance_rate"),
+            "rm_score": reward.get("mean"),
+            "reply_chars": round(sum(lengths) / len(lengths), 1) if lengths else None}
+
+
 def iteration_row(k: int, metrics: dict) -> dict:
     """One iteration's numbers: its tuned policy vs the policy it started from."""
     ev = metrics.get("evaluation") or {}
-    trained = (ev.get("table") or {}).get("trained") or {}
-    reward = (ev.get("reward") or {}).get("trained") or {}
-    lengths = reward.get("lengths") or []
     return {"iteration": k, "policy": (metrics.get("policy") or {}).get("path"),
-            "refusal": (trained.get("harmful") or {}).get("refusal_rate"),
-            "compliance": (trained.get("safe") or {}).get("compliance_rate"),
+            **_evaluated(metrics, "trained"),
             "win_rate": ((ev.get("win_rate") or {}).get("trained") or {}).get("win_rate"),
             "kl": ((ev.get("kl") or {}).get("trained") or {}).get("per_token"),
-            "rm_score": reward.get("mean"),
-            "reply_chars": round(sum(lengths) / len(lengths), 1) if lengths else None,
             "judge_pairs": (metrics.get("judge_agreement") or {}).get("n") or 0,
             "pairs": (metrics.get("counts") or {}).get("ai_pairs")}
 
 
 def base_row(metrics: dict) -> dict:
     """Iteration 0: the original base policy, as iteration 1 evaluated it."""
-    ev = metrics.get("evaluation") or {}
-    base = (ev.get("table") or {}).get("base") or {}
-    reward = (ev.get("reward") or {}).get("base") or {}
-    lengths = reward.get("lengths") or []
-    return {"iteration": 0, "policy": "base", "refusal": (base.get("harmful") or {}).get("refusal_rate"),
-            "compliance": (base.get("safe") or {}).get("compliance_rate"), "win_rate": None,
-            "kl": None, "rm_score": reward.get("mean"),
-            "reply_chars": round(sum(lengths) / len(lengths), 1) if lengths else None,
-            "judge_pairs": None, "pairs": None}
+    return {"iteration": 0, "policy": "base", **_evaluated(metrics, "base"), "win_rate": None,
+            "kl": None, "judge_pairs": None, "pairs": None}
 
 
 def stop_reason(config, rows: list[dict]) -> str | None:

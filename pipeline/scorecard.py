@@ -35,7 +35,7 @@ ITERATION_HEADER = ["iteration", "harmful: refusal ↑", "safe: compliance ↑",
 
 def iteration_rows(m: dict) -> list[list[str]]:
     """One row per iteration: its tuned policy against the policy it started from."""
-    return [[str(r["iteration"]) if r["iteration"] else "0 (base)", fmt(r["refusal"]), fmt(r["compliance"]), fmt(r["win_rate"]),
-             fmt(r["rm_score"]), fmt(r["reply_chars"]),
+    return [[str(r["iteration"]) if r["iteration"] else "0 (base)", fmt(r["refusal"]),
+             fmt(r["compliance"]), fmt(r["win_rate"]), fmt(r["rm_score"]), fmt(r["reply_chars"]),
              "–" if r["kl"] is None else format(r["kl"], ".2g"), fmt(r["pairs"])]
             for r in m.get("iterations") or []]
