@@ -33,7 +33,9 @@ class ModelsConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
         "'auto' (bfloat16 on CUDA and on CPUs with bf16 instructions: AVX512-BF16, AMX; float32 on "
         "other CPUs), 'float32', 'bfloat16', 'float16'"))
-    batch_size: int = Field(16, ge=1, description="requests per backend batch")
+    batch_size: int = Field(32, ge=1, description=(
+        "requests per backend batch (generation on a 2-core CPU: 32 rows decoded 1.6x as many "
+        "tokens a second as 16; scoring is chunked by tokens and does not mind)"))
     threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
     shared_cache: str = Field("auto", description=(
         "model calls shared by every run directory on this machine, so a new run directory makes no "
@@ -197,6 +199,11 @@ class CalibrationConfig(Section):
         "use the first N human pairs of the source (null = all)"))
     ensemble: int = Field(1, ge=1, description=(
         "principles per human pair the judge labels (comparison questions from `label.tags`)"))
+    judge_pairs: int | None = Field(128, ge=1, description=(
+        "human training pairs the judge labels to be calibrated and earn trust on: a seeded choice "
+        "by pair id, plus every pair decided in `cai review` (null = all). All of them train "
+        "either way. Labelling all 268 of the default took 536 calls, a sixth of the default run; "
+        "the 95 % interval of the judge's agreement is about ±0.09 on 128 pairs, ±0.06 on 268"))
     heldout: int = Field(32, ge=0, description=(
         "human pairs held out of training (reward-model accuracy is measured on them); prompts of "
         "held-out pairs never enter training"))

@@ -104,28 +104,46 @@ def _score(ctx, rm_dir, prompts, replies) -> list[float]:
 def _kl(ctx, policy_dir, ref_dir, prompts, replies) -> tuple[list[float], int]:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from .backends.prefix_cache import by_token_budget
     device = _device(ctx)
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
     policy, ref = (AutoModelForCausalLM.from_pretrained(d).to(device).eval()
                    for d in (policy_dir, ref_dir))
-    per_reply, tokens = [], 0
-    with torch.no_grad():
-        for p, r in zip(prompts, replies):
-            prefix = tokenizer.apply_chat_template(_chat(p), add_generation_prompt=True,
-                                                   tokenize=False)
-            start = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
-            # the reply as generated: its tokens and the end-of-turn token that stopped it
-            ids = tokenizer(prefix + r + (tokenizer.eos_token or ""), return_tensors="pt",
-                            add_special_tokens=False).to(device)
-            n = ids["input_ids"].shape[1] - start
-            if n <= 0:
-                continue
-            # the distributions that predicted each reply token
-            lp, lq = (torch.log_softmax(m(**ids).logits[0, start - 1:-1].float(), -1)
+    rows = [r for r in (_reply_tokens(tokenizer, p, r) for p, r in zip(prompts, replies))
+            if len(r[1]) > r[0]]
+    per_reply = [0.0] * len(rows)
+    with torch.no_grad():  # right-padded chunks: a pad is never seen by a real token
+        for chunk in by_token_budget([len(ids) for _, ids in rows], KL_BATCH_TOKENS):
+            ids = torch.full((len(chunk), max(len(rows[i][1]) for i in chunk)),
+                             tokenizer.pad_token_id or 0, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for k, i in enumerate(chunk):
+                ids[k, :len(rows[i][1])], mask[k, :len(rows[i][1])] = torch.tensor(rows[i][1]), 1
+            # logits only from the first position that predicts a reply token on
+            keep = ids.shape[1] - min(rows[i][0] for i in chunk) + 1
+            lp, lq = (torch.log_softmax(m(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                          logits_to_keep=keep).logits.float(), -1)
                       for m in (policy, ref))
-            per_reply.append(float((lp.exp() * (lp - lq)).sum()))
-            tokens += n
-    return per_reply, tokens
+            for k, i in enumerate(chunk):
+                start, n = rows[i][0], len(rows[i][1])
+                # the distributions that predicted each reply token
+                a, b = (x[k, start - 1 - (ids.shape[1] - keep):n - 1 - (ids.shape[1] - keep)]
+                        for x in (lp, lq))
+                per_reply[i] = float((a.exp() * (a - b)).sum())
+    return per_reply, sum(len(ids) - start for start, ids in rows)
+
+
+KL_BATCH_TOKENS = 1024  # padded tokens per KL pass: two [tokens x vocabulary] float32 logits
+
+
+def _reply_tokens(tokenizer, prompt: str, reply: str) -> tuple[int, list[int]]:
+    """(where the reply starts, the ids of the chat with the reply as generated: its tokens and
+    the end-of-turn token that stopped it)."""
+    prefix = tokenizer.apply_chat_template(_chat(prompt), add_generation_prompt=True,
+                                           tokenize=False)
+    start = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
+    ids = tokenizer(prefix + reply + (tokenizer.eos_token or ""), add_special_tokens=False)
+    return start, ids["input_ids"]
 
 
 def _device(ctx) -> str:

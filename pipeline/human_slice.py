@@ -4,8 +4,9 @@ Read from `calibration.source` (its first `calibration.limit` pairs), then split
 hash of each pair's id, so the split does not move when the file is reordered:
 - held-out pairs (`calibration.heldout`): reward models are scored on them; nothing is trained
   or fitted on them, and their prompts never enter any training set;
-- training pairs: the judge is calibrated on them (cross-fitted: `pipeline.trust`), they join
-  the training set, and their prompts are the default red-team prompts the policy answers.
+- training pairs: they join the training set, their prompts are the default red-team prompts
+  the policy answers, and the judge is calibrated on them (cross-fitted: `pipeline.trust`), or
+  on `calibration.judge_pairs` of them (`judged_pairs`).
 
 Pairs people decided in `cai review` (`review.use_labels`) join the training pairs of the
 calibration and the blend, never the held-out ones nor the prompts (so new labels recompute
@@ -34,13 +35,28 @@ def human_slice(cfg, bad: BadRows | None = None) -> HumanSlice:
 def run_slice(ctx, bad: BadRows | None = None) -> HumanSlice:
     """The slice a stage uses: the file's, plus the pairs decided in `cai review`."""
     people = human_slice(ctx.config, bad)
+    return HumanSlice(people.train + _reviewed(ctx, people), people.heldout)
+
+
+def judged_pairs(ctx, bad: BadRows | None = None) -> list[dict]:
+    """The training pairs the judge labels for its calibration: `calibration.judge_pairs` of
+    the file's (the first by a seeded hash of their ids, so the choice does not move when the
+    file is reordered) and every pair people decided in `cai review`."""
+    people, n = human_slice(ctx.config, bad), ctx.config.calibration.judge_pairs
+    chosen = {h["id"] for h in sorted(people.train, key=lambda h: content_hash(
+        ctx.config.seed, "judge-pairs", h["id"]))[:n]} if n is not None else None
+    return [h for h in people.train if chosen is None or h["id"] in chosen] + \
+        _reviewed(ctx, people)
+
+
+def _reviewed(ctx, people: HumanSlice) -> list[dict]:
+    """Pairs decided in `cai review` (`review.use_labels`), none on a held-out prompt."""
     if not ctx.config.review.use_labels:
-        return people
+        return []
     from .review.agreement import reviewed_pairs
     held = {norm(h["prompt"]) for h in people.heldout}
-    extra = [p for p in reviewed_pairs(ctx.store, ctx.config.review.annotators_per_item)
-             if norm(p["prompt"]) not in held]
-    return HumanSlice(people.train + extra, people.heldout)
+    return [p for p in reviewed_pairs(ctx.store, ctx.config.review.annotators_per_item)
+            if norm(p["prompt"]) not in held]
 
 
 def split_human(pairs: list[dict], heldout: int, seed: int):

@@ -29,8 +29,8 @@ def collect(ctx, stage_stats) -> dict:
         "dataset": (m["export"] or {"ids": [None]})["ids"][0],
         "sft": {k: meta["train-sft"].get(k) for k in ("path", "train_rows", "final_loss")},
         "reward_model": {k: meta["train-rm"].get(k) for k in
-                         ("path", "train_pairs", "train_accuracy", "heldout_accuracy",
-                          "heldout_auc", "train_heldout_gap", "reward_length_corr",
+                         ("path", "train_pairs", "train_accuracy", "train_accuracy_pairs",
+                          "heldout_accuracy", "heldout_auc", "train_heldout_gap", "reward_length_corr",
                           "heldout_scores", "heldout_lengths")},
         "ai_value": _ai_value(meta, ctx.config.seed),
         "loss": {s: meta[s]["loss"] for s in ("train-sft", "train-rm", "train-policy")
@@ -133,7 +133,8 @@ def summary(m: dict) -> str:
              *judge_lines(a, c["blend"]),
              *ai_value_lines(m.get("ai_value")),
              f"- reward model: held-out accuracy {fmt(m['reward_model'].get('heldout_accuracy'))}, "
-             f"train accuracy {fmt(m['reward_model'].get('train_accuracy'))} (gap "
+             f"train accuracy {fmt(m['reward_model'].get('train_accuracy'))} on "
+             f"{m['reward_model'].get('train_accuracy_pairs') or '–'} training pairs (gap "
              f"{fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "
              f"{fmt(m['reward_model'].get('heldout_auc'))}",
              f"- SL-CAI SFT: final loss {fmt(m['sft'].get('final_loss'))} on "

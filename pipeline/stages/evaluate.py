@@ -57,8 +57,7 @@ def prompt_sets(ctx, bad: BadRows | None = None) -> dict[str, list[str]]:
 def judge_replies(ctx, stats, sets, models) -> tuple[dict, dict, dict]:
     """Every model call of evaluate: each policy's replies, the judge's refusal questions and
     win rates. `cai plan` runs this alone, in dry run, to count those calls."""
-    replies = {name: {s: _replies(ctx, stats, spec, name, s, prompts) for s, prompts in sets.items()}
-               for name, spec in models.items()}
+    replies = {name: _replies(ctx, stats, spec, name, sets) for name, spec in models.items()}
     table = {name: _refusal_row(ctx, name, sets, replies[name]) for name in models}
     wins = {name: win_rate(ctx, sets["redteam"], replies[name]["redteam"], replies["base"]["redteam"])
             for name in models if name != "base"}
@@ -81,16 +80,21 @@ def policies(ctx, planned: dict | None = None) -> dict:
     return models
 
 
-def _replies(ctx, stats, spec, name, set_name, prompts) -> list[str | None]:
+def _replies(ctx, stats, spec, name, sets) -> dict[str, list[str | None]]:
+    """set -> one policy's greedy replies, every set asked in one call (full batches)."""
     client = ctx.client(spec)
     before = client.stats.calls
-    results = client.generate([[{"role": "user", "content": p}] for p in prompts],
+    asked = [(s, p) for s, prompts in sets.items() for p in prompts]
+    results = client.generate([[{"role": "user", "content": p}] for _, p in asked],
                               SamplingParams(ctx.config.evaluate.max_new_tokens, 0.0, 1.0),
-                              seed=ctx.config.seed, desc=f"eval {name}/{set_name}")
+                              seed=ctx.config.seed, desc=f"eval {name}")
     new = client.stats.calls - before
     stats.made, stats.cached = stats.made + new, stats.cached + len(results) - new
     stats.drop("call_failed", sum(bool(r.error) for r in results))
-    return [None if r.error else r.text for r in results]
+    out = {s: [] for s in sets}
+    for (s, _), r in zip(asked, results):
+        out[s].append(None if r.error else r.text)
+    return out
 
 
 def _refusal_row(ctx, name, sets, replies) -> dict:

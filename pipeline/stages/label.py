@@ -12,8 +12,9 @@ K principles (`label.ensemble`, ranked by the same rendezvous hash as critique a
 edits move only what they must), each in both answer orders; the label is the mean of the
 order-averaged probabilities (averaged in log-odds by default, so a judge's constant lean towards
 a position cancels), and the gap between orders is kept as the position-bias measure.
-The human training pairs are labelled by exactly the same code, under `calibration.ensemble`
-principles each; the held-out human pairs are never shown to the judge.
+The human training pairs (`calibration.judge_pairs` of them) are labelled by exactly the same
+code, under `calibration.ensemble` principles each; the held-out human pairs are never shown to
+the judge.
 """
 
 from itertools import combinations
@@ -25,7 +26,7 @@ from ..errors import CaiError
 from ..hashing import content_hash
 from ..judge import compare
 from ..probability import ensemble, margin
-from ..human_slice import run_slice
+from ..human_slice import judged_pairs
 from ..sources import BadRows
 from .common import load_records, require_manifest, save_records
 
@@ -44,7 +45,7 @@ def run(ctx) -> StageStats:
     comparisons = label_pairs(ctx, stats, principles, candidate_pairs(ctx), cfg.label.ensemble,
                               "compare")
     bad = BadRows.of(cfg)
-    humans = run_slice(ctx, bad).train
+    humans = judged_pairs(ctx, bad)
     bad.report(stats)
     judged = label_pairs(ctx, stats, principles, [_human_item(h) for h in humans],
                          cfg.calibration.ensemble, "judge vs humans")

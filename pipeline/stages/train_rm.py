@@ -39,15 +39,23 @@ def run(ctx) -> StageStats:
     return stats
 
 
-def _scores(trainer, tokenizer, train, test, device) -> dict:
-    """Accuracy on the training pairs and on held-out human pairs, the held-out ROC-AUC, and
-    the gap between them: a reward model that fits its training pairs (0.95) but not held-out
-    humans (0.70) has learned the pairs, not the preference."""
+# Training pairs the train accuracy is measured on (a seeded sample): scoring all 268 of the
+# default took ~25 s of a 2-core CPU; 64 tell a fit (0.95) from a held-out 0.6 well enough.
+TRAIN_SAMPLE = 64
+
+
+def _scores(trainer, tokenizer, train, test, device, seed: int) -> dict:
+    """Accuracy on (a sample of) the training pairs and on held-out human pairs, the held-out
+    ROC-AUC, and the gap between them: a reward model that fits its training pairs (0.95) but
+    not held-out humans (0.70) has learned the pairs, not the preference."""
+    if len(train) > TRAIN_SAMPLE:
+        train = train.shuffle(seed=seed).select(range(TRAIN_SAMPLE))
     train_s = reward_scores(trainer.model, tokenizer, train, device)
     held_s = reward_scores(trainer.model, tokenizer, test, device)
     acc = pair_accuracy(train_s), pair_accuracy(held_s)
     lengths = [(len(r["chosen"][-1]["content"]), len(r["rejected"][-1]["content"])) for r in test]
-    return {"train_accuracy": acc[0], "heldout_accuracy": acc[1], "heldout_auc": pair_auc(held_s),
+    return {"train_accuracy": acc[0], "train_accuracy_pairs": len(train_s),
+            "heldout_accuracy": acc[1], "heldout_auc": pair_auc(held_s),
             "train_heldout_gap": None if None in acc else acc[0] - acc[1],
             "heldout_scores": held_s, "heldout_lengths": lengths,
             # The verbosity hack: a reward that grows with length rewards rambling.
@@ -125,7 +133,7 @@ def _train(ctx, path, stats, human_only: bool = False) -> dict:
         "human_only": human_only, "margin": cfg.use_margin, "layers": model.config.num_hidden_layers,
         "processes": args.world_size, "resumed_from": resumed,
         "train_seconds": train_seconds(trainer),
-        **_scores(trainer, tokenizer, train, test, device),
+        **_scores(trainer, tokenizer, train, test, device, ctx.config.seed),
         "loss": loss_curve(trainer)}
     save_model(trainer, tokenizer, path, meta)
     return meta
