@@ -178,9 +178,12 @@ def _reason(exc: Exception) -> str:
 
 def in_batches(items: list, step: int, request=lambda x: x) -> list[list]:
     """The batches the client sends: longest request first, so similar lengths share a batch
-    (less padding) and the slowest batch shows up early."""
+    (less padding) and the slowest batch shows up early; as few batches of at most `step` as
+    fit them, of even sizes (36 requests in one batch, not 32 and 4: on a CPU a decoding step
+    of 4 rows costs nearly what one of 32 does)."""
     order = sorted(items, key=lambda x: -sum(len(c) for _, c in _contents(request(x).messages)))
-    return [order[i:i + step] for i in range(0, len(order), step)]
+    size = -(-len(order) // -(-len(order) // step)) if order else step
+    return [order[i:i + size] for i in range(0, len(order), size)]
 
 
 PLACEHOLDER = "(planned reply"  # how a dry run's made-up texts begin

@@ -7,6 +7,7 @@ directory in the user cache: a model loaded straight from GGUF is marked quantiz
 refuses to train it, and the folder reloads in a fraction of a second.
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -174,8 +175,10 @@ def convert_gguf(gguf: Path, target: Path, meta: dict):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     print(f"cai: converting {gguf.name} to a Hugging Face directory (once)", file=sys.stderr)
-    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    with _gguf_read_once():
+        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
+                                                     dtype=torch.float32)
     if getattr(model, "hf_quantizer", None) is not None:
         # GGUF weights are dequantized on load; drop the marker or TRL refuses to train it.
         model.hf_quantizer.remove_quantization_config(model)
@@ -190,3 +193,32 @@ def convert_gguf(gguf: Path, target: Path, meta: dict):
         os.replace(tmp, target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _gguf_read_once():
+    """transformers opens a GGUF file anew for its config, its tokenizer and its weights (each
+    opening parses the header: SmolLM2's 49k-token vocabulary and merges, ~2 s of a 2-core CPU)
+    and builds gguf's tensor-name table once per module of the model (397 times, 16 ms each).
+    While converting, one reader per file and one table per architecture serve every call:
+    both are only read."""
+    import gguf as gguf_lib
+    real = {name: getattr(gguf_lib, name) for name in ("GGUFReader", "get_tensor_name_map")}
+    for name, make in real.items():
+        setattr(gguf_lib, name, _memoized(make))
+    try:
+        yield
+    finally:
+        for name, make in real.items():
+            setattr(gguf_lib, name, make)
+
+
+def _memoized(make):
+    made = {}
+
+    def get(*args, **kwargs):
+        key = (tuple(str(a) for a in args), tuple(sorted((k, str(v)) for k, v in kwargs.items())))
+        if key not in made:
+            made[key] = make(*args, **kwargs)
+        return made[key]
+    return get

@@ -289,3 +289,36 @@ def test_the_calibration_report_says_whether_it_measured_the_training_labels(tmp
                                                       "calibration.ensemble": 2}),
                       DATA_STAGES, echo=lambda s: None)["judge_agreement"]
     assert ensemble_line(same) == "- measured on the labels training uses (2 principles per comparison)"
+
+
+
+def test_the_judge_labels_a_seeded_choice_of_the_human_pairs_and_every_one_trains(tmp_path,
+                                                                                  fake_backend):
+    from pipeline.human_slice import human_slice, judged_pairs
+    from pipeline.sources import load_human_pairs
+    cfg = small_config(tmp_path, **{"calibration.limit": 40, "calibration.judge_pairs": 12})
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    manifest, _ = _records(tmp_path, "label")
+    ctx = RunContext(cfg)
+    try:
+        labelled = ctx.store.get_records(manifest["meta"]["calibration_ids"]).values()
+    finally:
+        ctx.close()
+    judged = {r["human_id"] for r in labelled}
+    train = {h["id"] for h in human_slice(cfg).train}
+    assert len(judged) == 12 and judged < train and len(train) == 34
+    # Every training pair trains, judged or not.
+    human_rows = [r for r in _rows(tmp_path) if r["source"] == "human"]
+    assert len(human_rows) == len(train)
+    # The choice is a seeded hash of pair ids: the same pairs from the file in another order.
+    reordered = tmp_path / "reordered.jsonl"
+    reordered.write_text("".join(json.dumps(h) + "\n"
+                                 for h in load_human_pairs("builtin:calibration")[:40][::-1]))
+    other = small_config(tmp_path / "other", **{"calibration.source": str(reordered),
+                                                "calibration.limit": 40,
+                                                "calibration.judge_pairs": 12})
+    ctx = RunContext(other)
+    try:
+        assert {h["id"] for h in judged_pairs(ctx)} == judged
+    finally:
+        ctx.close()

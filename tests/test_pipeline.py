@@ -395,3 +395,33 @@ def test_shipped_training_prompts_are_no_near_copy_of_an_evaluation_prompt():
         mine = words(p["prompt"])
         worst = max(len(mine & e) / min(len(mine), len(e)) for e in evaluation if e)
         assert worst <= 0.6, p["prompt"]
+
+
+def test_kl_in_padded_batches_is_each_replys_kl_alone(tiny_model_dir, smollm2_dir, tmp_path):
+    """Evaluate's KL runs replies in right-padded chunks with logits for reply tokens only; it
+    equals the KL of each reply computed alone from the full logits."""
+    import types
+
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from pipeline.config import load_config
+    from pipeline.evaluation import _kl, _reply_tokens
+    from pipeline.tiny import tiny_model
+    other = tiny_model(tmp_path / "other", seed=1, tokenizer_dir=smollm2_dir)
+    prompts = ["Hi", "Tell me about cats, in some detail please", "Why?", "x"]
+    replies = ["Hello there.", "Cats are small and sleep a lot.", "", "A longer reply " * 5]
+    ctx = types.SimpleNamespace(release_models=lambda: None, config=load_config(None, []))
+    per_reply, tokens = _kl(ctx, str(tiny_model_dir), str(other), prompts, replies)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    p, q = (AutoModelForCausalLM.from_pretrained(d).eval() for d in (tiny_model_dir, other))
+    want, n = [], 0
+    with torch.no_grad():
+        for prompt, reply in zip(prompts, replies):
+            start, ids = _reply_tokens(tokenizer, prompt, reply)
+            lp, lq = (torch.log_softmax(m(input_ids=torch.tensor([ids])).logits[0, start - 1:-1], -1)
+                      for m in (p, q))
+            want.append(float((lp.exp() * (lp - lq)).sum()))
+            n += len(ids) - start
+    assert tokens == n and all(x > 0 for x in want)
+    assert per_reply == pytest.approx(want, rel=1e-4, abs=1e-6)

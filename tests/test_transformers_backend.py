@@ -1,6 +1,7 @@
 import math
 
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from pipeline.backends import ChoiceRequest, GenerationRequest, SamplingParams, load_backend
 from pipeline.client import freeze
@@ -87,3 +88,22 @@ def test_a_gguf_file_resolves_to_its_converted_directory(smollm2_dir):
     gguf = cache_dir() / "downloads" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     path, identity = resolve(str(gguf))
     assert path == smollm2_dir and identity["weights"] == "b179c9523d0e6a0f98a3"
+
+
+def _sorted_nucleus(probs, top_p):
+    import torch
+    ordered, index = torch.sort(probs, descending=True, dim=-1)
+    drop = ordered.cumsum(-1) - ordered > top_p
+    return torch.zeros_like(probs).scatter(-1, index, ordered.masked_fill(drop, 0.0))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31 - 1), top_p=st.floats(0.05, 0.99), scale=st.floats(0.05, 20))
+def test_the_nucleus_is_the_one_a_full_sort_finds(seed, top_p, scale):
+    """Top-p by the likeliest candidates first, a full sort where the nucleus is wider (flat
+    distributions: small `scale`), keeps exactly the tokens and masses a full sort keeps."""
+    import torch
+    from pipeline.backends.sampling import nucleus
+    generator = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn(3, 3000, generator=generator) * scale, dim=-1)
+    assert torch.equal(nucleus(probs, top_p), _sorted_nucleus(probs, top_p))
