@@ -200,11 +200,11 @@ class CalibrationConfig(Section):
         "use the first N human pairs of the source (null = all)"))
     ensemble: int = Field(1, ge=1, description=(
         "principles per human pair the judge labels (comparison questions from `label.tags`)"))
-    judge_pairs: int | None = Field(128, ge=1, description=(
+    judge_pairs: int | None = Field(96, ge=1, description=(
         "human training pairs the judge labels to be calibrated and earn trust on: a seeded choice "
         "by pair id, plus every pair decided in `cai review` (null = all). All of them train "
         "either way. Labelling all 268 of the default took 536 calls, a sixth of the default run; "
-        "the 95 % interval of the judge's agreement is about ±0.09 on 128 pairs, ±0.06 on 268"))
+        "the 95 % interval of the judge's agreement is about ±0.10 on 96 pairs, ±0.06 on 268"))
     heldout: int = Field(32, ge=0, description=(
         "human pairs held out of training (reward-model accuracy is measured on them); prompts of "
         "held-out pairs never enter training"))
