@@ -114,24 +114,20 @@ def _kl(ctx, policy_dir, ref_dir, prompts, replies) -> tuple[list[float], int]:
     per_reply = [0.0] * len(rows)
     with torch.no_grad():  # right-padded chunks: a pad is never seen by a real token
         for chunk in by_token_budget([len(ids) for _, ids in rows], KL_BATCH_TOKENS):
-            ids = torch.full((len(chunk), max(len(rows[i][1]) for i in chunk)),
-                             tokenizer.pad_token_id or 0, dtype=torch.long)
-            mask = torch.zeros_like(ids)
-            for k, i in enumerate(chunk):
-                ids[k, :len(rows[i][1])], mask[k, :len(rows[i][1])] = torch.tensor(rows[i][1]), 1
-            # logits only from the first position that predicts a reply token on
-            keep = ids.shape[1] - min(rows[i][0] for i in chunk) + 1
-            lp, lq = (torch.log_softmax(m(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                          logits_to_keep=keep).logits.float(), -1)
+            batch = tokenizer.pad({"input_ids": [rows[i][1] for i in chunk]}, padding_side="right",
+                                  return_tensors="pt").to(device)
+            # logits from the first position that predicts a reply token on: `first` is where
+            # they begin in the padded row
+            first = min(rows[i][0] for i in chunk) - 1
+            keep = batch["input_ids"].shape[1] - first
+            lp, lq = (torch.log_softmax(m(**batch, logits_to_keep=keep).logits.float(), -1)
                       for m in (policy, ref))
             for k, i in enumerate(chunk):
                 start, n = rows[i][0], len(rows[i][1])
                 # the distributions that predicted each reply token
-                a, b = (x[k, start - 1 - (ids.shape[1] - keep):n - 1 - (ids.shape[1] - keep)]
-                        for x in (lp, lq))
+                a, b = (x[k, start - 1 - first:n - 1 - first] for x in (lp, lq))
                 per_reply[i] = float((a.exp() * (a - b)).sum())
     return per_reply, sum(len(ids) - start for start, ids in rows)
-
 
 KL_BATCH_TOKENS = 1024  # padded tokens per KL pass: two [tokens x vocabulary] float32 logits
 

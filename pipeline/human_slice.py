@@ -42,11 +42,9 @@ def judged_pairs(ctx, bad: BadRows | None = None) -> list[dict]:
     """The training pairs the judge labels for its calibration: `calibration.judge_pairs` of
     the file's (the first by a seeded hash of their ids, so the choice does not move when the
     file is reordered) and every pair people decided in `cai review`."""
-    people, n = human_slice(ctx.config, bad), ctx.config.calibration.judge_pairs
-    chosen = {h["id"] for h in sorted(people.train, key=lambda h: content_hash(
-        ctx.config.seed, "judge-pairs", h["id"]))[:n]} if n is not None else None
-    return [h for h in people.train if chosen is None or h["id"] in chosen] + \
-        _reviewed(ctx, people)
+    people = human_slice(ctx.config, bad)
+    chosen = _by_hash(people.train, ctx.config.seed, "judge-pairs")[:ctx.config.calibration.judge_pairs]
+    return chosen + _reviewed(ctx, people)
 
 
 def _reviewed(ctx, people: HumanSlice) -> list[dict]:
@@ -61,8 +59,14 @@ def _reviewed(ctx, people: HumanSlice) -> list[dict]:
 
 def split_human(pairs: list[dict], heldout: int, seed: int):
     """A seeded split that does not depend on file order: held-out first, the rest after."""
-    ordered = sorted(pairs, key=lambda h: content_hash(seed, "human-split", h["id"]))
+    ordered = _by_hash(pairs, seed, "human-split")
     return ordered[:heldout], ordered[heldout:]
+
+
+def _by_hash(pairs: list[dict], seed: int, purpose: str) -> list[dict]:
+    """Pairs in a seeded order of their ids: a choice of the first N does not move when the
+    file is reordered."""
+    return sorted(pairs, key=lambda h: content_hash(seed, purpose, h["id"]))
 
 
 def default_prompts(cfg, bad: BadRows | None = None) -> list[dict]:

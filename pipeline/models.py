@@ -8,6 +8,7 @@ refuses to train it, and the folder reloads in a fraction of a second.
 """
 
 import contextlib
+import functools
 import hashlib
 import json
 import os
@@ -205,20 +206,9 @@ def _gguf_read_once():
     import gguf as gguf_lib
     real = {name: getattr(gguf_lib, name) for name in ("GGUFReader", "get_tensor_name_map")}
     for name, make in real.items():
-        setattr(gguf_lib, name, _memoized(make))
+        setattr(gguf_lib, name, functools.cache(make))
     try:
         yield
     finally:
         for name, make in real.items():
             setattr(gguf_lib, name, make)
-
-
-def _memoized(make):
-    made = {}
-
-    def get(*args, **kwargs):
-        key = (tuple(str(a) for a in args), tuple(sorted((k, str(v)) for k, v in kwargs.items())))
-        if key not in made:
-            made[key] = make(*args, **kwargs)
-        return made[key]
-    return get
