@@ -30,6 +30,7 @@ class StageStats:
     seconds: float = 0.0
     metrics: dict = field(default_factory=dict)
     warnings: list = field(default_factory=list)
+    reused_from: int | None = None  # skipped whole: the run whose outputs it kept (stage_reuse)
 
     def warn(self, message: str):
         self.warnings.append(message)
@@ -42,6 +43,8 @@ class StageStats:
         parts = [f"{self.made} made", f"{self.cached} reused", f"{self.calls} model calls"]
         if self.dropped:
             parts.append("dropped " + ", ".join(f"{k}: {v}" for k, v in sorted(self.dropped.items())))
+        if self.reused_from is not None:  # its drops were counted by the run that made it
+            parts = parts[:3] + [f"inputs unchanged since run {self.reused_from}: skipped"]
         line = f"{self.stage:<13} {self.seconds:7.1f}s  " + "; ".join(parts)
         return "\n".join([line] + [f"  warning: {w}" for w in self.warnings])
 
@@ -92,6 +95,10 @@ class RunContext:
         self._clients[spec] = ModelClient(spec, self.store, _no_weights, {"planned": name},
                                           dry_run=True)
         return spec
+
+    def model_identity(self, spec: str) -> dict:
+        """What a model spec's answers depend on (see `_identity`)."""
+        return self._identity(*parse_spec(spec))
 
     def _identity(self, kind: str, model: str) -> dict:
         """What a cached answer depends on: the backend, the weights and how they are run.

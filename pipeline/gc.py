@@ -24,7 +24,7 @@ def collect_garbage(store, keep_runs: int | None = None) -> dict:
             keep_ids.update(x for x in (r.get("critique_id"), r.get("revision_id")) if x)
     removed = {"calls": 0, "records": 0, "models": 0, "caches": 0}
     if kept_runs and keep_runs:
-        removed["calls"] = store.delete_calls_before(kept_runs[0]["id"])
+        removed["calls"] = store.delete_calls_before(_oldest_used(kept_runs))
     stale = [rid for rid, _ in store.all_record_ids() if rid not in keep_ids]
     removed["records"] = store.delete_records(stale)
     # Runs recorded before snapshots named their models cannot say which they used: keep all.
@@ -42,3 +42,10 @@ def collect_garbage(store, keep_runs: int | None = None) -> dict:
         store.delete_artifact(art["name"], art["input_hash"])
     store.vacuum()
     return removed
+
+
+def _oldest_used(kept_runs: list[dict]) -> int:
+    """The oldest run whose calls a kept run used: itself, or one whose stage outputs it reused
+    whole (a skipped stage stamps no call; `pipeline.stage_reuse`)."""
+    reused = [r for run in kept_runs for r in run["summary"].get("reused", {}).values()]
+    return min([kept_runs[0]["id"], *reused])

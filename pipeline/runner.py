@@ -9,7 +9,8 @@ from .context import RunContext
 from .fsutil import atomic_write_text
 from .inputs import preflight
 from .iterations import base_row, iteration_config, iteration_row, stop_reason
-from .stages import STAGES
+from .stage_reuse import run_stage
+from .stages import DATA_STAGES, STAGES
 from .store import FollowerStore, is_main_process
 
 
@@ -41,7 +42,7 @@ def run_stages(config, names: list[str], echo=print) -> dict:
         start, done = time.perf_counter(), []
         try:
             for name in names:
-                stats = STAGES[name](ctx)
+                stats = _run_one(ctx, name)
                 done.append(stats)
                 echo(stats.line())
         except BaseException:
@@ -51,6 +52,9 @@ def run_stages(config, names: list[str], echo=print) -> dict:
         total = time.perf_counter() - start
         ctx.store.finish_run(run_id, "finished", {"seconds": total, "calls": ctx.calls_made(),
                                                   "stages": [s.stage for s in done],
+                                                  # gc keeps the calls of the runs reused from
+                                                  "reused": {s.stage: s.reused_from for s in done
+                                                             if s.reused_from is not None},
                                                   **history.snapshot(ctx.store, metrics),
                                                   # `cai check` says what changed since
                                                   "principles": {p.id: p.version for p in
@@ -64,6 +68,13 @@ def run_stages(config, names: list[str], echo=print) -> dict:
         return metrics
     finally:
         ctx.close()
+
+
+def _run_one(ctx, name: str):
+    """A data stage whose inputs are unchanged is skipped whole (`pipeline.stage_reuse`)."""
+    if name not in DATA_STAGES:
+        return STAGES[name](ctx)
+    return run_stage(ctx, name, STAGES[name])
 
 
 def run_iterations(config, names: list[str], echo=print) -> list[dict]:

@@ -13,6 +13,7 @@ One writer at a time: opening a store takes an exclusive lock on `<run_dir>/.loc
 """
 
 import fcntl
+import hashlib
 import json
 import os
 import sqlite3
@@ -68,8 +69,16 @@ def _m003_review(db):
     )
 
 
+def _m004_manifest_digest(db):
+    # A manifest's digest (of its ids and meta) lets the next stage see that its inputs are
+    # unchanged without loading them; `reuse` holds what a stage needs to be skipped whole
+    # (`pipeline.stage_reuse`). Manifests written before have neither: their stage runs again.
+    db.execute("ALTER TABLE manifests ADD COLUMN digest TEXT")
+    db.execute("ALTER TABLE manifests ADD COLUMN reuse TEXT")
+
+
 # Append-only: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS = [_m001_initial, _m002_call_last_run, _m003_review]
+MIGRATIONS = [_m001_initial, _m002_call_last_run, _m003_review, _m004_manifest_digest]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
@@ -188,9 +197,30 @@ class Store:
 
     # -- manifests: a stage's current outputs, written last --------------------------------------
     def put_manifest(self, stage: str, ids: list, meta: dict):
+        ids_json, meta_json = _dumps(list(ids)), _dumps(meta)
+        digest = hashlib.sha256(f"{ids_json}\n{meta_json}".encode()).hexdigest()[:20]
         with self.db:
-            self.db.execute("INSERT OR REPLACE INTO manifests VALUES (?, ?, ?, ?)",
-                            (stage, _dumps(list(ids)), _dumps(meta), time.time()))
+            self.db.execute("INSERT OR REPLACE INTO manifests (stage, ids, meta, updated, digest) "
+                            "VALUES (?, ?, ?, ?, ?)", (stage, ids_json, meta_json, time.time(), digest))
+
+    def manifest_digest(self, stage: str) -> str | None:
+        """The digest of a stage's current manifest (None: no manifest, or one from before
+        digests were kept)."""
+        row = self.db.execute("SELECT digest FROM manifests WHERE stage=?", (stage,)).fetchone()
+        return row[0] if row else None
+
+    def manifest_reuse(self, stage: str) -> dict | None:
+        row = self.db.execute("SELECT reuse FROM manifests WHERE stage=?", (stage,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
+    def set_manifest_reuse(self, stage: str, reuse: dict):
+        with self.db:
+            self.db.execute("UPDATE manifests SET reuse=? WHERE stage=?", (_dumps(reuse), stage))
+
+    def review_state(self) -> list:
+        """How many human labels `cai review` holds and the newest: what a stage reading them
+        depends on (labels are append-only)."""
+        return list(self.db.execute("SELECT COUNT(*), MAX(seq) FROM review_labels").fetchone())
 
     def get_manifest(self, stage: str):
         row = self.db.execute("SELECT ids, meta FROM manifests WHERE stage=?", (stage,)).fetchone()
@@ -329,6 +359,7 @@ class FollowerStore(Store):
         return None
 
     put_calls = touch_calls = put_records = put_manifest = put_artifact = _drop
+    set_manifest_reuse = _drop
     put_review_items = put_review_label = _drop
     finish_run = delete_artifact = vacuum = _drop
 

@@ -1,0 +1,96 @@
+"""Stage-level reuse: a data stage whose inputs are unchanged is skipped whole, and only then."""
+
+import json
+import shutil
+
+from conftest import small_config
+
+from pipeline.gc import collect_garbage
+from pipeline.runner import run_stages
+from pipeline.stages import DATA_STAGES
+from pipeline.store import Store
+
+
+def _run(cfg) -> tuple[dict, list[str]]:
+    lines = []
+    return run_stages(cfg, DATA_STAGES, echo=lines.append), lines
+
+
+def _reused(lines: list[str]) -> set[str]:
+    return {line.split()[0] for line in lines if "inputs unchanged since run" in line}
+
+
+def _calls(backends) -> int:
+    return sum(b.generate_calls + b.choice_calls for b in backends)
+
+
+def test_an_unchanged_rerun_skips_every_data_stage_with_the_same_results(tmp_path, fake_backend):
+    first, _ = _run(small_config(tmp_path))
+    dataset = (tmp_path / "dataset" / "prefs.jsonl").read_text()
+    calls = _calls(fake_backend)
+    again, lines = _run(small_config(tmp_path))
+    assert _reused(lines) == set(DATA_STAGES)
+    assert _calls(fake_backend) == calls
+    assert (tmp_path / "dataset" / "prefs.jsonl").read_text() == dataset
+    # What the report says of the data is what the run that derived it measured.
+    for key in ("counts", "judge_agreement", "dataset"):
+        assert again[key] == first[key]
+    for stage in DATA_STAGES:
+        assert again["stages"][stage]["dropped"] == first["stages"][stage]["dropped"]
+    with Store(tmp_path) as store:
+        assert json.loads(store.db.execute("SELECT summary FROM runs WHERE id=2").fetchone()[0]
+                          )["reused"] == {s: 1 for s in DATA_STAGES}
+
+
+def test_a_training_knob_reuses_the_data_but_a_data_knob_does_not(tmp_path, fake_backend):
+    _run(small_config(tmp_path))
+    _, lines = _run(small_config(tmp_path, **{"train_policy.learning_rate": 3e-4}))
+    assert _reused(lines) == set(DATA_STAGES)
+    _, lines = _run(small_config(tmp_path, **{"blend.human_weight": 2}))
+    assert _reused(lines) == set(DATA_STAGES[:DATA_STAGES.index("blend")])
+
+
+def test_an_edited_prompt_file_at_the_same_path_is_read_again(tmp_path, fake_backend):
+    prompts = tmp_path / "prompts.jsonl"
+    rows = [{"id": f"p{i}", "prompt": f"How do I fix bicycle part {i}?"} for i in range(6)]
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = small_config(tmp_path / "run", **{"prompts.source": str(prompts)})
+    _run(cfg)
+    rows[0]["prompt"] = "How do I repair a flat tyre?"
+    prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    calls = _calls(fake_backend)
+    again, lines = _run(cfg)
+    assert not _reused(lines)
+    assert again["stages"]["generate"]["model_calls"] == 2  # one prompt x 2 samples, new
+    assert _calls(fake_backend) > calls
+
+
+def test_a_stage_run_alone_with_other_settings_invalidates_the_later_ones(tmp_path, fake_backend):
+    _run(small_config(tmp_path))
+    run_stages(small_config(tmp_path, **{"generate.samples": 3}), ["generate"], echo=lambda s: None)
+    lines = []
+    metrics = run_stages(small_config(tmp_path), DATA_STAGES[1:], echo=lines.append)
+    # Same config as run 1, but generate's manifest is not the one critique was made from.
+    assert _reused(lines) == set()
+    assert metrics["stages"]["critique"]["model_calls"] > 0  # the third samples' chains
+    _, lines = _run(small_config(tmp_path))
+    assert "generate" not in _reused(lines)  # its manifest is run 3's samples-3 one
+
+
+def test_a_deleted_dataset_and_retry_failed_are_never_skipped(tmp_path, fake_backend):
+    _run(small_config(tmp_path))
+    shutil.rmtree(tmp_path / "dataset")
+    _, lines = _run(small_config(tmp_path))
+    assert _reused(lines) == set(DATA_STAGES) - {"export"}
+    assert (tmp_path / "dataset" / "prefs.jsonl").exists()
+    _, lines = _run(small_config(tmp_path, **{"models.retry_failed": "true"}))
+    assert not _reused(lines)
+
+
+def test_gc_keeps_the_calls_of_the_run_whose_outputs_were_reused(tmp_path, fake_backend):
+    _run(small_config(tmp_path))
+    _run(small_config(tmp_path))  # every stage reused from run 1: no call stamped by run 2
+    with Store(tmp_path) as store:
+        calls = store.count_calls()
+        assert collect_garbage(store, keep_runs=1)["calls"] == 0
+        assert store.count_calls() == calls
