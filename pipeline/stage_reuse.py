@@ -42,14 +42,15 @@ def run_stage(ctx, name: str, stage) -> StageStats:
     stats = stage(ctx)
     if inputs and not ctx.dry_run:
         ctx.store.set_manifest_reuse(name, {
-            "inputs": inputs, "run": ctx.store.run_id, "made": stats.made, "metrics": stats.metrics,
+            "inputs": inputs, "run": ctx.store.run_id, "records": stats.made + stats.cached,
+            "metrics": stats.metrics,
             "dropped": stats.dropped, "warnings": stats.warnings})
     return stats
 
 
 def reused_stats(name: str, reuse: dict) -> StageStats:
     """What the stage did when it derived the outputs now reused, and which run that was."""
-    return StageStats(name, cached=reuse["made"], dropped=dict(reuse["dropped"]),
+    return StageStats(name, cached=reuse["records"], dropped=dict(reuse["dropped"]),
                       metrics=reuse["metrics"], warnings=list(reuse["warnings"]),
                       reused_from=reuse["run"])
 

@@ -20,6 +20,10 @@ def _reused(lines: list[str]) -> set[str]:
     return {line.split()[0] for line in lines if "inputs unchanged since run" in line}
 
 
+def _counts(metrics: dict) -> dict:
+    return {s: {k: v for k, v in row.items() if k != "seconds"} for s, row in metrics["stages"].items()}
+
+
 def _calls(backends) -> int:
     return sum(b.generate_calls + b.choice_calls for b in backends)
 
@@ -37,6 +41,9 @@ def test_an_unchanged_rerun_skips_every_data_stage_with_the_same_results(tmp_pat
         assert again[key] == first[key]
     for stage in DATA_STAGES:
         assert again["stages"][stage]["dropped"] == first["stages"][stage]["dropped"]
+        assert again["stages"][stage]["reused"] == first["stages"][stage]["made"]
+    third, _ = _run(small_config(tmp_path))  # reused from run 1 again: the same counts
+    assert _counts(third) == _counts(again)
     with Store(tmp_path) as store:
         assert json.loads(store.db.execute("SELECT summary FROM runs WHERE id=2").fetchone()[0]
                           )["reused"] == {s: 1 for s in DATA_STAGES}
