@@ -134,7 +134,7 @@ class PromptsConfig(Section):
     id_field: str = Field("id", description=(
         "column holding a stable prompt id (hash of the text if absent)"))
     # 8 on the embedded default: its judge earns trust 0, so its AI pairs never reach training
-    # and 12 prompts cost ~45 s more of a 2-core run for the same trained models.
+    # and 12 prompts cost ~45 s more of a 2-core run for the same reward model and DPO data.
     limit: int = Field(8, ge=1, description="use at most this many prompts (first N)")
     offset: int = Field(0, ge=0, description=(
         "skip this many usable prompts first (iterations take fresh prompts this way)"))

@@ -43,8 +43,7 @@ def run_stage(ctx, name: str, stage) -> StageStats:
     if inputs and not ctx.dry_run:
         ctx.store.set_manifest_reuse(name, {
             "inputs": inputs, "run": ctx.store.run_id, "records": stats.made + stats.cached,
-            "metrics": stats.metrics,
-            "dropped": stats.dropped, "warnings": stats.warnings})
+            "metrics": stats.metrics, "dropped": stats.dropped, "warnings": stats.warnings})
     return stats
 
 
