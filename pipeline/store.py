@@ -9,9 +9,13 @@ One SQLite file per run directory (WAL mode), holding
              ("mark done"), so a later stage reads exactly the current outputs of the one before;
 - artifacts: exported datasets and trained models, keyed by the hash of their inputs.
 
-One writer at a time: opening a store takes an exclusive lock on `<run_dir>/.lock`.
+One writer at a time: opening a store takes an exclusive lock on `<run_dir>/.lock`. The
+connection is in autocommit mode, so every write that must be atomic (a batch of calls or
+records, a manifest, a migration) runs in a real `BEGIN IMMEDIATE … COMMIT` (`transaction`): a
+process killed inside one leaves the store as it was before it.
 """
 
+import contextlib
 import fcntl
 import hashlib
 import json
@@ -26,75 +30,129 @@ from .errors import RunLocked
 DB_NAME = "cai.sqlite"
 
 
+@contextlib.contextmanager
+def transaction(db: sqlite3.Connection):
+    """One real transaction on an autocommit connection (`with db:` is none there): taken with
+    the write lock at once, so two writers queue instead of failing half-way; rolled back on
+    any exception, KeyboardInterrupt included."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _script(db, sql: str):
+    """Statements one by one: `executescript` would COMMIT the transaction it runs in."""
+    for statement in sql.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _add_column(db, table: str, column: str):
+    """ALTER TABLE ADD COLUMN, unless a store migrated half-way by an older cai (whose
+    migrations were not atomic) has the column already."""
+    name = column.split()[0]
+    if name not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+        db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+
+
+# Every migration is idempotent as well as atomic: a store an older cai left half-migrated opens.
 def _m001_initial(db):
-    db.executescript(
-        """
-        CREATE TABLE calls (
+    _script(db, """
+        CREATE TABLE IF NOT EXISTS calls (
             key TEXT PRIMARY KEY, model TEXT NOT NULL, kind TEXT NOT NULL,
             request TEXT NOT NULL, response TEXT, error TEXT, created REAL NOT NULL);
-        CREATE TABLE records (
+        CREATE TABLE IF NOT EXISTS records (
             id TEXT PRIMARY KEY, kind TEXT NOT NULL, data TEXT NOT NULL, created REAL NOT NULL);
-        CREATE INDEX records_kind ON records(kind);
-        CREATE TABLE manifests (
+        CREATE INDEX IF NOT EXISTS records_kind ON records(kind);
+        CREATE TABLE IF NOT EXISTS manifests (
             stage TEXT PRIMARY KEY, ids TEXT NOT NULL, meta TEXT NOT NULL, updated REAL NOT NULL);
-        CREATE TABLE artifacts (
+        CREATE TABLE IF NOT EXISTS artifacts (
             name TEXT NOT NULL, input_hash TEXT NOT NULL, path TEXT NOT NULL, meta TEXT NOT NULL,
             created REAL NOT NULL, PRIMARY KEY (name, input_hash));
-        CREATE TABLE runs (
+        CREATE TABLE IF NOT EXISTS runs (
             id INTEGER PRIMARY KEY AUTOINCREMENT, started REAL NOT NULL, finished REAL,
             status TEXT NOT NULL, config_hash TEXT, constitution_version TEXT, summary TEXT);
-        """
-    )
+        """)
 
 
 def _m002_call_last_run(db):
     # Which run last used a call: `cai gc --keep-runs N` drops calls no kept run used.
     # Calls stored before this column existed count as used by the latest run (conservative).
-    db.execute("ALTER TABLE calls ADD COLUMN last_run INTEGER")
+    _add_column(db, "calls", "last_run INTEGER")
     db.execute("UPDATE calls SET last_run = (SELECT MAX(id) FROM runs)")
 
 
 def _m003_review(db):
     # `cai review`: the items people label and their labels. Append-only: a relabel is a new
     # row, and the latest row of an annotator on an item is their label.
-    db.executescript(
-        """
-        CREATE TABLE review_items (
+    _script(db, """
+        CREATE TABLE IF NOT EXISTS review_items (
             id TEXT PRIMARY KEY, mode TEXT NOT NULL, data TEXT NOT NULL, created REAL NOT NULL);
-        CREATE TABLE review_labels (
+        CREATE TABLE IF NOT EXISTS review_labels (
             seq INTEGER PRIMARY KEY AUTOINCREMENT, item TEXT NOT NULL, annotator TEXT NOT NULL,
             role TEXT NOT NULL, choice TEXT NOT NULL, note TEXT, created REAL NOT NULL);
-        CREATE INDEX review_labels_item ON review_labels(item);
-        """
-    )
+        CREATE INDEX IF NOT EXISTS review_labels_item ON review_labels(item);
+        """)
 
 
 def _m004_manifest_digest(db):
     # A manifest's digest (of its ids and meta) lets the next stage see that its inputs are
     # unchanged without loading them; `reuse` holds what a stage needs to be skipped whole
     # (`pipeline.stage_reuse`). Manifests written before have neither: their stage runs again.
-    db.execute("ALTER TABLE manifests ADD COLUMN digest TEXT")
-    db.execute("ALTER TABLE manifests ADD COLUMN reuse TEXT")
+    _add_column(db, "manifests", "digest TEXT")
+    _add_column(db, "manifests", "reuse TEXT")
 
 
-# Append-only: a new schema change is a new function at the end, never an edit of an old one.
-MIGRATIONS = [_m001_initial, _m002_call_last_run, _m003_review, _m004_manifest_digest]
+def _m005_call_stage(db):
+    # Which stage last used a call: a stage skipped whole (`pipeline.stage_reuse`) stamps no
+    # call, so `cai gc --keep-runs` keeps the calls of that stage alone from the run it reused.
+    _add_column(db, "calls", "stage TEXT")
+
+
+def _m006_manifest_run(db):
+    # Which run wrote a stage's current manifest: every figure of a report names its run.
+    _add_column(db, "manifests", "run INTEGER")
+
+
+# Append-only: a new schema change is a new function at the end; an old one never changes what
+# it makes.
+MIGRATIONS = [_m001_initial, _m002_call_last_run, _m003_review, _m004_manifest_digest,
+              _m005_call_stage, _m006_manifest_run]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:
-    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
-    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    """Bring a store to the current schema. Each migration and its mark run in one transaction
+    (SQLite's DDL is transactional), so a process killed mid-migration leaves the store as it
+    was; the applied set is read again under the write lock, so processes opening an old store
+    at once apply each migration exactly once."""
+    names = [fn.__name__ for fn in MIGRATIONS]
+    if _applied(db) >= set(names):  # the common case: nothing to do, no write lock taken
+        return []
     applied = []
     for fn in MIGRATIONS:
-        if fn.__name__ not in done:
-            with db:
-                fn(db)
-                db.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, time.time()))
-            applied.append(fn.__name__)
+        with transaction(db):
+            db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied REAL)")
+            if fn.__name__ in _applied(db):
+                continue
+            fn(db)
+            db.execute("INSERT INTO _migrations VALUES (?, ?)", (fn.__name__, time.time()))
+        applied.append(fn.__name__)
     return applied
 
 
-def _dumps(obj) -> str:
+def _applied(db) -> set[str]:
+    try:
+        return {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    except sqlite3.OperationalError:  # no such table: a new store
+        return set()
+
+
+def dumps(obj) -> str:
+    """JSON as the store writes it (a record's data, a call's request and response)."""
     return json.dumps(obj, ensure_ascii=False, sort_keys=True)
 
 
@@ -104,6 +162,7 @@ class Store:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = None
         self.run_id = None  # the run in progress, stamped on the calls it uses
+        self.stage = None   # the stage in progress, stamped on them too
         if lock:
             self._take_lock()
         self.db = sqlite3.connect(self.run_dir / DB_NAME, timeout=30, isolation_level=None)
@@ -148,7 +207,7 @@ class Store:
             yield from cursor
 
     def _change_in(self, sql: str, keys, *params) -> int:
-        with self.db:
+        with transaction(self.db):
             return sum(c.rowcount for c in self._in_chunks(sql, keys, *params))
 
     def get_calls(self, keys) -> dict:
@@ -160,17 +219,19 @@ class Store:
     def put_calls(self, rows):
         """rows: dicts with key, model, kind, request, response, error. One transaction per batch."""
         now = time.time()
-        with self.db:
+        with transaction(self.db):
             self.db.executemany(
-                "INSERT OR REPLACE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                [(r["key"], r["model"], r["kind"], _dumps(r["request"]),
-                  None if r.get("response") is None else _dumps(r["response"]),
-                  r.get("error"), now, self.run_id) for r in rows])
+                "INSERT OR REPLACE INTO calls (key, model, kind, request, response, error, created, "
+                "last_run, stage) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(r["key"], r["model"], r["kind"], dumps(r["request"]),
+                  None if r.get("response") is None else dumps(r["response"]),
+                  r.get("error"), now, self.run_id, self.stage) for r in rows])
 
     def touch_calls(self, keys):
         """Stamp cache hits with the current run, so gc knows they are still in use."""
         if self.run_id is not None:
-            self._change_in("UPDATE calls SET last_run=? WHERE key IN ({marks})", keys, self.run_id)
+            self._change_in("UPDATE calls SET last_run=?, stage=? WHERE key IN ({marks})", keys,
+                            self.run_id, self.stage)
 
     def count_calls(self) -> int:
         return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0]
@@ -180,11 +241,21 @@ class Store:
 
     # -- records -------------------------------------------------------------------------------
     def put_records(self, records):
-        """records: (id, kind, data) tuples. Ids name contents, so an existing id is kept as is."""
+        """records: (id, kind, data) tuples, in one transaction. A record recomputed under an
+        id it already has replaces the stored one where its data differ: an id names what a
+        record was made from, and a computation that changed without changing those inputs (a
+        cai upgrade, a setting outside the id) must not leave the old answer in place."""
         now = time.time()
-        with self.db:
-            self.db.executemany("INSERT OR IGNORE INTO records VALUES (?, ?, ?, ?)",
-                                [(rid, kind, _dumps(data), now) for rid, kind, data in records])
+        with transaction(self.db):
+            self.db.executemany(
+                "INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+                "kind=excluded.kind, data=excluded.data, created=excluded.created "
+                "WHERE records.data IS NOT excluded.data OR records.kind IS NOT excluded.kind",
+                [(rid, kind, dumps(data), now) for rid, kind, data in records])
+
+    def stored_data(self, ids) -> dict:
+        """id -> the record's stored JSON text, as `put_records` would write it."""
+        return dict(self._select_in("SELECT id, data FROM records WHERE id IN ({marks})", ids))
 
     def get_records(self, ids) -> dict:
         return {rid: json.loads(data) for rid, data in self._select_in(
@@ -197,11 +268,18 @@ class Store:
 
     # -- manifests: a stage's current outputs, written last --------------------------------------
     def put_manifest(self, stage: str, ids: list, meta: dict):
-        ids_json, meta_json = _dumps(list(ids)), _dumps(meta)
-        digest = hashlib.sha256(f"{ids_json}\n{meta_json}".encode()).hexdigest()[:20]
-        with self.db:
-            self.db.execute("INSERT OR REPLACE INTO manifests (stage, ids, meta, updated, digest) "
-                            "VALUES (?, ?, ?, ?, ?)", (stage, ids_json, meta_json, time.time(), digest))
+        """A stage's current outputs, marked done. The digest covers the records' contents,
+        not only their ids, so a record recomputed under its id changes what later stages see."""
+        ids_json, meta_json = dumps(list(ids)), dumps(meta)
+        h = hashlib.sha256(f"{ids_json}\n{meta_json}".encode())
+        data = self.stored_data(set(ids))
+        for rid in sorted(data):
+            h.update(f"\n{rid}\t{data[rid]}".encode())
+        digest = h.hexdigest()[:20]
+        with transaction(self.db):
+            self.db.execute("INSERT OR REPLACE INTO manifests (stage, ids, meta, updated, digest, run) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            (stage, ids_json, meta_json, time.time(), digest, self.run_id))
 
     def manifest_digest(self, stage: str) -> str | None:
         """The digest of a stage's current manifest (None: no manifest, or one from before
@@ -209,13 +287,17 @@ class Store:
         row = self.db.execute("SELECT digest FROM manifests WHERE stage=?", (stage,)).fetchone()
         return row[0] if row else None
 
+    def manifest_runs(self) -> dict:
+        """stage -> the run that wrote its current manifest (None: before runs were recorded)."""
+        return dict(self.db.execute("SELECT stage, run FROM manifests ORDER BY stage"))
+
     def manifest_reuse(self, stage: str) -> dict | None:
         row = self.db.execute("SELECT reuse FROM manifests WHERE stage=?", (stage,)).fetchone()
         return json.loads(row[0]) if row and row[0] else None
 
     def set_manifest_reuse(self, stage: str, reuse: dict):
-        with self.db:
-            self.db.execute("UPDATE manifests SET reuse=? WHERE stage=?", (_dumps(reuse), stage))
+        with transaction(self.db):
+            self.db.execute("UPDATE manifests SET reuse=? WHERE stage=?", (dumps(reuse), stage))
 
     def review_state(self) -> list:
         """How many human labels `cai review` holds and the newest: what a stage reading them
@@ -230,9 +312,9 @@ class Store:
 
     # -- artifacts: exports and models named by the hash of their inputs -------------------------
     def put_artifact(self, name: str, input_hash: str, path, meta: dict):
-        with self.db:
+        with transaction(self.db):
             self.db.execute("INSERT OR REPLACE INTO artifacts VALUES (?, ?, ?, ?, ?)",
-                            (name, input_hash, str(path), _dumps(meta), time.time()))
+                            (name, input_hash, str(path), dumps(meta), time.time()))
 
     def get_artifact(self, name: str, input_hash: str):
         row = self.db.execute("SELECT path, meta FROM artifacts WHERE name=? AND input_hash=?",
@@ -245,9 +327,9 @@ class Store:
     def put_review_items(self, items):
         """items: (id, mode, data) tuples; an existing id is kept as is."""
         now = time.time()
-        with self.db:
+        with transaction(self.db):
             self.db.executemany("INSERT OR IGNORE INTO review_items VALUES (?, ?, ?, ?)",
-                                [(i, mode, _dumps(data), now) for i, mode, data in items])
+                                [(i, mode, dumps(data), now) for i, mode, data in items])
 
     def review_items(self, mode: str) -> dict:
         """id -> item of one mode ('label' or 'evaluate'), in the order they were added."""
@@ -255,7 +337,7 @@ class Store:
             "SELECT id, data FROM review_items WHERE mode=? ORDER BY created, id", (mode,))}
 
     def put_review_label(self, item: str, annotator: str, role: str, choice: str, note: str):
-        with self.db:
+        with transaction(self.db):
             self.db.execute("INSERT INTO review_labels (item, annotator, role, choice, note, created) "
                             "VALUES (?, ?, ?, ?, ?, ?)",
                             (item, annotator, role, choice, note or None, time.time()))
@@ -268,7 +350,7 @@ class Store:
 
     # -- run history ---------------------------------------------------------------------------
     def start_run(self, config_hash: str, constitution_version: str) -> int:
-        with self.db:
+        with transaction(self.db):
             cur = self.db.execute(
                 "INSERT INTO runs (started, status, config_hash, constitution_version) "
                 "VALUES (?, 'running', ?, ?)", (time.time(), config_hash, constitution_version))
@@ -276,9 +358,9 @@ class Store:
         return cur.lastrowid
 
     def finish_run(self, run_id: int, status: str, summary: dict):
-        with self.db:
+        with transaction(self.db):
             self.db.execute("UPDATE runs SET finished=?, status=?, summary=? WHERE id=?",
-                            (time.time(), status, _dumps(summary), run_id))
+                            (time.time(), status, dumps(summary), run_id))
 
     def list_runs(self) -> list[dict]:
         rows = self.db.execute("SELECT id, started, finished, status, config_hash, "
@@ -288,10 +370,16 @@ class Store:
                 for r in rows]
 
     # -- garbage collection (`cai gc`) -------------------------------------------------------
-    def delete_calls_before(self, run_id: int) -> int:
-        with self.db:
-            return self.db.execute("DELETE FROM calls WHERE last_run IS NULL OR last_run < ?",
-                                   (run_id,)).rowcount
+    def delete_calls_before(self, run_id: int, keep: dict | None = None) -> int:
+        """Delete the calls no run from `run_id` on used, but those of `keep`'s stages from the
+        run named there on ({stage: run}: stages a kept run skipped, reusing that run's
+        outputs). A call stamped before stages were (no stage) is kept if any stage is."""
+        where, params = ["(last_run IS NULL OR last_run < ?)"], [run_id]
+        for stage, since in (keep or {}).items():
+            where.append("NOT ((stage = ? OR stage IS NULL) AND last_run >= ?)")
+            params += [stage, since]
+        with transaction(self.db):
+            return self.db.execute(f"DELETE FROM calls WHERE {' AND '.join(where)}", params).rowcount
 
     def all_record_ids(self) -> list[tuple[str, str]]:
         return self.db.execute("SELECT id, kind FROM records").fetchall()
@@ -304,7 +392,7 @@ class Store:
                 self.db.execute("SELECT name, input_hash, path FROM artifacts")]
 
     def delete_artifact(self, name: str, input_hash: str):
-        with self.db:
+        with transaction(self.db):
             self.db.execute("DELETE FROM artifacts WHERE name=? AND input_hash=?", (name, input_hash))
 
     def vacuum(self):

@@ -1,6 +1,7 @@
 """Small helpers the stages share."""
 
 from ..errors import CaiError
+from ..store import dumps
 
 
 def require_manifest(ctx, stage: str) -> dict:
@@ -22,9 +23,10 @@ def load_records(ctx, ids: list) -> list[dict]:
 
 
 def save_records(ctx, stats, records: list[tuple]):
-    """Write (id, kind, data) records; count which were new and which already stored."""
-    ids = [r[0] for r in records]
-    existing = ctx.store.get_records(ids)
-    stats.cached += len(existing)
-    stats.made += len(set(ids) - set(existing))
+    """Write (id, kind, data) records; count which were stored already, as they are, and which
+    are new or recomputed (a stored record whose data came out different is replaced)."""
+    stored = ctx.store.stored_data({r[0] for r in records})
+    same = {rid for rid, _, data in records if stored.get(rid) == dumps(data)}
+    stats.cached += len(same)
+    stats.made += len({r[0] for r in records} - same)
     ctx.store.put_records(records)
