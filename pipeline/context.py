@@ -15,7 +15,7 @@ from .config import RunConfig
 from .inputs import load_for_judge
 from .shared_calls import SharedCalls, shared_cache_path
 from .errors import CaiError
-from .models import identity
+from .model_identity import model_identity
 from .store import Store
 
 
@@ -59,6 +59,7 @@ class RunContext:
         self._clients: dict[str, ModelClient] = {}
         self._backends: dict[str, object] = {}
         self._shared = None  # opened on the first client
+        self._identities: dict[str, dict] = {}
 
     @property
     def constitution(self):
@@ -73,7 +74,7 @@ class RunContext:
             kind, model = parse_spec(spec)
             m = self.config.models
             self._clients[spec] = ModelClient(
-                spec, self.store, lambda: self._backend(spec), self._identity(kind, model),
+                spec, self.store, lambda: self._backend(spec), self.model_identity(spec),
                 m.batch_size, m.retry_failed, self.dry_run,
                 logprobs=has_logprobs(spec, self.config),
                 structured=kind == "openai" and self.config.openai.structured,
@@ -84,7 +85,8 @@ class RunContext:
         """The call cache shared across run directories (None when `models.shared_cache` is off)."""
         if self._shared is None:
             path = shared_cache_path(self.config.models.shared_cache)
-            self._shared = SharedCalls(path) if path else False
+            self._shared = SharedCalls(path, self.config.models.shared_cache_max_mb) if path \
+                else False
         return self._shared or None
 
     def planned_model(self, name: str) -> str:
@@ -97,26 +99,10 @@ class RunContext:
         return spec
 
     def model_identity(self, spec: str) -> dict:
-        """What a model spec's answers depend on (see `_identity`)."""
-        return self._identity(*parse_spec(spec))
-
-    def _identity(self, kind: str, model: str) -> dict:
-        """What a cached answer depends on: the backend, the weights and how they are run.
-
-        The backend is part of it: the same weights served by another engine (or dtype) give
-        slightly different answers, so switching invalidates exactly the calls made before.
-        """
-        cfg = self.config
-        if kind == "transformers":
-            from .device import resolve_dtype
-            return {**identity(model), "backend": kind,
-                    "dtype": resolve_dtype(cfg.models.device, cfg.models.dtype)}
-        if kind == "vllm":
-            weights = identity(model) if Path(model).exists() else {"model": model}
-            return {**weights, "backend": kind, "dtype": cfg.vllm.dtype}
-        if kind == "openai":
-            return {"backend": kind, "model": model, "weights": cfg.openai.weights_id or None}
-        return {"backend": kind, "model": model}
+        """What a model spec's answers depend on (`pipeline.model_identity`), asked once."""
+        if spec not in self._identities:
+            self._identities[spec] = model_identity(spec, self.config, reachable=not self.dry_run)
+        return self._identities[spec]
 
     def _backend(self, spec):
         if spec not in self._backends:

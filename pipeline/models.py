@@ -42,14 +42,17 @@ def cache_dir() -> Path:
 
 
 def identity(model: str) -> dict:
-    """A model name -> its identity (name and weights hash), without fetching or converting
-    anything: `cai plan` names every call and model with it before any weight is on disk."""
+    """A model name -> its identity, without fetching or converting anything: `cai plan` names
+    every call and model with it before any weight is on disk. For a directory that is the
+    content of every file a loader reads (weights, tokenizer, chat template, `config.json`,
+    `generation_config.json`...), for a GGUF file its hash (the tokenizer and template are in
+    it), for the embedded alias the pinned GGUF's hash."""
     if model in EMBEDDED:
         return _embedded_identity(model)
     path = _local(model)
     if path.is_file():
         return {"model": path.name, "weights": file_hash(path)[:20]}
-    return {"model": path.name, "weights": fingerprint(path)}
+    return {"model": path.name, **fingerprint(path)}
 
 
 def resolve(model: str) -> tuple[Path, dict]:
@@ -60,7 +63,7 @@ def resolve(model: str) -> tuple[Path, dict]:
     if path.is_file():
         sha = file_hash(path)
         return from_gguf(path, sha), {"model": path.name, "weights": sha[:20]}
-    return path, {"model": path.name, "weights": fingerprint(path)}
+    return path, {"model": path.name, **fingerprint(path)}
 
 
 def _local(model: str) -> Path:
@@ -81,32 +84,57 @@ def _embedded_identity(alias: str) -> dict:
     return {"model": alias, "weights": EMBEDDED[alias]["gguf_sha256"][:20]}
 
 
-def fingerprint(model_dir: Path) -> str:
-    """Hash of the weight files (names, sizes, contents): the model part of a cache key.
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+SIDECAR = ".cai-fingerprint.json"
 
-    Cached in a sidecar keyed by size and mtime, since hashing 0.5 GB takes a second or two.
+
+def model_files(model_dir: Path) -> list[Path]:
+    """Every file of a model directory a loader may read: all regular top-level files but
+    hidden ones (cai's own sidecar) and Markdown (model cards, read by no loader)."""
+    return sorted(p for p in model_dir.iterdir() if p.is_file() and not p.name.startswith(".")
+                  and p.suffix.lower() != ".md")
+
+
+def fingerprint(model_dir: Path) -> dict:
+    """{"weights": hash of the weight files, "files": hash of every other file a loader reads
+    (tokenizer, chat template, model and generation config)}, each by names and contents.
+
+    Cached in a sidecar keyed by each file's name, size, mtime, ctime and inode, since hashing
+    0.5 GB takes a second or two. Size and mtime alone are not trusted: `rsync -a` and `tar x`
+    copy a checkpoint of the same size with its mtime preserved, but no copy can set a file's
+    ctime, and a new file gets a new inode.
     """
-    files = sorted(p for p in model_dir.iterdir()
-                   if p.suffix in (".safetensors", ".bin", ".gguf") and p.is_file())
-    if not files:
+    files = model_files(model_dir)
+    weights = [p for p in files if p.suffix in WEIGHT_SUFFIXES]
+    if not weights:
         raise ModelUnavailable(f"{model_dir}: no weight files (*.safetensors, *.bin)")
-    stamp = [[p.name, p.stat().st_size, p.stat().st_mtime_ns] for p in files]
-    sidecar = model_dir / ".cai-fingerprint.json"
+    stamp = [_stamp(p) for p in files]
+    sidecar = model_dir / SIDECAR
     try:
         cached = json.loads(sidecar.read_text())
-        if cached["stamp"] == stamp:
+        if cached["stamp"] == stamp and isinstance(cached["fingerprint"], dict):
             return cached["fingerprint"]
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         pass
-    h = hashlib.sha256()
-    for p in files:
-        h.update(p.name.encode() + b"\0" + file_hash(p).encode())
-    fp = h.hexdigest()[:20]
+    fp = {"weights": _hash_files(weights),
+          "files": _hash_files([p for p in files if p not in weights])}
     try:
         sidecar.write_text(json.dumps({"stamp": stamp, "fingerprint": fp}))
     except OSError:
         pass  # a read-only model directory is fine: we just hash again next time
     return fp
+
+
+def _stamp(p: Path) -> list:
+    st = p.stat()
+    return [p.name, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino]
+
+
+def _hash_files(files: list[Path]) -> str:
+    h = hashlib.sha256()
+    for p in files:
+        h.update(p.name.encode() + b"\0" + file_hash(p).encode() + b"\0")
+    return h.hexdigest()[:20]
 
 
 def ensure_embedded(alias: str) -> tuple[Path, dict]:

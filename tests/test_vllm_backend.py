@@ -132,7 +132,7 @@ def test_constructor_passes_engine_options_through(fake_vllm):
     assert llm.kwargs == {"model": "org/model", "tensor_parallel_size": 4, "data_parallel_size": 2,
                           "enable_prefix_caching": True, "dtype": "bfloat16", "seed": 0,
                           "gpu_memory_utilization": 0.8, "max_model_len": 4096}
-    assert backend.identity == {"model": "org/model", "weights": None}
+    assert backend.identity == {"model": "org/model", "revision": None}
     assert isinstance(backend.tokenizer, FakeTokenizer)
     _backend(prefix_caching=False)
     assert fake_vllm.instances[-1].kwargs["enable_prefix_caching"] is False
@@ -145,8 +145,16 @@ def test_a_local_directory_is_fingerprinted(fake_vllm, tmp_path):
     model_dir.mkdir()
     (model_dir / "model.safetensors").write_bytes(b"weights")
     backend = VLLMBackend(str(model_dir))
-    assert backend.identity == {"model": "my-model", "weights": fingerprint(model_dir)}
+    assert backend.identity == {"model": "my-model", **fingerprint(model_dir)}
     assert fake_vllm.instances[0].kwargs["model"] == str(model_dir)
+
+
+def test_a_hub_name_is_loaded_at_its_pinned_revision(fake_vllm):
+    from pipeline.backends.vllm_backend import VLLMBackend
+    backend = VLLMBackend("org/model@0123abcd")
+    assert backend.identity == {"model": "org/model", "revision": "0123abcd"}
+    assert fake_vllm.instances[-1].kwargs["model"] == "org/model"
+    assert fake_vllm.instances[-1].kwargs["revision"] == "0123abcd"
 
 
 def test_generate_is_one_chat_call_with_a_seeded_params_per_request(fake_vllm):

@@ -47,13 +47,14 @@ class VLLMBackend:
         self._vllm = vllm
         path = Path(model).expanduser()
         local = path.is_dir()
-        # Same identity as the transformers backend gives a local directory (its name plus the
-        # weights' hash), so the cache key names the weights, not where they sit; a hub name has
-        # no local files to hash here.
-        self.identity = {"model": path.name if local else model,
-                         "weights": fingerprint(path) if local else None}
+        # A hub name is pinned to a revision (`org/name@sha`): what the cache key names
+        # (pipeline.model_identity); a local directory is named by its files' contents.
+        name, _, revision = (str(path), "", "") if local else model.partition("@")
+        self.identity = {"model": path.name, **fingerprint(path)} if local else \
+            {"model": name, "revision": revision or None}
         self.llm = vllm.LLM(
-            model=str(path) if local else model,
+            model=name,
+            **({"revision": revision} if revision else {}),
             tensor_parallel_size=tensor_parallel_size,
             # An EngineArgs field. Recent vLLM refuses >1 in one process (offline data parallel
             # needs a process per rank): docs/scaling.md shows `vllm serve` + `openai:` instead.
