@@ -162,10 +162,16 @@ def diff_cmd(config, old, new, as_json, examples, iteration):
 @common_options
 @click.option("--keep-runs", type=int, default=None,
               help="keep only what the last N finished runs used (default: every recorded run)")
-def gc_cmd(config, keep_runs):
+@click.option("--shared", "shared_mb", type=float, default=None, metavar="MB",
+              help="instead: trim the call cache shared by every run directory to MB megabytes "
+                   "(least recently used calls first) and compact it")
+def gc_cmd(config, keep_runs, shared_mb):
     """Remove records, cached calls and models that no kept run references."""
-    from .gc import collect_garbage
+    from .gc import collect_garbage, collect_shared
     from .store import Store
+    if shared_mb is not None:
+        click.echo(collect_shared(config, shared_mb))
+        return
     with Store(config.run_dir) as store:
         removed = collect_garbage(store, keep_runs)
     click.echo(f"removed {removed['records']} records, {removed['calls']} cached calls, "

@@ -24,7 +24,7 @@ def collect_garbage(store, keep_runs: int | None = None) -> dict:
             keep_ids.update(x for x in (r.get("critique_id"), r.get("revision_id")) if x)
     removed = {"calls": 0, "records": 0, "models": 0, "caches": 0}
     if kept_runs and keep_runs:
-        removed["calls"] = store.delete_calls_before(_oldest_used(kept_runs))
+        removed["calls"] = store.delete_calls_before(kept_runs[0]["id"], _reused(kept_runs))
     stale = [rid for rid, _ in store.all_record_ids() if rid not in keep_ids]
     removed["records"] = store.delete_records(stale)
     # Runs recorded before snapshots named their models cannot say which they used: keep all.
@@ -44,8 +44,32 @@ def collect_garbage(store, keep_runs: int | None = None) -> dict:
     return removed
 
 
-def _oldest_used(kept_runs: list[dict]) -> int:
-    """The oldest run whose calls a kept run used: itself, or one whose stage outputs it reused
-    whole (a skipped stage stamps no call; `pipeline.stage_reuse`)."""
-    reused = [r for run in kept_runs for r in run["summary"].get("reused", {}).values()]
-    return min([kept_runs[0]["id"], *reused])
+def _reused(kept_runs: list[dict]) -> dict:
+    """stage -> the oldest run whose outputs of that stage a kept run reused whole (a skipped
+    stage stamps no call, so that run's calls of that stage are still in use)."""
+    out = {}
+    for run in kept_runs:
+        for stage, since in run["summary"].get("reused", {}).items():
+            out[stage] = min(since, out.get(stage, since))
+    return out
+
+
+def collect_shared(config, max_mb: float) -> str:
+    """`cai gc --shared MB`: the shared call cache trimmed to `max_mb`, least recently used
+    calls first, and compacted."""
+    from .errors import CaiError
+    from .shared_calls import SharedCalls, shared_cache_path
+    path = shared_cache_path(config.models.shared_cache)
+    if path is None or not path.exists():
+        return f"no shared call cache ({config.models.shared_cache}): nothing to do"
+    cache = SharedCalls(path, max_mb)
+    if cache.db is None:
+        raise CaiError(f"{path}: the shared call cache cannot be opened")
+    try:
+        before = path.stat().st_size
+        removed = cache.trim(max_mb * 2**20)
+        cache.vacuum()
+        return (f"{path}: removed {removed} calls, {cache.count()} kept; "
+                f"{before / 2**20:.1f} MB -> {path.stat().st_size / 2**20:.1f} MB")
+    finally:
+        cache.close()

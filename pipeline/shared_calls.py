@@ -1,16 +1,20 @@
 """The call cache every run directory on this machine shares: model calls by content address.
 
 A model call is a function of its key (model identity, kind, parameters, messages, seed, sample:
-`pipeline.client`), so its answer can serve any run directory that asks it again: a new run
-directory with the same judge, calibration slice and prompts makes no repeated calls. The
-per-run store keeps its invariants: a call answered from here is copied into the run's own
-store, which still records every call the run used (gc, history and provenance read only that).
+`pipeline.client`, with the identity from `pipeline.model_identity`), so its answer can serve
+any run directory that asks it again: a new run directory with the same judge, calibration
+slice and prompts makes no repeated calls. The per-run store keeps its invariants: a call
+answered from here is copied into the run's own store, which still records every call the run
+used (gc, history and provenance read only that).
 
 One SQLite file (`models.shared_cache`; 'auto' is `calls.sqlite` in cai's cache directory, or
-`$CAI_CALL_CACHE`; 'off' disables it). Only successful calls are shared: a failure says
-something about one run's server, not about the call. Several cai processes may use it at once
-(WAL; a write waits up to 30 s). A cache that cannot be opened or read is a warning, never a
-failed run: the calls are made instead.
+`$CAI_CALL_CACHE`; 'off' disables it), with a schema version (`PRAGMA user_version`): rows of
+an older key scheme are dropped when it is opened, since no key of this one can match them.
+Only successful calls are shared: a failure says something about one run's server, not about
+the call. The file is bounded (`models.shared_cache_max_mb`): the least recently used calls go
+first, and `cai gc --shared` trims it on demand. Several cai processes may use it at once (WAL;
+a write waits up to 30 s). A cache that cannot be opened or read is a warning, never a failed
+run: the calls are made instead; a row that cannot be read is a miss, counted.
 """
 
 import json
@@ -20,9 +24,11 @@ import sys
 import time
 from pathlib import Path
 
+# 2: keys name models by `pipeline.model_identity` (tokenizer, template, configs, server)
+VERSION = 2
 SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
     key TEXT PRIMARY KEY, model TEXT NOT NULL, kind TEXT NOT NULL, request TEXT NOT NULL,
-    response TEXT NOT NULL, created REAL NOT NULL)"""
+    response TEXT NOT NULL, created REAL NOT NULL, used REAL NOT NULL)"""
 
 
 def shared_cache_path(setting: str) -> Path | None:
@@ -34,15 +40,29 @@ def shared_cache_path(setting: str) -> Path | None:
 
 
 class SharedCalls:
-    def __init__(self, path: Path):
-        self.path = path
+    def __init__(self, path: Path, max_mb: float = 2048):
+        self.path, self.max_bytes = path, max_mb * 2**20
+        self.unusable = 0  # rows with the right key but an answer that cannot be read
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             self.db = sqlite3.connect(path, timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute(SCHEMA)
+            self._upgrade()
         except (OSError, sqlite3.Error) as exc:
             self._disable(exc)
+
+    def _upgrade(self):
+        """Create the table, or drop one of an older key scheme (none of its keys can match)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
+                self.db.execute("DROP TABLE IF EXISTS calls")
+                self.db.execute(f"PRAGMA user_version={VERSION}")
+            self.db.execute(SCHEMA)
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     def _disable(self, exc: Exception):
         print(f"cai: warning: shared call cache {self.path} unusable ({exc}); making calls "
@@ -58,31 +78,80 @@ class SharedCalls:
         try:
             for i in range(0, len(keys), 500):
                 part = keys[i:i + 500]
-                rows = self.db.execute("SELECT key, model, kind, request, response FROM calls WHERE "
-                                       f"key IN ({','.join('?' * len(part))})", part).fetchall()
-                for key, model, kind, request, response in rows:
-                    out[key] = {"key": key, "model": model, "kind": kind,
-                                "request": json.loads(request), "response": json.loads(response),
-                                "error": None}
-        except (sqlite3.Error, ValueError) as exc:
+                marks = ",".join("?" * len(part))
+                rows = self.db.execute("SELECT key, model, kind, request, response FROM calls "
+                                       f"WHERE key IN ({marks})", part).fetchall()
+                out.update(r for r in map(self._row, rows) if r)
+            self._stamp(list(out))
+        except sqlite3.Error as exc:
             self._disable(exc)
             return {}
         return out
 
+    def _row(self, row):
+        """(key, row) of a stored call, or None (counted) where its answer cannot be read."""
+        key, model, kind, request, response = row
+        try:
+            resp = json.loads(response)
+            if not isinstance(resp, dict) or not isinstance(resp.get("text", resp.get("logprobs")),
+                                                            (str, list)):
+                raise ValueError("not an answer")
+            return key, {"key": key, "model": model, "kind": kind, "request": json.loads(request),
+                         "response": resp, "error": None}
+        except (ValueError, TypeError):
+            self.unusable += 1
+            return None
+
+    def _stamp(self, keys: list):
+        """Mark hits as used now: the size bound evicts the least recently used calls."""
+        now = time.time()
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            self.db.execute(f"UPDATE calls SET used=? WHERE key IN ({','.join('?' * len(part))})",
+                            [now, *part])
+
     def put(self, rows):
-        """Keep the successful calls of a batch."""
+        """Keep the successful calls of a batch, then hold the file to its bound."""
         good = [r for r in rows if r.get("error") is None and r.get("response") is not None]
         if self.db is None or not good:
             return
         now = time.time()
         try:
-            with self.db:
-                self.db.executemany(
-                    "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?)",
-                    [(r["key"], r["model"], r["kind"], json.dumps(r["request"], ensure_ascii=False),
-                      json.dumps(r["response"], ensure_ascii=False), now) for r in good])
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.executemany(
+                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r["key"], r["model"], r["kind"], json.dumps(r["request"], ensure_ascii=False),
+                  json.dumps(r["response"], ensure_ascii=False), now, now) for r in good])
+            self.db.execute("COMMIT")
+            if self.size() > self.max_bytes:
+                self.trim(self.max_bytes * 0.9)
         except sqlite3.Error as exc:
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
             self._disable(exc)
+
+    def size(self) -> int:
+        """Bytes the table's pages take (free pages aside)."""
+        pages, free, size = (self.db.execute(f"PRAGMA {p}").fetchone()[0]
+                             for p in ("page_count", "freelist_count", "page_size"))
+        return (pages - free) * size
+
+    def trim(self, max_bytes: float) -> int:
+        """Drop the least recently used calls until the table fits in `max_bytes`; returns
+        how many went. Freed pages are reused by later writes (`cai gc --shared` vacuums)."""
+        removed, total = 0, self.count()
+        while self.size() > max_bytes and total > removed:
+            step = max(1, (total - removed) // 10)
+            removed += self.db.execute(
+                "DELETE FROM calls WHERE key IN (SELECT key FROM calls ORDER BY used, key LIMIT ?)",
+                (step,)).rowcount
+        return removed
+
+    def count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM calls").fetchone()[0] if self.db else 0
+
+    def vacuum(self):
+        self.db.execute("VACUUM")
 
     def close(self):
         if self.db is not None:

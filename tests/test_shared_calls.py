@@ -54,3 +54,62 @@ def test_failures_are_not_shared(tmp_path):
     assert list(cache.get(["k", "k2"])) == ["k2"]
     assert cache.get(["k2"])["k2"]["response"] == {"text": "hi"}
     cache.close()
+
+
+def _row(key: str, text: str = "hi") -> dict:
+    return {"key": key, "model": "m", "kind": "generate", "request": {"messages": []},
+            "response": {"text": text}, "error": None}
+
+
+def test_a_cache_of_an_older_key_scheme_is_emptied_not_misread(tmp_path):
+    import sqlite3
+    path = tmp_path / "calls.sqlite"
+    old = sqlite3.connect(path)  # the first shared cache: no version, keys of the old identity
+    old.execute("CREATE TABLE calls (key TEXT PRIMARY KEY, model TEXT NOT NULL, kind TEXT NOT "
+                "NULL, request TEXT NOT NULL, response TEXT NOT NULL, created REAL NOT NULL)")
+    old.execute("INSERT INTO calls VALUES ('k', 'm', 'generate', '{}', '{\"text\": \"old\"}', 0)")
+    old.commit()
+    old.close()
+    cache = SharedCalls(path)
+    assert cache.get(["k"]) == {}
+    cache.put([_row("k", "new")])
+    assert cache.get(["k"])["k"]["response"] == {"text": "new"}
+    assert cache.db.execute("PRAGMA user_version").fetchone()[0] >= 2
+    cache.close()
+
+
+def test_an_unreadable_answer_is_a_miss_not_a_crash(tmp_path):
+    cache = SharedCalls(tmp_path / "calls.sqlite")
+    cache.put([_row("good")])
+    for key, response in (("list", "[1, 2]"), ("junk", "not json"), ("none", '{"text": null}')):
+        cache.db.execute("INSERT INTO calls VALUES (?, 'm', 'generate', '{}', ?, 0, 0)", (key, response))
+    assert list(cache.get(["good", "list", "junk", "none"])) == ["good"]
+    assert cache.unusable == 3
+    cache.close()
+
+
+def test_the_cache_is_bounded_least_recently_used_first(tmp_path):
+    cache = SharedCalls(tmp_path / "calls.sqlite", max_mb=0.25)
+    big = "x" * 4000
+    cache.put([_row(f"early{i}", big) for i in range(10)])
+    cache.get([f"early{i}" for i in range(5)])  # used again: these stay longest
+    for n in range(20):
+        cache.put([_row(f"late{n}-{i}", big) for i in range(5)])
+    assert cache.size() <= 0.25 * 2**20
+    kept = cache.get([f"early{i}" for i in range(10)])
+    assert cache.count() < 110 and not set(kept) & {f"early{i}" for i in range(5, 10)}
+    cache.close()
+
+
+def test_gc_shared_trims_the_cache_to_a_size(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+    path = tmp_path / "calls.sqlite"
+    cache = SharedCalls(path)
+    cache.put([_row(f"k{i}", "y" * 4000) for i in range(200)])
+    cache.close()
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "gc", "--run-dir", str(tmp_path / "r"),
+                          "--set", f"models.shared_cache={path}", "--shared", "0.2"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert "removed" in out.stdout and path.stat().st_size <= 0.25 * 2**20
