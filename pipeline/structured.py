@@ -62,6 +62,21 @@ _NAMING = ("is|was|seems|looks|does|would|should|because|since|as|wins|provides|
 _JOINING = _NAMING + "|or|and|nor|vs|versus|than|over"
 
 
+# What marks a mention of a choice as said *against* it ("A is worse", "not A", "B over A").
+_BEFORE_AGAINST = re.compile(r"(?i:\b(?:not|never|rather\s+than|instead\s+of|over|than|"
+                             r"against)\s+(?:response\s+|option\s+|choice\s+)?)$")
+_BAD = r"(?:harmful|dangerous|toxic|unsafe|problematic|inappropriate|offensive|risky|unethical)"
+_GOOD = r"(?:helpful|safe|appropriate|accurate|honest|ethical|responsible|polite|harmless|useful)"
+_AFTER_AGAINST = re.compile(
+    r"\s*(?:[*_`'\")\]]*\s*)(?i:(?:is|was|seems|looks|appears|would\s+be)\s+"
+    r"(?:the\s+|a\s+|much\s+|far\s+|clearly\s+|even\s+|more\s+|also\s+)*"
+    rf"(?:worse|wrong|bad|unacceptable|more\s+{_BAD}|less\s+{_GOOD}|{_BAD})\b"
+    r"|(?:is|was)\s+not\s+(?:the\s+)?(?:better|safer|best|preferred|preferable|right|correct|"
+    r"appropriate|acceptable|harmless)\b"
+    r"|(?:does\s+not|doesn't|fails\s+to)\s+(?:follow|comply|respect|adhere|meet)"
+    r"|fails\b|violates\b|loses\b)")
+
+
 def parse_choice(text: str | None, choices: tuple) -> int:
     """Index of the choice a free-text judge answer settles on.
 
@@ -70,22 +85,24 @@ def parse_choice(text: str | None, choices: tuple) -> int:
     in order, the last "Answer: X"; for word choices, the first word ("No, it does not");
     choices named as such ("Response B", "(B)", "**B**", "B is safer", "I prefer B"); a choice
     standing alone. Letters are matched case-sensitively and not where they are an article:
-    "This is a safer reply" names no choice, and "A better answer would be B" names B. More than
-    one distinct choice at the level that decides is refused.
+    "This is a safer reply" names no choice, and "A better answer would be B" names B. A letter
+    named against itself ("A is worse", "A is more harmful than B", "not A", "B over A") is a
+    vote for the other of two letters, never for itself. More than one distinct choice at the
+    level that decides is refused.
     """
     text = (text or "").strip()
     core = re.sub(rf"^{_LABEL}\s*[:\-]?", "", text.strip(_DECOR)).strip(_DECOR)
     for i, c in enumerate(choices):
         if core.lower() == c.lower():
             return i
-    final = [_index(m, choices) for m in re.findall(_FINAL + _names(choices), text)]
+    final = _votes(text, choices, [_FINAL + _names(choices)])
     if final:
         return final[-1]
     words = [c for c in choices if len(c) > 1]
     first = re.match(r"\W*(\w+)", text)
     if words and first and first.group(1).lower() in {c.lower() for c in words}:
         return _index(first.group(1), choices)
-    for found in (_named(text, choices), _standing(text, choices)):
+    for found in (set(_votes(text, choices, _named_patterns(choices))), _standing(text, choices)):
         if len(found) == 1:
             return found.pop()
         if found:
@@ -99,12 +116,30 @@ def _names(choices) -> str:
                           for c in choices) + r")(?![\w'])"
 
 
-def _named(text: str, choices) -> set[int]:
+def _named_patterns(choices) -> list[str]:
     names = _names(choices)
-    patterns = (rf"{_LABEL}\s+{names}", rf"[(\[]{names[:-9]}[)\]]", rf"\*\*{names[:-9]}\*\*",
-                rf"(?<![\w']){names}\s+(?:{_NAMING})\b",
-                rf"(?i:prefer|choose|chose|pick|picked|select|selected|go with)\s+{names}")
-    return {_index(m, choices) for p in patterns for m in re.findall(p, text)}
+    return [rf"{_LABEL}\s+{names}", rf"[(\[]{names[:-9]}[)\]]", rf"\*\*{names[:-9]}\*\*",
+            rf"(?<![\w']){names}\s+(?:{_NAMING})\b",
+            rf"(?i:prefer|choose|chose|pick|picked|select|selected|go with)\s+{names}"]
+
+
+def _votes(text: str, choices, patterns: list[str]) -> list[int]:
+    """The choice each match of `patterns` votes for, in text order (see `_vote`)."""
+    found = sorted((m.start(1), m.end(1), m.group(1)) for p in patterns for m in re.finditer(p, text))
+    votes = [_vote(text, start, end, name, choices) for start, end, name in found]
+    return [v for v in votes if v is not None]
+
+
+def _vote(text: str, start: int, end: int, name: str, choices) -> int | None:
+    """The choice a mention of `name` at text[start:end] votes for: itself, or where it is
+    named against itself, the other of two letters (None for other choice sets)."""
+    i = _index(name, choices)
+    against = _BEFORE_AGAINST.search(text[max(0, start - 24):start]) or \
+        _AFTER_AGAINST.match(text, end)
+    if not against:
+        return i
+    letters = len(choices) == 2 and all(len(c) == 1 for c in choices)
+    return 1 - i if letters else None
 
 
 def _standing(text: str, choices) -> set[int]:
@@ -114,7 +149,9 @@ def _standing(text: str, choices) -> set[int]:
         for m in re.finditer(rf"(?<![\w']){re.escape(c)}(?![\w'])", text):
             if len(c) == 1 and re.match(rf"\s+(?!(?:{_JOINING})\b)[a-z]", text[m.end():]):
                 continue
-            found.add(i)
+            vote = _vote(text, m.start(), m.end(), c, choices)
+            if vote is not None:
+                found.add(vote)
     return found
 
 
