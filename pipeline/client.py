@@ -23,6 +23,7 @@ class CallStats:
     cached: int = 0       # requests answered by the store (the run's own or the shared one)
     shared: int = 0       # of those, answered by the cache shared across run directories
     failed: int = 0
+    failures: int = 0     # failed answers handed to a stage, new or stored (stage reuse reads it)
     seconds: float = 0.0  # time spent in the backend
     planned: int = 0      # dry run: requests that would go to the backend
 
@@ -93,8 +94,9 @@ class ModelClient:
     def _run(self, kind: str, requests: list, desc: str) -> list[Result]:
         keys = [self.key(kind, r) for r in requests]
         stored = self.store.get_calls(set(keys))
+        # A transient failure is asked again by every run; a permanent one on request only.
         results = {k: self._from_store(k, row) for k, row in stored.items()
-                   if not (self.retry_failed and row["error"])}
+                   if not (row["error"] and (self.retry_failed or is_transient(row["error"])))}
         todo = {k: r for k, r in zip(keys, requests) if k not in results}  # dedupes identical calls
         if todo and self.shared is not None:
             self._from_shared(todo, results)
@@ -106,7 +108,9 @@ class ModelClient:
             results.update({k: _placeholder(k, r) for k, r in todo.items()})
         elif todo:
             self._call_backend(kind, todo, results, desc)
-        return [results[k] for k in keys]
+        out = [results[k] for k in keys]
+        self.stats.failures += sum(r.error is not None for r in out)
+        return out
 
     def _from_shared(self, todo: dict, results: dict):
         """Calls another run directory made: copied into this run's store (which records every
@@ -142,6 +146,17 @@ class ModelClient:
                 for row in rows:
                     results[row["key"]] = self._from_store(row["key"], row)
                 bar.update(len(batch))
+                self._stop_if_down(rows)
+
+    def _stop_if_down(self, rows: list[dict]):
+        """Most of a batch failing transiently is a server that is down or overloaded, not a
+        request's fault: the run stops with one line (the failures are stored, and the next
+        run asks them again) instead of finishing with an empty dataset and exit code 0."""
+        down = [r["error"] for r in rows if r["error"] and is_transient(r["error"])]
+        if down and len(down) * 2 >= len(rows):
+            raise BackendError(f"model '{self.spec}': {len(down)} of {len(rows)} requests failed "
+                               f"({down[0].removeprefix(TRANSIENT)}); finished work is saved, "
+                               "rerun when the server answers")
 
     def _call_batch(self, kind, batch) -> list[dict]:
         """One backend call. A request the backend reports failed (`RequestFailed`) is stored
@@ -162,13 +177,21 @@ class ModelClient:
                                "(a smaller models.batch_size may help)") from exc
         failed = [isinstance(a, RequestFailed) for a in answers]
         outs = [None if f else {field: a} for a, f in zip(answers, failed)]
-        errors = [a.reason if f else None for a, f in zip(answers, failed)]
+        errors = [(TRANSIENT if a.transient else "") + a.reason if f else None
+                  for a, f in zip(answers, failed)]
         self.stats.failed += sum(failed)
         self.stats.seconds += time.perf_counter() - start
         self.stats.calls += len(reqs)
         return [{"key": k, "model": self.spec, "kind": kind, "request": _request_json(r),
                  "response": out, "error": err}
                 for (k, r), out, err in zip(batch, outs, errors)]
+
+
+TRANSIENT = "transient: "  # how a stored failure says it was the server's, at that moment
+
+
+def is_transient(error: str | None) -> bool:
+    return bool(error) and error.startswith(TRANSIENT)
 
 
 def _reason(exc: Exception) -> str:

@@ -112,10 +112,15 @@ def verdicts(client, constitution, items: list[dict], judge_cfg, seed: int = 0,
     baseline = _content_free(client, constitution, items) if calibrate else {}
     probs, raw = [], []
     for it, o in zip(items, outcomes):
-        base = baseline.get(it["principle"].id)
         raw.append(o.probs[0] if o.probs else None)
-        if not o.probs or base is None:
+        if not calibrate or not o.probs:
             probs.append(raw[-1])
+            continue
+        base, key = baseline[it["principle"].id]
+        o.calls.append(key)  # the verdict depends on the content-free answer: it names it too
+        if base is None:  # a failed content-free call fails the verdict, never silently skips
+            o.probs, o.error = None, "call_failed"
+            probs.append(None)
             continue
         odds = (o.probs[0] / max(o.probs[1], 1e-12)) / (base[0] / max(base[1], 1e-12))
         probs.append(odds / (1 + odds))
@@ -123,12 +128,14 @@ def verdicts(client, constitution, items: list[dict], judge_cfg, seed: int = 0,
 
 
 def _content_free(client, constitution, items) -> dict:
-    """principle id -> the judge's answer probabilities on a content-free verdict prompt."""
+    """principle id -> (the judge's answer probabilities on a content-free verdict prompt, or
+    None where that call failed; the call's key). A dry run's placeholder leaves the verdict
+    uncalibrated: (1, 1) odds."""
     principles = {it["principle"].id: it["principle"] for it in items}
     rendered = [render_verdict(constitution, p, "N/A", "N/A", "N/A") for p in principles.values()]
     results = client.choices([m for m, _ in rendered], rendered[0][1], desc="calibrate")
-    return {pid: normalise(r.logprobs) for pid, r in zip(principles, results)
-            if not r.error and not r.planned}
+    return {pid: ([0.5, 0.5] if r.planned else None if r.error else normalise(r.logprobs), r.key)
+            for pid, r in zip(principles, results)}
 
 
 def compare(client, constitution, items: list[dict], judge_cfg, seed: int = 0, cot: bool = False,

@@ -82,20 +82,44 @@ def test_twenty_percent_faults_give_the_same_dataset(server, tmp_path):
     assert clean["counts"] == faulty["counts"]
 
 
-def test_retries_that_run_out_are_recorded_not_lost(server, tmp_path):
+def test_a_server_that_keeps_failing_stops_the_run_and_the_next_run_asks_again(server, tmp_path):
     _faults(server, 1.0, ("500",))
-    metrics = run_stages(_config(tmp_path, server, **{"openai.max_retries": 1}), ["generate"],
-                         echo=lambda s: None)
-    assert metrics["stages"]["generate"]["dropped"] == {"call_failed": 12}
+    with pytest.raises(CaiError, match=r"12 of 12 requests failed \(HTTP 500.*127\.0\.0\.1"):
+        run_stages(_config(tmp_path, server, **{"openai.max_retries": 1}), ["generate"],
+                   echo=lambda s: None)
     assert server.counts["requests"] == 24  # each request: one try, one retry
     with Store(tmp_path, lock=False) as store:
-        assert store.count_failed_calls() == 12
-    _faults(server, 0.0)  # the server recovers: a rerun retries the failures only on purpose
+        assert store.count_failed_calls() == 12  # recorded, with their reason
+        assert store.get_manifest("generate") is None  # no empty dataset passed off as done
+    _faults(server, 0.0)  # the server recovers: a plain rerun asks the failed calls again
+    again = run_stages(_config(tmp_path, server), ["generate"], echo=lambda s: None)
+    assert again["stages"]["generate"]["model_calls"] == 12 and not again["stages"]["generate"]["dropped"]
     again = run_stages(_config(tmp_path, server), ["generate"], echo=lambda s: None)
     assert again["stages"]["generate"]["model_calls"] == 0
-    again = run_stages(_config(tmp_path, server, **{"models.retry_failed": "true"}), ["generate"],
-                       echo=lambda s: None)
-    assert again["stages"]["generate"]["model_calls"] == 12 and not again["stages"]["generate"]["dropped"]
+
+
+def test_no_server_listening_is_one_line_and_a_started_server_is_then_asked(tiny_model_dir, tmp_path):
+    import socket
+    import subprocess
+    import sys
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "pipeline.cli", "generate", "--run-dir", str(tmp_path),
+           "--set", "models.policy=openai:tiny", "--set", f"openai.base_urls=[http://127.0.0.1:{port}/v1]",
+           "--set", "prompts.limit=2", "--set", "generate.max_new_tokens=4"]
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode != 0 and "Traceback" not in out.stderr
+    [line] = out.stderr.strip().splitlines()
+    assert f"127.0.0.1:{port}" in line and "refused" in line.lower()
+    srv = start(tiny_model_dir, port=port)
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True)
+    finally:
+        srv.shutdown()
+    assert out.returncode == 0, out.stderr
+    assert "4 model calls" in out.stdout
+    assert srv.counts["requests"] == 4
 
 
 def test_a_wrong_key_or_model_stops_the_run_at_once(server, tmp_path, monkeypatch):

@@ -47,8 +47,12 @@ class ChoiceRequest:
 @dataclass(frozen=True)
 class RequestFailed:
     """One request of a batch that failed (after the backend's own retries): the client stores
-    it as a failed call with this reason, and the rest of the batch as usual."""
+    it as a failed call with this reason, and the rest of the batch as usual. A `transient`
+    failure (connection refused, timeouts, 429, 5xx) says something of the server at that
+    moment, not of the request: the next run asks it again without being told to. A permanent
+    one (a 400 with its reason) is kept and counted until `models.retry_failed`."""
     reason: str
+    transient: bool = False
 
 
 class Backend(Protocol):

@@ -124,7 +124,8 @@ class OpenAIBackend:
                     error, wait = f"{type(exc).__name__}: {_brief(exc)}", None
                 if attempt == s.max_retries:
                     self.stats["failed"] += 1
-                    return RequestFailed(f"{error} (after {attempt + 1} attempts)")
+                    return RequestFailed(f"{error} at {client.base_url} (after {attempt + 1} "
+                                         "attempts)", transient=True)
                 self.stats["retries"] += 1
                 await asyncio.sleep(wait if wait is not None else _backoff(attempt, s))
 
