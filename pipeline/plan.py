@@ -1,6 +1,7 @@
 """`cai plan` (also `cai run --dry-run`): what a run would do, before doing it.
 
-It runs the real stages, in dry-run mode, on a copy of the store in a temporary directory
+It runs the real stages, in dry-run mode and through the run's own stage reuse (a stage whose
+declared inputs are unchanged is skipped here as in the run), on a copy of the store in a temporary directory
 (read from the run's store in read-only mode): cache hits are answered as usual, misses are
 counted and answered with placeholders, and the copy is thrown away. So the plan is computed by
 the same code path as the run itself, makes no model call, fetches no model (models are named
@@ -20,6 +21,7 @@ from constitution import assign_principle
 from .client import PLACEHOLDER
 from .context import RunContext, StageStats
 from .errors import CaiError
+from .stage_reuse import run_stage
 from .stages import DATA_STAGES, STAGES
 from .store import copy_store
 from .training import input_hash, is_complete, policy_init
@@ -35,8 +37,8 @@ def plan(config) -> dict:
         try:
             rows, planned = [], 0
             known = {rid for rid, kind in ctx.store.all_record_ids() if kind == "comparison"}
-            for name in DATA_STAGES:
-                rows.append(_row(STAGES[name](ctx)))
+            for name in DATA_STAGES:  # the run's own path: a stage whose inputs are unchanged skips
+                rows.append(_row(run_stage(ctx, name, STAGES[name])))
                 if planned and not rows[-1]["model_calls"]:
                     # Built from placeholder answers: the count is a guess, and says so.
                     rows[-1]["why"]["may change: depends on uncached calls"] = 1
@@ -44,9 +46,11 @@ def plan(config) -> dict:
             training, retrained = _training_rows(ctx, planned)
             rows += training + [_evaluate_row(ctx, retrained)]
             by_name = {r["stage"]: r for r in rows}
-            by_name["critique"]["why"] = _critique_reasons(ctx)
-            by_name["label"]["why"] = _label_reasons(ctx, known)
-            by_name["generate"]["why"] = _generate_reasons(ctx)
+            for name, reasons in (("critique", lambda: _critique_reasons(ctx)),
+                                  ("label", lambda: _label_reasons(ctx, known)),
+                                  ("generate", lambda: _generate_reasons(ctx))):
+                if not by_name[name]["why"]:  # a skipped stage says so instead
+                    by_name[name]["why"] = reasons()
         finally:
             ctx.close()
     return {"stages": rows, "model_calls": sum(r["model_calls"] for r in rows)}
@@ -81,8 +85,9 @@ def format_iterations(plans: list[dict]) -> str:
 
 
 def _row(stats) -> dict:
+    why = {"inputs unchanged: skipped": 1} if stats.reused_from is not None else {}
     return {"stage": stats.stage, "cached": stats.cached,
-            "to_compute": stats.made, "model_calls": stats.calls, "why": {}}
+            "to_compute": stats.made, "model_calls": stats.calls, "why": why}
 
 
 def _training_rows(ctx, planned: int) -> tuple[list[dict], list[str]]:

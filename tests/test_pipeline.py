@@ -87,9 +87,18 @@ def test_editing_one_principle_redoes_only_its_records(tmp_path, fake_backend):
                                          "Rewrite the reply to drop every dangerous"))
     again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     after = _chains(tmp_path / "run")
-    changed = {rid for rid in after if after[rid]["rounds"] != before[rid]["rounds"]}
+
+    def answers(rounds):  # what the judge said, not which version of the principle it was
+        return [{k: v for k, v in r.items() if k != "principle_version"} for r in rounds]
+    changed = {rid for rid in after if answers(after[rid]["rounds"]) != answers(before[rid]["rounds"])}
     expected, calls = _redone(before, after, "dangerous-help")
     assert changed == expected and 0 < len(changed) < len(after)
+    # every round under the edited principle names its new version (the record is replaced,
+    # not kept from before the edit), and no other round's does
+    versions = {(r["principle"], r["principle_version"]) for c in after.values() for r in c["rounds"]}
+    old = {(r["principle"], r["principle_version"]) for c in before.values() for r in c["rounds"]}
+    assert {p for p, _ in versions - old} == {"dangerous-help"}
+    assert not {v for v in versions if v[0] == "dangerous-help"} & old
     assert again["stages"]["critique"]["model_calls"] == calls
     assert again["stages"]["generate"]["model_calls"] == 0
     assert used["constitution"]["content_version"] != again["constitution"]["content_version"]
@@ -125,6 +134,26 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     metrics = run_stages(cfg, ALL_STAGES, echo=lambda s: None)
     shutil.copy(tmp / "report.html", tmp / "report-first-run.html")
     return tmp, cfg, metrics
+
+
+def test_a_report_after_a_data_change_leaves_out_models_of_the_old_dataset(tiny_run, tmp_path):
+    """`cai run --to export` after a data change: the models and evaluation of the earlier
+    dataset are named stale and their figures left out; every figure names its run."""
+    src, cfg, first = tiny_run
+    assert first["stale"] == [] and first["reward_model"]["heldout_accuracy"] is not None
+    run = tmp_path / "run"
+    shutil.copytree(src, run)
+    changed = cfg.model_copy(update={"run_dir": str(run), "blend": cfg.blend.model_copy(
+        update={"human_weight": 2.0})})
+    metrics = run_stages(changed, DATA_STAGES, echo=lambda s: None)
+    assert {"train-rm", "train-policy", "evaluate"} <= set(metrics["stale"])
+    assert metrics["reward_model"]["heldout_accuracy"] is None and not metrics["evaluation"]["table"]
+    assert metrics["ai_value"] is None
+    assert "not shown, made from an earlier dataset" in (run / "summary.md").read_text()
+    assert metrics["produced_by"]["blend"] == metrics["run"] != metrics["produced_by"]["train-rm"]
+    # the data unchanged again, nothing is stale: the models are the current dataset's again
+    again = run_stages(cfg.model_copy(update={"run_dir": str(run)}), DATA_STAGES, echo=lambda s: None)
+    assert again["stale"] == [] and again["reward_model"]["heldout_accuracy"] is not None
 
 
 def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_dir):
@@ -322,8 +351,11 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
         assert store.count_records() == records_before - removed["records"]
     again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)  # the kept run is intact
     assert sum(s["model_calls"] for s in again["stages"].values()) == 0
-    constitution.write_text(text)  # the dropped run's work is gone: undoing the edit costs calls
-    assert plan(cfg)["stages"][1]["model_calls"] > 0
+    # The dropped run's records are gone: undoing the edit recomputes chains. (Its calls are
+    # kept: the kept run reused generate's outputs from it, and a skipped stage names no call,
+    # so gc keeps every call of a run whose outputs a kept run reused.)
+    constitution.write_text(text)
+    assert plan(cfg)["stages"][1]["to_compute"] > 0
 
 
 def test_gc_keeps_models_of_runs_that_did_not_record_them(tmp_path):

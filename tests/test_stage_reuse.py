@@ -101,3 +101,25 @@ def test_gc_keeps_the_calls_of_the_run_whose_outputs_were_reused(tmp_path, fake_
         calls = store.count_calls()
         assert collect_garbage(store, keep_runs=1)["calls"] == 0
         assert store.count_calls() == calls
+
+
+def test_keys_no_data_stage_reads_re_derive_nothing(tmp_path, fake_backend):
+    _run(small_config(tmp_path))
+    for key, value in (("evaluate.limit", 7), ("review.adjudicators", "[ann]"),
+                       ("iterations.count", 3), ("models.batch_size", 5),
+                       ("train_rm.learning_rate", 1e-3), ("openai.timeout", 9)):
+        _, lines = _run(small_config(tmp_path, **{key: value}))
+        assert _reused(lines) == set(DATA_STAGES), key
+
+
+def test_plan_takes_the_runs_path(tmp_path, fake_backend):
+    """`cai plan` goes through stage reuse as the run does: what the run skips, it skips."""
+    from pipeline.plan import plan
+    _run(small_config(tmp_path))
+    rows = {r["stage"]: r for r in plan(small_config(tmp_path, **{"evaluate.limit": 7}))["stages"]}
+    for stage in DATA_STAGES:
+        assert rows[stage]["why"] == {"inputs unchanged: skipped": 1}, stage
+        assert rows[stage]["model_calls"] == rows[stage]["to_compute"] == 0
+    rows = {r["stage"]: r for r in plan(small_config(tmp_path, **{"blend.human_weight": 2}))["stages"]}
+    assert [s for s in DATA_STAGES if "inputs unchanged: skipped" in rows[s]["why"]] == \
+        DATA_STAGES[:DATA_STAGES.index("blend")]

@@ -23,3 +23,8 @@ STAGES = {
 
 # generate .. export: the stages that make the dataset (a dry run can execute them all)
 DATA_STAGES = list(STAGES)[:list(STAGES).index("export") + 1]
+
+# What each data stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+READS = {name: module.READS for name, module in (
+    ("generate", generate), ("critique", critique), ("label", label), ("calibrate", calibrate),
+    ("pairs", pairs), ("blend", blend), ("export", export))}

@@ -18,11 +18,22 @@ and the dataset card; every drop is counted by reason. No model calls.
 import math
 
 from ..context import StageStats, timed
+from ..stage_inputs import Reads
 from ..hashing import content_hash
 from ..heldout import evaluation_prompts, norm
 from ..human_slice import run_slice
 from ..iterations import carried_pairs
 from .common import load_records, require_manifest, save_records
+
+
+# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+READS = Reads(
+    config=("seed", "blend", "pairs.kinds", "calibration.source", "calibration.limit",
+            "calibration.heldout", "inputs", "review.use_labels", "review.annotators_per_item",
+            "evaluate.harmful", "evaluate.safe", "evaluate.redteam", "iterations.current",
+            "iterations.root", "iterations.decay"),
+    files=("calibration.source", "evaluate.harmful", "evaluate.safe", "evaluate.redteam"),
+    stages=("pairs",), review=True, carried=True)
 
 
 @timed("blend")

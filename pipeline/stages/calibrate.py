@@ -12,9 +12,15 @@ nothing else does.
 """
 
 from ..context import StageStats, timed
+from ..stage_inputs import Reads
 from ..hashing import content_hash
 from ..trust import judgement, trust_report
 from .common import load_records, require_manifest, save_records
+
+
+# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+READS = Reads(config=("seed", "calibration.folds", "calibration.shrinkage", "calibration.ensemble",
+                      "label.ensemble"), stages=("label",))
 
 
 @timed("calibrate")

@@ -20,12 +20,18 @@ from constitution.render import examples_for
 
 from ..backends import SamplingParams
 from ..context import StageStats, timed
+from ..stage_inputs import Reads
 from ..errors import CaiError
 from ..filters import check_revision, clean_revision
 from ..hashing import calls_key, content_hash
 from ..judge import verdicts
 from ..structured import generate_parsed, parse_text
 from .common import load_records, require_manifest, save_records
+
+# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+READS = Reads(config=("seed", "critique", "judge", "models.judge"), models=("judge",),
+              stages=("generate",), constitution=True)
+
 
 @timed("critique")
 def run(ctx) -> StageStats:

@@ -17,6 +17,7 @@ Replies are greedy and cached like every model call; see `pipeline.evaluation` f
 from ..backends import SamplingParams
 from ..context import StageStats, timed
 from ..evaluation import kl_to_reference, refusals, reward_stats, win_rate
+from ..freshness import evaluation_inputs
 from ..sources import BadRows, load_prompts
 from ..training import base_model
 
@@ -42,6 +43,8 @@ def run(ctx) -> StageStats:
                "samples": {f"{name}/{s}": [{"prompt": p, "reply": r}
                                            for p, r in list(zip(sets[s], replies[name][s]))[:3]]
                            for name in models for s in ("harmful", "safe")}}
+    # what the figures were measured on: a report compares it with today's (pipeline.freshness)
+    metrics["inputs"] = evaluation_inputs(ctx)
     ctx.store.put_manifest("evaluate", list(models), metrics)
     stats.metrics = {k: metrics[k] for k in ("policies", "table", "win_rate")}
     return stats

@@ -20,6 +20,7 @@ hash of its content: training stages key their outputs on that hash.
 import json
 
 from ..context import StageStats, timed
+from ..stage_inputs import Reads
 from ..fsutil import atomic_dir, atomic_write_text, write_jsonl
 from ..hashing import content_hash
 from ..card import dataset_card
@@ -62,6 +63,15 @@ def _kto_rows(cid: str, chain: dict) -> list[dict]:
     return [{"id": f"{cid}/{i}", "prompt": [{"role": "user", "content": chain["prompt"]}],
              "completion": [{"role": "assistant", "content": text}], "label": ok}
             for i, (text, ok) in enumerate(verdicts.items())]
+
+
+# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# The dataset card names some settings, the constitution and the calibration fit.
+READS = Reads(
+    config=("seed", "constitution", "models.policy", "models.judge", "prompts.source",
+            "prompts.limit", "generate.samples", "critique.rounds", "blend.max_pairs_per_prompt",
+            "calibration.source"),
+    stages=("blend", "critique", "calibrate"), constitution=True)
 
 
 @timed("export")

@@ -12,6 +12,7 @@ policy's identity, sampling parameters, seed and sample index: change any and th
 
 from ..backends import SamplingParams
 from ..context import StageStats, timed
+from ..stage_inputs import Reads
 from ..hashing import content_hash
 from ..heldout import evaluation_prompts, norm
 from ..human_slice import default_prompts
@@ -35,6 +36,16 @@ def training_prompts(ctx, stats) -> list[dict]:
         else:
             prompts.append(prompt)
     return prompts[p.offset:]
+
+
+# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+READS = Reads(
+    config=("seed", "prompts", "inputs", "generate", "models.policy", "calibration.source",
+            "calibration.limit", "calibration.heldout", "evaluate.harmful", "evaluate.safe",
+            "evaluate.redteam"),
+    models=("policy",),
+    files=("prompts.source", "calibration.source", "evaluate.harmful", "evaluate.safe",
+           "evaluate.redteam"))
 
 
 @timed("generate")

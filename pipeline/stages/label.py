@@ -22,6 +22,7 @@ from itertools import combinations
 from constitution import rank_principles
 
 from ..context import StageStats, timed
+from ..stage_inputs import Reads
 from ..errors import CaiError
 from ..hashing import content_hash
 from ..judge import compare
@@ -29,6 +30,15 @@ from ..probability import ensemble, margin
 from ..human_slice import judged_pairs
 from ..sources import BadRows
 from .common import load_records, require_manifest, save_records
+
+
+# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+READS = Reads(
+    config=("seed", "label", "judge", "calibration.source", "calibration.limit", "calibration.heldout",
+            "calibration.ensemble", "calibration.judge_pairs", "inputs", "review.use_labels",
+            "review.annotators_per_item", "models.judge"),
+    models=("judge",), files=("calibration.source",), stages=("generate", "critique"),
+    constitution=True, review=True)
 
 
 @timed("label")

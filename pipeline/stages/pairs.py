@@ -18,6 +18,7 @@ calls.
 """
 
 from ..context import StageStats, timed
+from ..stage_inputs import Reads
 from ..control_tokens import control_strings
 from ..filters import similarity
 from ..hashing import content_hash
@@ -25,6 +26,11 @@ from ..probability import margin
 from ..trust import worth
 from .calibrate import current_fit
 from .common import load_records, require_manifest, save_records
+
+
+# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+READS = Reads(config=("seed", "pairs", "calibration.use_trust", "models.policy", "models.judge"),
+              stages=("calibrate", "label", "critique"))
 
 
 @timed("pairs")
