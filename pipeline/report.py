@@ -6,6 +6,7 @@ from . import report_html
 from .ai_value import ai_value, ai_value_lines
 from .card import effective_line, ensemble_line
 from .review.agreement import review_metrics, stats_lines
+from .freshness import stale_lines, stale_stages
 from .fsutil import atomic_write_text
 from .scorecard import HEADER, ITERATION_HEADER, evaluation_rows, fmt, iteration_rows
 from .stages import STAGES
@@ -13,9 +14,15 @@ from .stages.calibrate import current_fit
 
 
 def collect(ctx, stage_stats) -> dict:
-    m = {s: ctx.store.get_manifest(s) for s in [*STAGES, "train-rm-human"]}
+    stale = stale_stages(ctx)
+    # A model trained on an earlier dataset (or with other settings) is left out, and named.
+    m = {s: None if s in stale else ctx.store.get_manifest(s) for s in [*STAGES, "train-rm-human"]}
     meta = {s: (v or {}).get("meta", {}) for s, v in m.items()}
     return {
+        "run": ctx.store.run_id,
+        # which run produced each stage's current outputs (a skipped stage keeps its run's)
+        "produced_by": ctx.store.manifest_runs(),
+        "stale": stale,
         "constitution": {"name": ctx.constitution.name, "version": ctx.constitution.version,
                          "content_version": ctx.constitution.content_version},
         "models": ctx.config.models.model_dump(),
@@ -142,6 +149,7 @@ def summary(m: dict) -> str:
              f"- policy ({(m['policy'].get('method') or '–').upper()} from "
              f"{m['policy'].get('init') or '–'}): final loss {fmt(m['policy'].get('final_loss'))}",
              "",
+             *stale_lines(m.get("stale")),
              *stats_lines(m.get("review")),
              "",
              *evaluation_table(m),

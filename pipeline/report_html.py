@@ -16,6 +16,7 @@ import io
 from .ai_value import ai_value_lines
 from .review.agreement import stats_lines
 from .card import effective_line
+from .freshness import stale_lines
 from .scorecard import HEADER, ITERATION_HEADER, evaluation_rows, iteration_rows
 
 
@@ -25,7 +26,9 @@ def render(m: dict) -> str:
     proof = "".join(f"<p>{html.escape(line[2:])}</p>" for line in ai_value_lines(m.get("ai_value")))
     review = "".join(f"<p class=\"review\">{html.escape(line[2:])}</p>"
                      for line in stats_lines(m.get("review")))
-    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", proof, _evaluation_html(m),
+    stale = "".join(f"<p class=\"stale\">{html.escape(line[2:])}</p>"
+                    for line in stale_lines(m.get("stale")))
+    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", stale, proof, _evaluation_html(m),
             f"<h2>Human review</h2>{review}" if review else ""]
     for title, png in figures:
         body.append(f'<figure><img class="plot" alt="{html.escape(title)}" '

@@ -80,6 +80,11 @@ def _run_one(ctx, name: str):
 def run_iterations(config, names: list[str], echo=print) -> list[dict]:
     """Run `names` once per iteration; returns the per-iteration rows."""
     n, rows, previous = config.iterations.count, [], None
+    if "train-policy" not in names:  # else iteration 2 would generate with an older policy
+        from .errors import ConfigError
+        raise ConfigError(f"iterations.count {n}: each iteration generates with the policy the "
+                          "one before tuned, so every iteration must run train-policy (drop --to, "
+                          "or run one iteration)")
     for k in range(1, n + 1):
         cfg = iteration_config(config, k, previous)
         echo(f"== iteration {k} of {n}: {cfg.run_dir} (policy {cfg.models.policy})")

@@ -123,3 +123,12 @@ def test_stopping_rules_say_why(tmp_path):
     assert stop_reason(cfg, [_row(1), _row(2, refusal=0.3)]) is None
     assert "exceeds iterations.max_kl" in stop_reason(cfg, [_row(1, kl=0.9)])
     assert "cannot be checked" in stop_reason(cfg, [_row(1, judge_pairs=0)])
+
+
+def test_iterations_that_stop_before_train_policy_are_refused(tmp_path, fake_backend):
+    """Iteration 2 generates with iteration 1's tuned policy: a range that never trains one
+    would hand it an older policy (from an earlier run's metrics)."""
+    from pipeline.errors import ConfigError
+    cfg = small_config(tmp_path, **{"iterations.count": 2})
+    with pytest.raises(ConfigError, match="every iteration must run train-policy"):
+        run_iterations(cfg, list(STAGES)[:list(STAGES).index("export") + 1], echo=lambda s: None)

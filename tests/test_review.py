@@ -298,3 +298,16 @@ def test_beyond_loopback_every_request_needs_the_token(tmp_path):
     first = client.get("/?token=s3cret")
     assert first.status_code == 200 and "script-src 'nonce-" in first.headers["Content-Security-Policy"]
     assert client.get("/stats.json").status_code == 200  # the cookie carries it from then on
+
+
+def test_review_stats_waits_for_no_run_it_would_overwrite(tmp_path, fake_backend):
+    """`cai review stats` rewrites metrics.json: under the run lock, so a running cai's report
+    and its own never undo each other."""
+    from pipeline.errors import RunLocked
+    from pipeline.review.commands import stats
+    cfg = _data_run(tmp_path)
+    with Store(tmp_path):  # a run in progress holds the lock
+        with pytest.raises(RunLocked, match="another cai process"):
+            stats(cfg)
+    stats(cfg)  # no run in progress: written
+    assert "review" in json.loads((tmp_path / "metrics.json").read_text())

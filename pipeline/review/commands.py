@@ -49,14 +49,21 @@ def export(config, out: str) -> int:
 
 
 def stats(config) -> dict | None:
-    """The review metrics, also written into the run's metrics.json, summary.md and report."""
+    """The review metrics, also written into the run's metrics.json, summary.md and report,
+    under the run lock: a run writing them at the same time is waited for by no one, so a
+    running cai makes this stop with one line instead of one write undoing the other."""
     from .. import report, report_html
-    with open_store(config) as store:
+    open_store(config).close()  # a run directory with no run: one line
+    with Store(config.run_dir) as store:
         m = review_metrics(store, config.review.annotators_per_item)
+        _rewrite_metrics(config, m, report, report_html)
+    return m
+
+
+def _rewrite_metrics(config, m: dict, report, report_html):
     path = Path(config.run_dir) / "metrics.json"
     if path.exists():
         metrics = {**json.loads(path.read_text()), "review": m}
         atomic_write_text(path, json.dumps(metrics, indent=2, default=str))
         atomic_write_text(path.with_name("summary.md"), report.summary(metrics))
         atomic_write_text(path.with_name("report.html"), report_html.render(metrics))
-    return m
