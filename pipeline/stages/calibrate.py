@@ -20,14 +20,14 @@ from .common import load_records, require_manifest, save_records
 
 # What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
 READS = Reads(config=("seed", "calibration.folds", "calibration.shrinkage", "calibration.ensemble",
-                      "label.ensemble"), stages=("label",))
+                      "label.ensemble"), stages=("label-calibration",))
 
 
 @timed("calibrate")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("calibrate")
     c = cfg.calibration
-    ids = require_manifest(ctx, "label")["meta"]["calibration_ids"]
+    ids = require_manifest(ctx, "label-calibration")["ids"]
     records = load_records(ctx, ids)
     judged = [judgement(r) for r in records if r["p"] is not None]
     stats.drop("human_pair_not_judged", len(records) - len(judged))

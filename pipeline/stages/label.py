@@ -46,6 +46,7 @@ def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("label")
     if not cfg.label.enabled:
         stats.drop("disabled")
+        ctx.store.put_manifest("label-calibration", [], {})
         ctx.store.put_manifest("label", [], {"calibration_ids": []})
         return stats
     principles = ctx.constitution.select(cfg.label.tags)
@@ -60,6 +61,9 @@ def run(ctx) -> StageStats:
     judged = label_pairs(ctx, stats, principles, [_human_item(h) for h in humans],
                          cfg.calibration.ensemble, "judge vs humans")
     save_records(ctx, stats, comparisons + judged)
+    # The judge's labels of human pairs on their own as well: what calibrate reads, so a change
+    # of the AI comparisons alone leaves the calibration's fingerprint as it is.
+    ctx.store.put_manifest("label-calibration", [r[0] for r in judged], {})
     ctx.store.put_manifest("label", [r[0] for r in comparisons],
                            {"calibration_ids": [r[0] for r in judged]})
     labelled = [r for _, _, r in comparisons if r["p"] is not None]
