@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from pipeline import store as store_module
+from pipeline import migrations
 from pipeline.errors import RunLocked
 from pipeline.store import DB_NAME, MIGRATIONS, Store, migrate, transaction
 
@@ -60,22 +60,22 @@ def test_a_batch_is_one_transaction(tmp_path):
 
 def _old_store(run_dir, monkeypatch, applied: int = 3):
     """A store as an older cai left it: only the first `applied` migrations."""
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:applied])
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS[:applied])
     with Store(run_dir) as store:
         store.put_records([("r1", "response", {"text": "kept"})])
-    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    monkeypatch.setattr(migrations, "MIGRATIONS", MIGRATIONS)
 
 
 KILL_MID_MIGRATION = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
-from pipeline import store
-real = store._add_column
+from pipeline import migrations, store
+real = migrations._add_column
 def add_then_die(db, table, column):
     real(db, table, column)
     if column.startswith("reuse"):
         os.kill(os.getpid(), signal.SIGKILL)  # between the migration's two statements
-store._add_column = add_then_die
+migrations._add_column = add_then_die
 store.Store({run_dir!r})
 """
 
