@@ -121,3 +121,15 @@ def test_an_unchanged_rerun_makes_no_call_on_either_path(tmp_path, fake_backend,
     assert all(s["model_calls"] == 0 for s in again.values())
     assert all(s["made"] == 0 for s in again.values()) or stage_level
     assert (tmp_path / "dataset" / "prefs.jsonl").read_text() == dataset
+
+
+def test_the_record_level_path_really_rests_on_the_call_cache(tmp_path, fake_backend, monkeypatch):
+    """What makes the zero-call test above meaningful with stage reuse off: a call cache that
+    forgets shows there (before, stage reuse skipped every stage and hid it)."""
+    from conftest import small_config
+    cfg = small_config(tmp_path)
+    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
+    monkeypatch.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
+    monkeypatch.setattr(Store, "get_calls", lambda self, keys: {})
+    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)["stages"]
+    assert sum(s["model_calls"] for s in again.values()) > 0
