@@ -7,9 +7,10 @@ Per size: a JSONL of records/2 prompts (`generate.samples` 2, so `records` respo
 deterministic fake backend of the tests (answers are hashes of the request: no model time),
 every other setting the default. Printed per size: wall seconds, model calls, pipeline overhead
 per call (wall / calls: the fake backend answers in microseconds), peak RSS of the process,
-store size on disk, and the unchanged rerun's wall seconds (every call cached, every record
-reused). Targets (issue #14): cost linear in records, ≤ 1 ms per call, bounded memory, unchanged
-rerun of 1M records ≤ 60 s.
+store size on disk, the unchanged rerun's wall seconds (every call cached, every record
+reused) and a rerun's after a knob no data stage reads (`evaluate.limit`: every data stage is
+still skipped whole, issue #26). Targets (issue #14): cost linear in records, ≤ 1 ms per call,
+bounded memory, unchanged rerun of 1M records ≤ 60 s.
 """
 
 import argparse
@@ -27,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 
-def one(records: int, run_dir: Path) -> dict:
+def one(records: int, run_dir: Path, extra: list[str] = ()) -> dict:
     """Run the data stages once in this process; its numbers as a dict."""
     from fakes import FakeBackend
 
@@ -46,7 +47,7 @@ def one(records: int, run_dir: Path) -> dict:
     cfg = load_config(None, [f"run_dir={run_dir}", "models.policy=fake:policy",
                              "models.judge=fake:judge", f"prompts.source={prompts}",
                              f"prompts.limit={records // 2}", "models.shared_cache=off",
-                             "models.batch_size=64"])
+                             "models.batch_size=64", *extra])
     start = time.perf_counter()
     metrics = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     seconds = time.perf_counter() - start
@@ -55,9 +56,10 @@ def one(records: int, run_dir: Path) -> dict:
             "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
-def _in_process(records: int, run_dir: Path) -> dict:
+def _in_process(records: int, run_dir: Path, *extra: str) -> dict:
     out = subprocess.run([sys.executable, __file__, "--one", str(records), "--run-dir",
-                          str(run_dir)], capture_output=True, text=True, check=True)
+                          str(run_dir), *[f"--set={x}" for x in extra]],
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -70,22 +72,25 @@ def main():
     ap.add_argument("--records", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--one", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--run-dir", help=argparse.SUPPRESS)
+    ap.add_argument("--set", action="append", default=[], help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, Path(args.run_dir))))
+        print(json.dumps(one(args.one, Path(args.run_dir), args.set)))
         return
     os.environ.setdefault("CAI_CALL_CACHE", "off")
     print(f"{'records':>9} {'calls':>9} {'seconds':>9} {'ms/call':>8} {'peak MB':>8} "
-          f"{'store MB':>9} {'rerun s':>8}")
+          f"{'store MB':>9} {'rerun s':>8} {'knob s':>7}")
     with tempfile.TemporaryDirectory(prefix="cai-scale-") as tmp:
         for n in args.records:
             run_dir = Path(tmp) / f"run-{n}"
             first = _in_process(n, run_dir)
             rerun = _in_process(n, run_dir)
+            # a knob no data stage reads: every data stage is still skipped whole
+            knob = _in_process(n, run_dir, "evaluate.limit=50")
             print(f"{n:>9,} {first['calls']:>9,} {first['seconds']:>9.1f} "
                   f"{1000 * first['seconds'] / max(first['calls'], 1):>8.3f} "
-                  f"{first['rss_mb']:>8.0f} {_size_mb(run_dir):>9.1f} {rerun['seconds']:>8.1f}",
-                  flush=True)
+                  f"{first['rss_mb']:>8.0f} {_size_mb(run_dir):>9.1f} {rerun['seconds']:>8.1f} "
+                  f"{knob['seconds']:>7.1f}", flush=True)
 
 
 if __name__ == "__main__":
