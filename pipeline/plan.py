@@ -50,7 +50,10 @@ def plan(config) -> dict:
                                   ("label", lambda: _label_reasons(ctx, known)),
                                   ("generate", lambda: _generate_reasons(ctx))):
                 if not by_name[name]["why"]:  # a skipped stage says so instead
-                    by_name[name]["why"] = reasons()
+                    by_name[name]["why"] = _with_unexplained(reasons(), by_name[name]["to_compute"])
+            for row in rows[:len(DATA_STAGES)]:
+                if row["to_compute"] and not row["why"]:
+                    row["why"] = {"its inputs changed": row["to_compute"]}
         finally:
             ctx.close()
     return {"stages": rows, "model_calls": sum(r["model_calls"] for r in rows)}
@@ -135,6 +138,13 @@ def _evaluate_row(ctx, retrained: list[str]) -> dict:
         why["uncached replies or judge answers"] = 1
     return {"stage": "evaluate", "cached": stats.cached, "to_compute": stats.made,
             "model_calls": calls, "why": why}
+
+
+def _with_unexplained(why: dict, to_compute: int) -> dict:
+    """Records written anew with no new call (e.g. a chain judged under an edited principle
+    whose answers did not change, now naming its new version) are said to be so."""
+    rest = to_compute - sum(why.values())
+    return {**why, "rewritten from cached answers": rest} if rest > 0 else why
 
 
 def _last_snapshot(store) -> dict:

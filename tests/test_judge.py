@@ -133,6 +133,23 @@ def test_contextual_calibration_removes_the_judges_lean():
     assert probs[0] == pytest.approx(0.7)
 
 
+def test_a_failed_content_free_call_fails_the_verdict_instead_of_uncalibrating_it():
+    """Before, a stored failure of the content-free call silently turned calibration off for
+    its principle, and the verdict's record never said so."""
+    c = _constitution()
+
+    class FailsOnNA(ScriptedClient):
+        def choices(self, msgs, choices, desc=""):
+            out = super().choices(msgs, choices, desc)
+            return [Result(r.key, error="transient: refused") if "N/A" in str(m) else r
+                    for r, m in zip(out, msgs)]
+    judge = FailsOnNA(lambda m: [math.log(0.7), math.log(0.3)])
+    item = {"principle": c.principles[0], "prompt": "q", "response": "r", "critique": "c"}
+    probs, _, [outcome] = verdicts(judge, c, [item], LOGPROBS, calibrate=True)
+    assert probs == [None] and outcome.error == "call_failed"
+    assert len(outcome.calls) == 2  # the verdict is named by the content-free call too
+
+
 # -- structured answers ------------------------------------------------------------------------
 
 def test_parse_choice():

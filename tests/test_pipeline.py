@@ -306,7 +306,10 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
     predicted = plan(cfg)
     assert sum(b.generate_calls + b.choice_calls for b in fake_backend) == calls_before  # no calls
     crit = predicted["stages"][1]
-    assert crit["model_calls"] > 0 and set(crit["why"]) == {"principle 'dangerous-help' edited"}
+    # chains it revised are redone; chains only judged under it are rewritten to name its new
+    # version, from their cached answers
+    assert crit["model_calls"] > 0 and set(crit["why"]) == {"principle 'dangerous-help' edited",
+                                                            "rewritten from cached answers"}
     assert predicted["stages"][0]["model_calls"] == 0
     actual = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     assert crit["to_compute"] == actual["stages"]["critique"]["made"]

@@ -67,7 +67,9 @@ def test_an_edited_prompt_file_at_the_same_path_is_read_again(tmp_path, fake_bac
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     calls = _calls(fake_backend)
     again, lines = _run(cfg)
-    assert not _reused(lines)
+    # every stage reading the prompts, or what was made from them, runs again; calibrate reads
+    # only the judge's labels of the human pairs, which did not change
+    assert _reused(lines) == {"calibrate"}
     assert again["stages"]["generate"]["model_calls"] == 2  # one prompt x 2 samples, new
     assert _calls(fake_backend) > calls
 
@@ -77,8 +79,9 @@ def test_a_stage_run_alone_with_other_settings_invalidates_the_later_ones(tmp_pa
     run_stages(small_config(tmp_path, **{"generate.samples": 3}), ["generate"], echo=lambda s: None)
     lines = []
     metrics = run_stages(small_config(tmp_path), DATA_STAGES[1:], echo=lines.append)
-    # Same config as run 1, but generate's manifest is not the one critique was made from.
-    assert _reused(lines) == set()
+    # Same config as run 1, but generate's manifest is not the one critique was made from
+    # (calibrate reads only the judge's labels of the human pairs: those are unchanged).
+    assert _reused(lines) == {"calibrate"}
     assert metrics["stages"]["critique"]["model_calls"] > 0  # the third samples' chains
     _, lines = _run(small_config(tmp_path))
     assert "generate" not in _reused(lines)  # its manifest is run 3's samples-3 one
