@@ -8,11 +8,11 @@ model through `model_identity(spec, config)`:
   file or the embedded alias by its hash; plus the dtype it runs in and whether judge prompts
   share prefilled prefixes (`models.prefix_cache`: exact in float32, within rounding in bf16).
 - `vllm:` a local directory as above; a hub name only with a pinned revision
-  (`org/name@REVISION`); plus dtype, context length and prefix caching.
+  (`org/name@REVISION`); plus dtype, context length, prefix caching and tensor parallelism.
 - `openai:` the server as far as cai can see it: the base URLs the model is sent to, what each
   reports for it at `/v1/models` (its volatile `created` time aside), `openai.weights_id` when
   the user gives one, and every request setting that changes an answer (`top_logprobs`,
-  structured output). What a server does not report — weights swapped under the same name and
+  structured output, the control strings broken before sending). What a server does not report — weights swapped under the same name and
   path — cai cannot see: `weights_id` is how a user says so.
 """
 
@@ -51,7 +51,9 @@ def transformers_identity(model: str, config) -> dict:
 def vllm_identity(model: str, config) -> dict:
     v = config.vllm
     settings = {"backend": "vllm", "dtype": v.dtype, "max_model_len": v.max_model_len,
-                "prefix_caching": v.prefix_caching}
+                "prefix_caching": v.prefix_caching,
+                # splitting a model across GPUs changes the order of its sums
+                "tensor_parallel_size": v.tensor_parallel_size}
     if Path(model).expanduser().exists():
         return {**local_identity(str(Path(model).expanduser())), **settings}
     name, _, revision = model.partition("@")
@@ -67,7 +69,9 @@ def openai_identity(model: str, config, reachable: bool = True) -> dict:
     return {"backend": "openai", "model": model, "weights": o.weights_id or None,
             "servers": {url: server_report(url, model, o.api_key_env, reachable) for url in urls},
             "top_logprobs": o.top_logprobs if o.logprobs else None,
-            "structured": o.structured}
+            "structured": o.structured,
+            # control strings broken in prompts before they are sent: what the server reads
+            "control_tokens": sorted(o.control_tokens)}
 
 
 def base_urls(model: str, config) -> list[str]:

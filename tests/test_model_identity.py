@@ -57,7 +57,8 @@ def test_two_servers_under_one_name_are_two_models(servers, tmp_path):
 
 
 @pytest.mark.parametrize("setting", [{"openai.weights_id": "ckpt-2"}, {"openai.top_logprobs": 5},
-                                     {"openai.structured": True}])
+                                     {"openai.structured": True}, {"openai.logprobs": False},
+                                     {"openai.control_tokens": "['<ctl>']"}])
 def test_request_settings_that_change_answers_are_in_the_identity(servers, tmp_path, setting):
     assert _identity(tmp_path, servers[0], **setting) != _identity(tmp_path, servers[0])
 
@@ -78,9 +79,10 @@ def test_a_hub_name_is_cached_only_at_a_pinned_revision(tmp_path):
     with pytest.raises(ConfigError, match="pinned revision"):
         mi.model_identity("vllm:org/model", cfg)
     assert mi.model_identity("vllm:org/model@abc123", cfg)["revision"] == "abc123"
-    longer = small_config(tmp_path, **{"vllm.max_model_len": 2048})
     pinned = "vllm:org/model@abc123"
-    assert mi.model_identity(pinned, longer) != mi.model_identity(pinned, cfg)
+    for setting in ({"vllm.max_model_len": 2048}, {"vllm.tensor_parallel_size": 2}):
+        other = small_config(tmp_path, **setting)
+        assert mi.model_identity(pinned, other) != mi.model_identity(pinned, cfg)
 
 
 def test_a_local_model_is_named_with_how_it_is_run(tmp_path, tiny_model_dir):
