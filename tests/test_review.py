@@ -67,6 +67,32 @@ def test_win_rate_counts_ties_half_with_a_wilson_interval():
     assert 0.38 < w["ci95"][0] < 0.7 < w["ci95"][1] < 0.92
 
 
+def test_two_policies_under_one_name_have_their_own_win_rates():
+    """`trained` is a new model each time it is retrained: its wins are not pooled with an
+    older `trained`'s losses (which read as 0.5 for either)."""
+    old, new = "transformers:run/models/policy-aaa", "transformers:run/models/policy-bbb"
+    items = {**{f"o{k}": {"policy": "trained", "spec": old} for k in range(4)},
+             **{f"n{k}": {"policy": "trained", "spec": new} for k in range(4)}}
+    labels = _labels(*[(f"o{k}", "p", "annotator", "first") for k in range(4)],
+                     *[(f"n{k}", "p", "annotator", "second") for k in range(4)])
+    w = win_rates(items, decide(items, labels, need=1))
+    assert w[old]["win_rate"] == 0.0 and w[new]["win_rate"] == 1.0
+    assert w[new]["policy"] == "trained"
+
+
+def test_the_latest_ruling_wins():
+    """Adjudicator ann rules first, bo rules next, then ann rules again: ann's second ruling is
+    the latest and decides (before, bo's ruling won because ann's first came earlier)."""
+    items = {"y": {}}
+    labels = _labels(("y", "p", "annotator", "first"), ("y", "q", "annotator", "second"),
+                     ("y", "ann", "adjudicator", "first"), ("y", "bo", "adjudicator", "second"),
+                     ("y", "ann", "adjudicator", "tie"))
+    assert decide(items, labels, need=2)["y"]["decision"] == "tie"
+    # a later skip withdraws that adjudicator's ruling: bo's stands
+    withdrawn = labels + _labels(("y", "ann", "adjudicator", "skip"))
+    assert decide(items, withdrawn, need=2)["y"]["decision"] == "second"
+
+
 def test_each_item_gets_its_labels_from_different_annotators_and_order_is_blind():
     items = {f"i{k}": {} for k in range(5)}
     labels, order = [], []
@@ -200,9 +226,9 @@ def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
     assert sum(r["role"] == "adjudicator" for r in rows) == adjudicated
     assert stats["label"]["decided"] == len(items) and stats["label"]["percent_agreement"] == 0.0
     assert stats["label"]["alpha"] < 0
-    assert stats["evaluate"]["win_rate"]["trained"] == {
-        "n": 2, "wins": 2, "ties": 0, "losses": 0, "win_rate": 1.0,
-        "ci95": stats["evaluate"]["win_rate"]["trained"]["ci95"]}
+    [(spec, won)] = stats["evaluate"]["win_rate"].items()  # keyed by the policy's identity
+    assert won == {"policy": "trained", "n": 2, "wins": 2, "ties": 0, "losses": 0,
+                   "win_rate": 1.0, "ci95": won["ci95"]}
     from pipeline.review.commands import export, stats as write_stats
     out = cfg.run_dir + "/labels.jsonl"
     assert export(cfg, out) == len(items)
@@ -213,7 +239,10 @@ def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
     metrics = json.load(open(cfg.run_dir + "/metrics.json"))
     assert metrics["review"] == json.loads(json.dumps(m))
     report = open(cfg.run_dir + "/report.html").read()
-    assert "Krippendorff&#x27;s alpha" in report and "human win rate of trained vs base" in report
+    # the tuned policy is named with the model it was (a later `trained` is another model)
+    model = spec.rsplit("/", 1)[-1]
+    assert "Krippendorff&#x27;s alpha" in report and \
+        f"human win rate of trained ({model}) vs base" in report
 
 
 def test_labels_posted_at_once_from_two_browsers_are_all_kept(served):

@@ -16,14 +16,13 @@ VALUES = {c: i for i, c in enumerate(CHOICES)}  # nominal codes for Krippendorff
 
 def decide(items: dict, labels: list[dict], need: int) -> dict:
     """item -> {votes, decision (first/second/tie or None), status, by}."""
-    votes, ruled = latest(labels), latest(labels, role="adjudicator")
+    votes, ruled = latest(labels), latest_rulings(labels)
     out = {}
     for i in items:
         counted = {a: c for a, c in votes.get(i, {}).items() if c != "skip"}
-        ruling = [c for c in ruled.get(i, {}).values() if c != "skip"]
         top = Counter(counted.values()).most_common()
-        if ruling:
-            status, decision, by = "decided", ruling[-1], "adjudicator"
+        if i in ruled:
+            status, decision, by = "decided", ruled[i], "adjudicator"
         elif len(counted) < need:
             status, decision, by = "pending", None, None
         elif len(top) > 1 and top[0][1] == top[1][1]:
@@ -32,6 +31,17 @@ def decide(items: dict, labels: list[dict], need: int) -> dict:
             status, decision, by = "decided", top[0][0], "majority"
         out[i] = {"votes": counted, "decision": decision, "status": status, "by": by}
     return out
+
+
+def latest_rulings(labels: list[dict]) -> dict:
+    """item -> the latest ruling of any adjudicator: each adjudicator's latest row counts (a
+    later skip withdraws theirs), and of those still standing the one given last wins."""
+    standing = {}
+    for seq, row in enumerate(labels):  # oldest first
+        if row["role"] == "adjudicator":
+            standing.setdefault(row["item"], {})[row["annotator"]] = (seq, row["choice"])
+    return {item: max((s, c) for s, c in by.values() if c != "skip")[1]
+            for item, by in standing.items() if any(c != "skip" for _, c in by.values())}
 
 
 def agreement(decisions: dict) -> dict:
@@ -72,13 +82,16 @@ def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
 
 def win_rates(items: dict, decisions: dict) -> dict:
     """policy -> its human win rate against the base on decided evaluate items ('second' is
-    the tuned policy's reply): wins + ties / 2 over n, with its Wilson interval."""
+    the tuned policy's reply): wins + ties / 2 over n, with its Wilson interval. Policies are
+    told apart by identity (their spec: a trained model's directory is named by its inputs),
+    not by their name in evaluate ("trained" is a new model every time it is retrained)."""
     out = {}
     for i, item in items.items():
         d = decisions[i]["decision"]
         if d is None:
             continue
-        row = out.setdefault(item["policy"], {"n": 0, "wins": 0, "ties": 0, "losses": 0})
+        row = out.setdefault(item.get("spec") or item["policy"],
+                             {"policy": item["policy"], "n": 0, "wins": 0, "ties": 0, "losses": 0})
         row["n"] += 1
         row[{"second": "wins", "tie": "ties", "first": "losses"}[d]] += 1
     for row in out.values():
@@ -145,8 +158,11 @@ def stats_lines(m: dict | None) -> list[str]:
            for p, a in sorted(lab.get("per_principle", {}).items()) if a["rated_items"] >= 5]
     if per:
         lines.append("- alpha per principle (pairs with 2+ labels): " + ", ".join(per))
-    for policy, w in sorted(ev.get("win_rate", {}).items()):
-        lines.append(f"- human win rate of {policy} vs base (blind A/B, ties half): "
+    for spec, w in sorted(ev.get("win_rate", {}).items()):
+        name = w.get("policy", spec)
+        model = spec.rsplit("/", 1)[-1]
+        label = name if model == name else f"{name} ({model})"
+        lines.append(f"- human win rate of {label} vs base (blind A/B, ties half): "
                      f"{_fmt(w['win_rate'])} [{_fmt(w['ci95'][0])}, {_fmt(w['ci95'][1])}] on "
                      f"{w['n']} decided prompts (wins {w['wins']}, ties {w['ties']}, "
                      f"losses {w['losses']})")
