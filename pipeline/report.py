@@ -117,8 +117,11 @@ def judge_lines(a: dict, composition: dict | None) -> list[str]:
     if not a.get("n"):
         return ["- judge vs humans: not measured (no human pair judged): AI pairs weigh 0"]
     raw, cal = a["raw"], a["calibrated"]
-    return [f"- judge vs humans on {a['n']} held-out human pairs (both orders, {a['folds']}-fold "
-            f"cross-fitted calibration): accuracy {fmt(raw['accuracy'])} raw → "
+    # The pairs the judge labels are training pairs: each one's calibrated label comes from a
+    # map fit without it (cross-fitting), which is what makes the figure held-out; the pairs of
+    # `calibration.heldout` are never shown to the judge.
+    return [f"- judge vs humans on {a['n']} human training pairs, each calibrated by a map fit "
+            f"without it (both orders, {a['folds']}-fold cross-fitting): accuracy {fmt(raw['accuracy'])} raw → "
             f"{fmt(cal['accuracy'])} calibrated, Cohen's kappa {fmt(cal['cohen_kappa'])}, ECE "
             f"{fmt(raw['ece'])} → {fmt(cal['ece'])}, position-bias rate "
             f"{fmt(raw['position_bias_rate'])} (chance accuracy 0.50; a judge that always picks "

@@ -45,7 +45,8 @@ def _intro(m: dict) -> str:
         f"Constitution {m['constitution']['name']} v{m['constitution']['version']}; policy "
         f"{m['models']['policy']}, judge {m['models']['judge']}. {c['responses']} responses, "
         f"{c.get('comparisons', 0)} comparisons, {c['ai_pairs']} AI pairs. Judge vs humans on "
-        f"{a.get('n', 0)} held-out pairs: accuracy {(a.get('raw') or {}).get('accuracy')} raw, "
+        f"{a.get('n', 0)} human training pairs (cross-fitted): accuracy "
+        f"{(a.get('raw') or {}).get('accuracy')} raw, "
         f"{cal.get('accuracy')} calibrated, trust {a.get('overall_trust')}. "
         f"{effective_line(c.get('blend'))}")
 

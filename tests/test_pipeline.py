@@ -156,6 +156,16 @@ def test_a_report_after_a_data_change_leaves_out_models_of_the_old_dataset(tiny_
     assert again["stale"] == [] and again["reward_model"]["heldout_accuracy"] is not None
 
 
+def test_the_judges_agreement_is_said_to_be_on_cross_fitted_training_pairs(tiny_run):
+    """The pairs the judge labels are training pairs calibrated by maps fit without them; the
+    held-out human pairs are never shown to the judge, so the line must not say held-out."""
+    src, _, _ = tiny_run
+    summary = (src / "summary.md").read_text()
+    assert "human training pairs, each calibrated by a map fit without it" in summary
+    assert "held-out human pairs (both orders" not in summary
+    assert "human training pairs (cross-fitted)" in (src / "report.html").read_text()
+
+
 def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_dir):
     from pipeline.plan import plan
     tmp_path, cfg, metrics = tiny_run
