@@ -115,6 +115,10 @@ class RunContext:
     def judge(self) -> ModelClient:
         return self.client(self.config.models.judge)
 
+    def failures(self) -> int:
+        """Failed answers handed to stages so far, new or stored (stage reuse reads it)."""
+        return sum(c.stats.failures for c in self._clients.values())
+
     def calls_made(self) -> int:
         return sum(c.stats.calls + c.stats.planned for c in self._clients.values())
 

@@ -59,6 +59,7 @@ class SharedCalls:
                 self.db.execute("DROP TABLE IF EXISTS calls")
                 self.db.execute(f"PRAGMA user_version={VERSION}")
             self.db.execute(SCHEMA)
+            self.db.execute("CREATE INDEX IF NOT EXISTS calls_used ON calls(used)")  # eviction
         except BaseException:
             self.db.execute("ROLLBACK")
             raise

@@ -37,22 +37,18 @@ def run_stage(ctx, name: str, stage) -> StageStats:
         stats = reused_stats(name, reuse)
         stats.seconds = time.perf_counter() - start
         return stats
-    failures = _failures(ctx)
+    failures = ctx.failures()
     ctx.store.stage = name  # stamped on every call it makes or reuses (gc reads it)
     try:
         stats = stage(ctx)
     finally:
         ctx.store.stage = None
     if not ctx.dry_run:
-        failed = _failures(ctx) > failures
+        failed = ctx.failures() > failures
         ctx.store.set_manifest_reuse(name, None if failed or not inputs else {
             "inputs": inputs, "run": ctx.store.run_id, "records": stats.made + stats.cached,
             "metrics": stats.metrics, "dropped": stats.dropped, "warnings": stats.warnings})
     return stats
-
-
-def _failures(ctx) -> int:
-    return sum(c.stats.failures for c in ctx._clients.values())
 
 
 def reused_stats(name: str, reuse: dict) -> StageStats:
