@@ -12,8 +12,9 @@ model through `model_identity(spec, config)`:
 - `openai:` the server as far as cai can see it: the base URLs the model is sent to, what each
   reports for it at `/v1/models` (its volatile `created` time aside), `openai.weights_id` when
   the user gives one, and every request setting that changes an answer (`top_logprobs`,
-  structured output, the control strings broken before sending). What a server does not report — weights swapped under the same name and
-  path — cai cannot see: `weights_id` is how a user says so.
+  structured output, the control strings broken before sending). What a server does not
+  report — weights swapped under the same name and path — cai cannot see: `weights_id` is how
+  a user says so.
 """
 
 import json
