@@ -122,7 +122,8 @@ def judge_lines(a: dict, composition: dict | None) -> list[str]:
     # `calibration.heldout` are never shown to the judge.
     return [f"- judge vs humans on {a['n']} human training pairs, each calibrated by a map fit "
             f"without it (both orders, {a['folds']}-fold cross-fitting): accuracy "
-            f"{fmt(raw['accuracy'])} raw → {fmt(cal['accuracy'])} calibrated, Cohen's kappa {fmt(cal['cohen_kappa'])}, ECE "
+            f"{fmt(raw['accuracy'])} raw → {fmt(cal['accuracy'])} calibrated, Cohen's kappa "
+            f"{fmt(cal['cohen_kappa'])}, ECE "
             f"{fmt(raw['ece'])} → {fmt(cal['ece'])}, position-bias rate "
             f"{fmt(raw['position_bias_rate'])} (chance accuracy 0.50; a judge that always picks "
             f"one position has bias rate 1.00); trust {fmt(a['overall_trust'])}",
