@@ -21,7 +21,8 @@ def transaction(db: sqlite3.Connection):
     try:
         yield db
     except BaseException:
-        db.execute("ROLLBACK")
+        if db.in_transaction:  # SQLite may have rolled back already (a full disk, say)
+            db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
 

@@ -18,6 +18,7 @@ model through `model_identity(spec, config)`:
 """
 
 import json
+import os
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -112,7 +113,6 @@ def server_report(url: str, model: str, api_key_env: str, reachable: bool = True
 
 
 def _get_json(url: str, api_key_env: str):
-    import os
     key = os.environ.get(api_key_env) or "EMPTY"
     request = urllib.request.Request(url, headers={"Authorization": f"Bearer {key}"})
     with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - the user's URL

@@ -1,11 +1,11 @@
 """`cai plan` (also `cai run --dry-run`): what a run would do, before doing it.
 
 It runs the real stages, in dry-run mode and through the run's own stage reuse (a stage whose
-declared inputs are unchanged is skipped here as in the run), on a copy of the store in a temporary directory
-(read from the run's store in read-only mode): cache hits are answered as usual, misses are
-counted and answered with placeholders, and the copy is thrown away. So the plan is computed by
-the same code path as the run itself, makes no model call, fetches no model (models are named
-by identity alone) and leaves the run directory untouched. Evaluate's calls are counted the same
+declared inputs are unchanged is skipped here as in the run), on a copy of the store in a
+temporary directory (read from the run's store in read-only mode): cache hits are answered as
+usual, misses are counted and answered with placeholders, and the copy is thrown away. So the
+plan is computed by the same code path as the run itself, makes no model call, fetches no model
+(models are named by identity alone) and leaves the run directory untouched. Evaluate's calls are counted the same
 way, with each model a run would train anew standing in as a model whose every call misses.
 The count is an upper bound as long as every judge answer parses at the first try (a retried
 answer is one more call each, at most `judge.parse_retries`). Why records are recomputed comes from

@@ -24,6 +24,8 @@ import sys
 import time
 from pathlib import Path
 
+from .migrations import transaction
+
 # 2: keys name models by `pipeline.model_identity` (tokenizer, template, configs, server)
 VERSION = 2
 SCHEMA = """CREATE TABLE IF NOT EXISTS calls (
@@ -53,17 +55,12 @@ class SharedCalls:
 
     def _upgrade(self):
         """Create the table, or drop one of an older key scheme (none of its keys can match)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
+        with transaction(self.db):
             if self.db.execute("PRAGMA user_version").fetchone()[0] != VERSION:
                 self.db.execute("DROP TABLE IF EXISTS calls")
                 self.db.execute(f"PRAGMA user_version={VERSION}")
             self.db.execute(SCHEMA)
             self.db.execute("CREATE INDEX IF NOT EXISTS calls_used ON calls(used)")  # eviction
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def _disable(self, exc: Exception):
         print(f"cai: warning: shared call cache {self.path} unusable ({exc}); making calls "
@@ -118,17 +115,14 @@ class SharedCalls:
             return
         now = time.time()
         try:
-            self.db.execute("BEGIN IMMEDIATE")
-            self.db.executemany(
-                "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [(r["key"], r["model"], r["kind"], json.dumps(r["request"], ensure_ascii=False),
-                  json.dumps(r["response"], ensure_ascii=False), now, now) for r in good])
-            self.db.execute("COMMIT")
+            with transaction(self.db):
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO calls VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(r["key"], r["model"], r["kind"], json.dumps(r["request"], ensure_ascii=False),
+                      json.dumps(r["response"], ensure_ascii=False), now, now) for r in good])
             if self.size() > self.max_bytes:
                 self.trim(self.max_bytes * 0.9)
         except sqlite3.Error as exc:
-            if self.db.in_transaction:
-                self.db.execute("ROLLBACK")
             self._disable(exc)
 
     def size(self) -> int:

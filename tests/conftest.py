@@ -50,6 +50,15 @@ def fake_backend(monkeypatch):
     return created
 
 
+@pytest.fixture
+def stage_reuse_off(monkeypatch):
+    """Every data stage goes through the record-level path (compute ids, skip those stored, call
+    for the rest), the one a changed-input rerun takes: a rerun test then fails when the call
+    cache or a record id fails, instead of passing because whole stages were skipped."""
+    from pipeline import stage_reuse
+    monkeypatch.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
+
+
 def small_config(run_dir, policy="fake:policy", judge="fake:judge", **sections):
     """A config sized for tests: a few prompts, tiny training; `sections` override keys."""
     overrides = [f"run_dir={run_dir}", f"constitution={ROOT / 'principles.yaml'}",

@@ -22,6 +22,7 @@ from conftest import ROOT, small_config
 from pipeline.config import RunConfig
 from pipeline.context import RunContext
 from pipeline.inputs import preflight
+from pipeline.stage_inputs import config_value
 from pipeline.stage_reuse import run_stage
 from pipeline.stages import DATA_STAGES, STAGES
 from pipeline.review.items import item_id
@@ -173,19 +174,12 @@ def cases(files: dict, baseline_dir: Path) -> dict:
         if key in explicit:
             out[key] = explicit[key]
             continue
-        new = automatic_change(key, field, _get(base, key))
+        new = automatic_change(key, field, config_value(base, key))
         if new is None:
             raise AssertionError(f"config key {key} has no change to test: add one to "
                                  "explicit_changes (tests/invalidation.py)")
         out[key] = {key: new}
     return out
-
-
-def _get(config, key: str):
-    node = config
-    for part in key.split("."):
-        node = getattr(node, part)
-    return node
 
 
 def run(run_dir: Path, files: dict, changes: dict, before=None) -> dict:

@@ -18,8 +18,6 @@ from invalidation import EDITS, VARIED, cases, config_keys, make_files, prove
 from pipeline import stage_reuse
 from pipeline.models import identity
 from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
 
 # Over-invalidated (case, stage) pairs measured when this was written (bench/RESULTS.md): a
 # change that makes more of them is a regression of reuse, not of correctness.
@@ -103,33 +101,3 @@ def test_cais_own_code_names_every_stage(tmp_path):
     path = tree / "pipeline" / "stages" / "pairs.py"
     path.write_text(path.read_text() + "\n# a change\n")
     assert stage_reuse.tree_digest(tree) != before
-
-
-@pytest.mark.parametrize("stage_level", [True, False])
-def test_an_unchanged_rerun_makes_no_call_on_either_path(tmp_path, fake_backend, monkeypatch,
-                                                         stage_level):
-    """Stage reuse on, and off (the record-level path every changed-input rerun relies on)."""
-    from conftest import small_config
-    cfg = small_config(tmp_path)
-    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    dataset = (tmp_path / "dataset" / "prefs.jsonl").read_text()
-    calls = sum(b.generate_calls + b.choice_calls for b in fake_backend)
-    if not stage_level:
-        monkeypatch.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
-    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)["stages"]
-    assert sum(b.generate_calls + b.choice_calls for b in fake_backend) == calls
-    assert all(s["model_calls"] == 0 for s in again.values())
-    assert all(s["made"] == 0 for s in again.values()) or stage_level
-    assert (tmp_path / "dataset" / "prefs.jsonl").read_text() == dataset
-
-
-def test_the_record_level_path_really_rests_on_the_call_cache(tmp_path, fake_backend, monkeypatch):
-    """What makes the zero-call test above meaningful with stage reuse off: a call cache that
-    forgets shows there (before, stage reuse skipped every stage and hid it)."""
-    from conftest import small_config
-    cfg = small_config(tmp_path)
-    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    monkeypatch.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
-    monkeypatch.setattr(Store, "get_calls", lambda self, keys: {})
-    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)["stages"]
-    assert sum(s["model_calls"] for s in again.values()) > 0

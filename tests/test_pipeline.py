@@ -36,14 +36,47 @@ def test_data_stages_make_pairs_with_provenance(tmp_path, fake_backend):
     assert "cai-default" in card and "prefs/train" in card
 
 
+def _skipped(lines: list[str]) -> set[str]:
+    return {line.split()[0] for line in lines if "inputs unchanged since run" in line}
+
+
 def test_rerun_with_nothing_changed_makes_zero_model_calls(tmp_path, fake_backend):
+    """The stage-level path: every data stage is skipped whole."""
     run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
     first = _dataset(tmp_path)
     calls_before = sum(b.generate_calls + b.choice_calls for b in fake_backend)
-    metrics = run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    lines = []
+    metrics = run_stages(small_config(tmp_path), DATA_STAGES, echo=lines.append)
+    assert _skipped(lines) == set(DATA_STAGES)
     assert sum(b.generate_calls + b.choice_calls for b in fake_backend) == calls_before
     assert all(s["model_calls"] == 0 for s in metrics["stages"].values())
     assert _dataset(tmp_path) == first
+
+
+def test_rerun_with_nothing_changed_makes_zero_model_calls_record_by_record(
+        tmp_path, fake_backend, stage_reuse_off):
+    """The record-level path every changed-input rerun relies on: no stage is skipped, every
+    record is derived again from the call cache, and still no call is made and nothing new."""
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    first = _dataset(tmp_path)
+    calls_before = sum(b.generate_calls + b.choice_calls for b in fake_backend)
+    lines = []
+    metrics = run_stages(small_config(tmp_path), DATA_STAGES, echo=lines.append)
+    assert not _skipped(lines)
+    assert sum(b.generate_calls + b.choice_calls for b in fake_backend) == calls_before
+    assert all(s["model_calls"] == 0 and s["made"] == 0 for s in metrics["stages"].values())
+    assert _dataset(tmp_path) == first
+
+
+def test_the_record_level_rerun_test_fails_when_the_call_cache_forgets(
+        tmp_path, fake_backend, stage_reuse_off, monkeypatch):
+    """What makes the test above mean something: a call cache that forgets shows there (with
+    stage reuse on, every stage would be skipped and hide it)."""
+    from pipeline.store import Store
+    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+    monkeypatch.setattr(Store, "get_calls", lambda self, keys: {})
+    again = run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)["stages"]
+    assert sum(s["model_calls"] for s in again.values()) > 0
 
 
 def _chains(run_dir) -> dict:
@@ -348,7 +381,7 @@ def test_plan_changes_nothing_and_fetches_no_model(tmp_path, fake_backend, monke
     assert not (tmp_path / "cache").exists() and not (tmp_path / "fresh").exists()
 
 
-def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
+def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend, monkeypatch):
     from pipeline.gc import collect_garbage
     from pipeline.plan import plan
     from pipeline.store import Store
@@ -362,7 +395,12 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend):
         assert removed["calls"] > 0 and removed["records"] > 0
         assert store.count_calls() == calls_before - removed["calls"]
         assert store.count_records() == records_before - removed["records"]
-    again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)  # the kept run is intact
+    # The kept run is intact: record by record (stage reuse off, or every stage would be
+    # skipped whole and no missing call could show), every call it needs is still there.
+    from pipeline import stage_reuse
+    with monkeypatch.context() as m:
+        m.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
+        again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     assert sum(s["model_calls"] for s in again["stages"].values()) == 0
     # The dropped run's records are gone: undoing the edit recomputes chains. (Its calls are
     # kept: the kept run reused generate's outputs from it, and a skipped stage names no call,
