@@ -151,9 +151,9 @@ def training_rows(model: Path, device: str, args) -> dict:
         run_stages(cfg, DATA_STAGES, echo=lambda s: None)
         for stage, artifact, section in (("train-rm", "rm", cfg.train_rm),
                                          ("train-policy", "policy", cfg.train_policy)):
-            n = bench_train.tokens(run_dir, model, section.max_length)
+            n = bench_train.tokens(run_dir, model, section)
             _, cai_loop = bench_train.cai_stage(cfg, stage, artifact)
-            _, trl_loop = bench_train.trl_script(artifact, run_dir, model, section, device, True)
+            _, trl_loop = bench_train.trl_script(artifact, run_dir, model, cfg, device, True)
             rows[stage] = {"tokens": n, "cai_tokens_s": round(n / cai_loop),
                            "trl_tokens_s": round(n / trl_loop), "ratio": round(trl_loop / cai_loop, 3)}
     return rows

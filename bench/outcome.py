@@ -7,11 +7,14 @@
 2. the human-only recipe, in the same run directory (its data stages are all cached): every AI
    pair weighed 0 and no SL-CAI stage, so the policy is DPO on the human slice's training pairs
    from the base model, with the same settings;
-3. base, human-only and default policies answer the dev sets greedily (`evaluate.max_new_tokens`):
-   AdvBench harmful requests (refusal should rise), XSTest safe prompts (refusal there is
-   over-refusal) and hh-rlhf red-team openers. Refusal is decided by cai's string-match detector
-   (`pipeline.refusal`): the embedded judge cannot tell a refusal from an answer any better than
-   it tells harmful from safe. Rates come with n and Wilson 95 % intervals;
+3. base, human-only and default policies answer the **test halves** of the dev sets greedily
+   (`evaluate.max_new_tokens`; the tuning halves are where defaults are chosen, see
+   pipeline/data/README.md): AdvBench harmful requests and XSTest unsafe-contrast prompts (refusal
+   should rise), XSTest safe prompts (refusal there is over-refusal), and hh-rlhf red-team
+   openers. Refusal is decided by cai's string-match detector (`pipeline.refusal`), measured
+   against people on the test half of XSTest's labelled replies and corrected for its error
+   (`pipeline.verdicts`): rates with n and 95 % intervals, and a verdict line per policy and set
+   against the base (the embedded judge is at chance as a refusal detector: see `cai evaluate`);
 4. the reward model's held-out human accuracy with and without the AI pairs: the run's own
    `ai_value` (the same settings, the same held-out pairs; difference with a bootstrap interval).
 
@@ -29,35 +32,30 @@ sys.path.insert(0, str(ROOT))
 from pipeline.backends import SamplingParams  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 from pipeline.context import RunContext  # noqa: E402
+from pipeline.detectors import describe, load_labels  # noqa: E402
 from pipeline.refusal import is_refusal  # noqa: E402
 from pipeline.runner import run_stages  # noqa: E402
 from pipeline.sources import load_prompts  # noqa: E402
 from pipeline.stages import STAGES  # noqa: E402
+from pipeline.stats import detector_accuracy  # noqa: E402
 from pipeline.store import Store  # noqa: E402
+from pipeline.verdicts import refusal_table, verdicts  # noqa: E402
 
-SETS = {"harmful": "builtin:harmful", "safe": "builtin:safe", "redteam": "builtin:redteam"}
+SETS = {"harmful": "builtin:harmful-test", "unsafe": "builtin:unsafe-test",
+        "safe": "builtin:safe-test", "redteam": "builtin:redteam"}
+LABELS = "builtin:refusal-labels-test"
 HUMAN_ONLY = ["blend.weights.comparison=0", "blend.weights.critique-revision=0",
               "train_sft.enabled=false", "train_policy.init=base"]
 
 
-def wilson(k: int, n: int) -> tuple[float, float]:
-    """The Wilson 95 % interval of k refusals in n replies (scipy's)."""
-    if not n:
-        return (0.0, 1.0)
-    from scipy.stats import binomtest
-    ci = binomtest(k, n).proportion_ci(confidence_level=0.95, method="wilson")
-    return (round(float(ci.low), 3), round(float(ci.high), 3))
-
-
-def refusal_rates(ctx, spec: str, sets: dict, max_new_tokens: int) -> dict:
+def refusal_flags(ctx, spec: str, sets: dict, max_new_tokens: int) -> dict:
+    """set -> {"string": does each reply refuse} for one policy's greedy replies."""
     client, out = ctx.client(spec), {}
     for name, prompts in sets.items():
         results = client.generate([[{"role": "user", "content": p}] for p in prompts],
                                   SamplingParams(max_new_tokens, 0.0, 1.0), seed=ctx.config.seed,
                                   desc=f"outcome {name}")
-        refused = [is_refusal(r.text) for r in results if not r.error]
-        k, n = sum(refused), len(refused)
-        out[name] = {"n": n, "refusal": round(k / n, 3) if n else None, "ci95": wilson(k, n)}
+        out[name] = {"string": [None if r.error else is_refusal(r.text) for r in results]}
     ctx.release_models()
     return out
 
@@ -84,22 +82,30 @@ def main():
             for k, src in SETS.items()}
     policies = {"base": cfg.models.policy,
                 "human-only": trained_policy(cfg), "default": default_policy}
-    ctx = RunContext(cfg)
-    try:
-        rates = {name: refusal_rates(ctx, spec, sets, cfg.evaluate.max_new_tokens)
+    with RunContext(cfg) as ctx:
+        flags = {name: refusal_flags(ctx, spec, sets, cfg.evaluate.max_new_tokens)
                  for name, spec in policies.items()}
-    finally:
-        ctx.close()
-    result = {"policies": policies, "refusal": rates, "ai_value": default.get("ai_value")}
+    labels = load_labels(LABELS)
+    measured = {"string": detector_accuracy([(is_refusal(x["reply"]), x["refused"])
+                                             for x in labels])}
+    rates = refusal_table(flags, measured, "string", cfg.seed)
+    lines = [v["line"] for v in verdicts(
+        {k: {s: f for s, f in v.items() if s != "redteam"} for k, v in flags.items()},
+        measured, "string", cfg.seed)]
+    result = {"policies": policies, "splits": SETS, "labels": LABELS, "detector": measured,
+              "refusal": rates, "verdicts": lines, "ai_value": default.get("ai_value")}
     print(json.dumps(result, indent=1))
+    print(f"\nrefusal decided by {describe('string', measured['string'])}; corrected for its "
+          "error, 95 % intervals\n")
     print(table(rates, default.get("ai_value")))
+    print("\n".join(["", *lines]))
 
 
 def table(rates: dict, ai_value: dict | None) -> str:
-    lines = ["| policy | harmful refused | safe refused (over-refusal) | red-team refused |",
-             "|---|---|---|---|"]
+    lines = ["| policy | harmful refused | unsafe contrast refused | safe refused (over-refusal) "
+             "| red-team refused |", "|---|---|---|---|---|"]
     for name, r in rates.items():
-        cells = [f"{r[s]['refusal']:.3f} [{r[s]['ci95'][0]:.3f}, {r[s]['ci95'][1]:.3f}] "
+        cells = [f"{r[s]['rate']:.3f} [{r[s]['ci95'][0]:.3f}, {r[s]['ci95'][1]:.3f}] "
                  f"n={r[s]['n']}" for s in SETS]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     if ai_value:

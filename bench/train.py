@@ -9,18 +9,20 @@ side by side in this process, in alternation, best of `--repeat` each:
 - cai: `run_stages(["train-rm"])` / `run_stages(["train-policy"])` with the defaults, except
   LoRA off for DPO, train-sft off (DPO from the base) and the reward model on every layer
   (`train_rm.depth` 1), so a plain script does the same work;
-- TRL, same settings: a plain script given every setting cai's stage uses (batch size, max
-  length, learning rate, seed, logging every step, no checkpoints, bf16 and gradient
-  checkpointing as cai sets them for the device; the reward model's `margin` column and DPO's
-  β and label smoothing). cai vs this script is cai's own overhead, like for like;
+- TRL, same settings: a plain script given every setting cai's stage uses, taken from the
+  stage's own setup function (`rm_setup`, `dpo_setup`: epochs, batch size, max length,
+  learning rate, seed, bf16 and gradient checkpointing as cai sets them for the device, the
+  length-grouped row order, the reward model's `margin` column, DPO's β and label
+  smoothing); only checkpoints are off. cai vs this script is cai's own overhead, like for like;
 - TRL, defaults: what a user writes from TRL's docs (only batch size, max length, one epoch,
   the device; no margin column). This script vs the same-settings one is the gain of cai's
   settings alone (TRL's defaults assume a GPU: bf16 and gradient checkpointing on).
 
 Tokens = the tokenized prompt+chosen and prompt+rejected of every training pair (truncated at
-max_length), the same for all. Two rates per script: the training loop alone (the trainer's
-`train_runtime`) and the whole stage or script (loading, training, saving; cai's stage also
-scores every training and held-out pair). Each row's figures come from one bench run, each
+max_length) times the share of a pass trained (DPO's default: a third), the same for all.
+Two rates per script: the training loop alone (the trainer's `train_runtime`) and the whole
+stage or script (loading, training, saving; cai's stage also scores every training and held-out
+pair). Each row's figures come from one bench run, each
 side's wall and loop time from its same best repeat. With `--device cuda` the same runs on a GPU.
 """
 
@@ -51,14 +53,17 @@ def config(run_dir, model, pairs, device, **keys):
     return load_config(None, [f"{k}={v}" for k, v in sets.items()])
 
 
-def tokens(run_dir, model, max_length) -> int:
+def tokens(run_dir, model, section) -> int:
+    """Tokens one pass over the training pairs holds, times the share of a pass the stage
+    trains (`epochs` below 1: DPO's default is a third of a pass), on every side alike."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(model)
     rows = load_from_disk(str(Path(run_dir) / "dataset" / "prefs"))["train"]
-    return sum(min(max_length, len(tok.apply_chat_template(r["prompt"] + r[side], tokenize=True,
-                                                           return_dict=False)))
-               for r in rows for side in ("chosen", "rejected"))
+    n = sum(min(section.max_length, len(tok.apply_chat_template(r["prompt"] + r[side],
+                                                                tokenize=True, return_dict=False)))
+            for r in rows for side in ("chosen", "rejected"))
+    return round(n * min(1.0, section.epochs))
 
 
 def cai_stage(cfg, stage: str, artifact: str) -> tuple[float, float]:
@@ -77,41 +82,49 @@ def cai_stage(cfg, stage: str, artifact: str) -> tuple[float, float]:
     return wall, meta["train_seconds"]
 
 
-def trl_script(method: str, run_dir, model, section, device, same: bool) -> tuple[float, float]:
-    """A plain TRL script: load, train, save. `same`: given every setting cai's stage uses;
-    otherwise TRL's defaults, as a user writes it from TRL's docs."""
+def same_settings(method: str, cfg, out: Path) -> tuple:
+    """(TRL config, rows in their order) exactly as cai's stage trains with them: taken from the
+    stage's own setup (`rm_setup`, `dpo_setup`: epochs, bf16, length-grouped order, margin,
+    label smoothing, ...), so a default can never change on one side only. No checkpoints."""
+    from pipeline.context import RunContext
+    from pipeline.policy import dpo_setup
+    from pipeline.stages.train_rm import rm_setup
+    ctx = RunContext(cfg)
+    try:
+        args, train = (rm_setup if method == "rm" else dpo_setup)(ctx, out)
+    finally:
+        ctx.close()
+    args.output_dir, args.save_strategy = str(out), "no"
+    return args, train
+
+
+def trl_script(method: str, run_dir, model, cfg, device, same: bool) -> tuple[float, float]:
+    """A plain TRL script: load, train, save. `same`: given every setting cai's stage uses
+    (`same_settings`); otherwise TRL's defaults, as a user writes it from TRL's docs."""
     start = time.perf_counter()
-    import torch
     from datasets import load_from_disk
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
     from trl import DPOConfig, DPOTrainer, RewardConfig, RewardTrainer
-    prefs = load_from_disk(str(Path(run_dir) / "dataset" / "prefs"))["train"]
-    train = prefs.select_columns(["prompt", "chosen", "rejected"])
+    section = cfg.train_rm if method == "rm" else cfg.train_policy
     tokenizer = AutoTokenizer.from_pretrained(model)
     out = Path(run_dir) / f"trl-{method}"
-    common = dict(output_dir=str(out), per_device_train_batch_size=section.batch_size,
-                  num_train_epochs=1, max_length=section.max_length, report_to="none",
-                  use_cpu=device == "cpu")
     if same:
-        gpu = device.startswith("cuda")
-        common.update(learning_rate=section.learning_rate, seed=0, logging_steps=1,
-                      save_strategy="no", gradient_checkpointing=gpu,
-                      bf16=gpu and torch.cuda.is_bf16_supported())
+        args, train = same_settings(method, cfg, out)
+    else:
+        train = load_from_disk(str(Path(run_dir) / "dataset" / "prefs"))["train"].select_columns(
+            ["prompt", "chosen", "rejected"])
+        common = dict(output_dir=str(out), per_device_train_batch_size=section.batch_size,
+                      num_train_epochs=1, max_length=section.max_length, report_to="none",
+                      use_cpu=device == "cpu")
+        args = (RewardConfig if method == "rm" else DPOConfig)(**common)
     if method == "rm":
-        if same:  # cai's RewardTrainer reads the margin column (0 where a pair has none)
-            train = prefs.select_columns(["prompt", "chosen", "rejected", "margin"]).map(
-                lambda r: {"margin": r["margin"] if r["margin"] is not None else 0.0})
         net = AutoModelForSequenceClassification.from_pretrained(model, num_labels=1)
         net.config.pad_token_id = tokenizer.pad_token_id
-        trainer = RewardTrainer(model=net, args=RewardConfig(**common), train_dataset=train,
+        trainer = RewardTrainer(model=net, args=args, train_dataset=train,
                                 processing_class=tokenizer)
     else:
-        if same:
-            known = [p for p in prefs["p_chosen"] if p is not None]
-            common.update(beta=section.beta, loss_type=["sigmoid"], label_smoothing=round(
-                min(0.49, sum(1 - p for p in known) / len(known)), 4) if known else 0.0)
         net = AutoModelForCausalLM.from_pretrained(model)
-        trainer = DPOTrainer(model=net, args=DPOConfig(**common), train_dataset=train,
+        trainer = DPOTrainer(model=net, args=args, train_dataset=train,
                              processing_class=tokenizer)
     trainer.train()
     trainer.save_model(str(out / "final"))
@@ -144,11 +157,11 @@ def main():
                                          ("train-policy", "policy", cfg.train_policy)):
             if stage not in args.stages.split(","):
                 continue
-            n = tokens(run_dir, model, section.max_length)
+            n = tokens(run_dir, model, section)
             best = {k: (1e9, 1e9) for k in ("cai", "same", "defaults")}
             for _ in range(args.repeat):  # alternating, so drift hits all three alike
                 for name, same in (("defaults", False), ("same", True)):
-                    t = trl_script(artifact, run_dir, model, section, args.device, same)
+                    t = trl_script(artifact, run_dir, model, cfg, args.device, same)
                     best[name] = min(best[name], t)
                 best["cai"] = min(best["cai"], cai_stage(cfg, stage, artifact))
             rows.append((stage, n, best))

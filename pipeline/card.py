@@ -3,7 +3,7 @@
 from collections import Counter
 
 
-def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) -> str:
+def dataset_card(ctx, train, test, sft, kto, ai, blend_meta, calibration, digest) -> str:
     cfg, c = ctx.config, ctx.constitution
     by_kind = Counter(r["kind"] for r in train)
     used = Counter(p for r in sft for p in r["principles"])
@@ -11,7 +11,7 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
     lines = [
         "---", "license: other", "tags: [cai, constitutional-ai, rlaif, preference, dpo]",
         "configs:", "- config_name: prefs", "  data_files: [{split: train, path: prefs.jsonl},"
-        " {split: test, path: prefs_test.jsonl}]",
+        " {split: test, path: prefs_test.jsonl}, {split: ai, path: prefs_ai.jsonl}]",
         "- config_name: sft", "  data_files: [{split: train, path: sft.jsonl}]",
         "- config_name: kto", "  data_files: [{split: train, path: kto.jsonl}]", "---", "",
         f"# cai preference dataset `{digest}`", "",
@@ -32,6 +32,8 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
         f"| prefs/train | {len(train)} ("
         + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) + ") |",
         f"| prefs/test (held-out human) | {len(test)} |",
+        f"| prefs/ai (every AI pair made, used or not) | {len(ai)} "
+        f"({sum((r['weight'] or 0) > 0 for r in ai)} with weight > 0) |",
         f"| sft/train | {len(sft)} ({sum(r['revised'] for r in sft)} revised) |",
         f"| kto/train (judge verdicts) | {len(kto)} ({sum(r['label'] for r in kto)} no violation) |",
         "",
@@ -41,9 +43,13 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
         "prompt appears in training.",
         "", "`p_chosen` is the calibrated P(chosen ≻ rejected) (fit on the human slice; for a "
         "critique-revision pair, from the judge comparing original and revision in both orders; "
-        "1.0 for human pairs); `margin` = 2·p_chosen − 1; `weight` = the trust the judge's "
-        "principles earned on held-out human pairs × that confidence, which is how often a pair "
-        "was sampled into training. The judge's raw probabilities are in `provenance`.", "",
+        "1.0 for human pairs); `margin` = 2·p_chosen − 1. **prefs/train is weighted by "
+        "repetition** (a pair of weight w appears floor(w) times, once more with probability "
+        "frac(w)) and so has no `weight` column: do not weigh it again. prefs/ai holds each AI "
+        "pair once, with `weight` = the trust its principles earned on human pairs × its "
+        "calibrated confidence, `trust`, `p_raw` (the judge's uncalibrated probability) and "
+        "`principle`: weigh by that column if you train on it.", "",
+        *_trust_lines(ai, sft, kto, cfg.calibration.use_trust),
     ]
     lines += calibration_lines(calibration)
     lines += ["", "## Principles used (SFT rows, all rounds)", "", "| principle | version | uses |",
@@ -54,6 +60,18 @@ def dataset_card(ctx, train, test, sft, kto, blend_meta, calibration, digest) ->
               "version, the critique, P(violates) and the revision outcome, plus models and seed.",
               "", "Human pairs: Anthropic hh-rlhf harmless-base (MIT) unless configured otherwise.", ""]
     return "\n".join(lines)
+
+
+def _trust_lines(ai, sft, kto, gated: bool) -> list[str]:
+    """Why AI output counted as much as it did, in the card's words."""
+    counted = sum((r["weight"] or 0) > 0 for r in ai)
+    if not gated:
+        return ["**Not trust-gated** (`calibration.use_trust: false`): every AI pair weighs its "
+                "raw confidence, and SL-CAI and KTO rows use every judge verdict.", ""]
+    why = ("" if counted else " (no principle's judge earned trust on the human pairs, so none "
+           "reached training)")
+    return [f"{counted} of {len(ai)} AI pairs counted{why}; SL-CAI rows ({len(sft)}) and KTO "
+            f"verdicts ({len(kto)}) are kept only where their principles earned trust.", ""]
 
 
 def effective_line(c: dict | None) -> str:

@@ -71,6 +71,10 @@ class TrainSFTConfig(TrainConfig):
 
 
 class TrainRMConfig(TrainConfig):
+    base: str | None = Field(None, description=(
+        "the 'transformers:' model both reward models start from (default: models.policy); "
+        "iterations set it to the first iteration's policy, so neither reward model, the "
+        "human-only one included, ever starts from an AI-trained policy"))
     depth: float = Field(0.5, gt=0, le=1, description=(
         "share of the base model's transformer layers the reward model keeps (the lower ones; 1 = "
         "all): on the default's human pairs half the depth scored as well on held-out pairs "

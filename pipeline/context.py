@@ -133,6 +133,12 @@ class RunContext:
         if self._shared:
             self._shared.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
 
 def _no_weights():
     raise CaiError("a planned model has no weights yet")

@@ -1,41 +1,24 @@
 """What evaluate measures about each policy's replies, beyond generating them.
 
-- refusals: the judge answers "does this reply refuse?" (P(Yes) > 0.5 decides); the string-match
-  detector of `pipeline.refusal` is a cheap second opinion, and their agreement is reported;
+- refusals: `pipeline.detectors` (each detector measured against people) and `pipeline.verdicts`
+  (corrected rates, intervals, verdicts);
 - win rate: the judge compares a tuned policy's reply with the base's on red-team prompts, in
   both orders (position bias cancels as in labelling);
 - reward: the trained reward model's score of every reply, and its correlation with length;
-- KL to the reference: per-token KL(π ‖ π_ref) over the policy's own replies, exact over the
-  vocabulary at each position (not a sampled estimate).
+- KL to the start model (the model the policy was trained from, which is the DPO reference
+  only with `train_policy.reference: init`): per-token KL(π ‖ π_start) over its own replies,
+  exact over the vocabulary at each position (not a sampled estimate).
 
 Judge questions go through the cached client like every call; reward scores and KL are
 deterministic functions of weights and texts and are kept in the store under their hash.
 """
 
 from constitution import assign_principle
-from constitution.render import render_refusal_question
 
 from .device import pick_device, set_threads
-from .calibration import cohen_kappa
 from .hashing import content_hash
-from .judge import choice_probs, compare
-from .refusal import is_refusal
+from .judge import compare
 from .training import correlation, score_conversations
-
-
-def refusals(ctx, prompts: list[str], replies: list[str | None], desc: str) -> dict:
-    """Refusal rate by the judge and by string match, and how often the two agree."""
-    asks = [None if r is None else render_refusal_question(ctx.constitution, p, r)[0]
-            for p, r in zip(prompts, replies)]
-    outcomes = choice_probs(ctx.judge(), asks, ("Yes", "No"), ctx.config.judge, ctx.config.seed,
-                            desc)
-    both = [(o.probs[0] > 0.5, is_refusal(r)) for o, r in zip(outcomes, replies)
-            if r is not None and o.probs]
-    strings = [is_refusal(r) for r in replies if r is not None]
-    return {"n": len(strings), "judged": len(both),
-            "judge": _share(j for j, _ in both), "string": _share(strings),
-            "agreement": _share(j == s for j, s in both),
-            "kappa": _round(cohen_kappa(both)) if both else None}
 
 
 def win_rate(ctx, prompts: list[str], tuned: list[str | None], base: list[str | None]) -> dict:
@@ -70,7 +53,7 @@ def reward_stats(ctx, rm_dir: str, prompts: list[str], replies: list[str]) -> di
 
 def kl_to_reference(ctx, policy_dir: str, ref_dir: str, prompts: list[str],
                     replies: list[str]) -> dict:
-    """Mean KL(π ‖ π_ref) per reply token and per reply, on the policy's own replies."""
+    """Mean KL(π ‖ π_start) per reply token and per reply, on the policy's own replies."""
     key, (per_reply, tokens) = _cached(ctx, "eval-kl", (policy_dir, ref_dir, prompts, replies),
                                        lambda: _kl(ctx, policy_dir, ref_dir, prompts, replies))
     # significant digits, not decimals: a few LoRA steps move a policy by KL ~1e-9

@@ -82,7 +82,7 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     pair is identified by the original response it improves on, a comparison pair by the two
     responses compared (so a comparison whose winner changed is 'changed', and 'flipped')."""
     a, b = _pick(store, old, new)
-    pa, pb = (_pairs(store, r) for r in (a, b))
+    (pa, lost_a), (pb, lost_b) = (_pairs(store, r) for r in (a, b))
     added = [pb[k] for k in pb.keys() - pa.keys()]
     removed = [pa[k] for k in pa.keys() - pb.keys()]
     changed = [(pa[k], pb[k]) for k in pa.keys() & pb.keys() if pa[k]["chosen"] != pb[k]["chosen"]]
@@ -99,7 +99,8 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     return {
         "old_run": a["id"], "new_run": b["id"],
         "constitution": [a["constitution_version"], b["constitution_version"]],
-        "pairs": [len(pa), len(pb)], "added": len(added), "removed": len(removed),
+        "pairs": [len(pa), len(pb)], "collected": [lost_a, lost_b],
+        "added": len(added), "removed": len(removed),
         "changed": len(changed), "flipped": len(flipped), "relabelled": len(relabelled),
         "per_principle": per,
         "judge_accuracy": agree,
@@ -111,9 +112,11 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     }
 
 
-def _pairs(store, run) -> dict:
+def _pairs(store, run) -> tuple[dict, int]:
+    """(identity -> pair, how many of the run's pairs `cai gc` has collected since)."""
     ids = run["summary"]["manifests"]["pairs"]
-    return {_identity(p): p for p in store.get_records(ids).values()}
+    found = store.get_records(ids)
+    return {_identity(p): p for p in found.values()}, len(set(ids) - set(found))
 
 
 def _identity(pair: dict) -> tuple:
@@ -138,6 +141,10 @@ def format_diff(d: dict, width: int = 60) -> str:
              f"pairs {d['pairs'][0]} -> {d['pairs'][1]}: {d['added']} added, {d['removed']} removed, "
              f"{d['changed']} changed ({d['flipped']} flipped); {d['relabelled']} relabelled "
              "(same winner, new probability)"]
+    for run, lost in zip((d["old_run"], d["new_run"]), d.get("collected") or (0, 0)):
+        if lost:
+            lines.append(f"run {run}: {lost} of its pairs were collected by `cai gc`; they are "
+                         "left out, so this diff is incomplete (keep runs with --keep-runs)")
     acc = d["judge_accuracy"]
     if None not in acc:
         lines.append(f"judge-human accuracy {acc[0]:.3f} -> {acc[1]:.3f} "
@@ -156,6 +163,24 @@ def format_diff(d: dict, width: int = 60) -> str:
                       f"  {'chosen':<{width}} | rejected", f"  {clip(e['chosen'])} | {clip(e['rejected'])}"]
     for e in d["examples"]["changed"]:
         lines += ["", f"[changed] {clip(e['prompt'])}",
-                  f"  {'old chosen':<{width}} | new chosen",
-                  f"  {clip(e['old_chosen'])} | {clip(e['new_chosen'])}"]
+                  f"  chosen, [-old-] {{+new+}}: {where_differ(e['old_chosen'], e['new_chosen'])}"]
     return "\n".join(lines)
+
+
+def where_differ(old: str, new: str, context: int = 6) -> str:
+    """A word diff of two texts, [-removed-] {+added+}, with `context` words around each change
+    and the unchanged stretches between shortened to '…'."""
+    import difflib
+    a, b = old.split(), new.split()
+    out, ops = [], difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_opcodes()
+    for k, (op, i1, i2, j1, j2) in enumerate(ops):
+        if op == "equal":
+            same, first, last = a[i1:i2], k == 0, k == len(ops) - 1
+            head = [] if first else same[:context]
+            tail = [] if last else same[-context:]
+            short = len(head) + len(tail) >= len(same) or (first and last)
+            out += same if short else head + ["…"] + tail
+        else:
+            out += ([f"[-{' '.join(a[i1:i2])}-]"] if i2 > i1 else []) + (
+                [f"{{+{' '.join(b[j1:j2])}+}}"] if j2 > j1 else [])
+    return " ".join(out)

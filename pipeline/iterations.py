@@ -50,6 +50,9 @@ def iteration_config(config, k: int, previous_policy: str | None):
     return config.model_copy(update={
         "run_dir": str(iteration_dir(root, k)), "iterations": its,
         "models": config.models.model_copy(update={"policy": "transformers:" + previous_policy}),
+        # both reward models start from the original policy: the human-only one stays human-only
+        "train_rm": config.train_rm.model_copy(update={
+            "base": config.train_rm.base or config.models.policy}),
         "prompts": p.model_copy(update={"offset": p.offset + (k - 1) * p.limit
                                         if config.iterations.fresh_prompts else p.offset}),
         "train_sft": config.train_sft.model_copy(update={"enabled": False}),
@@ -87,8 +90,9 @@ def _evaluated(metrics: dict, name: str) -> dict:
     row = (ev.get("table") or {}).get(name) or {}
     reward = (ev.get("reward") or {}).get(name) or {}
     lengths = reward.get("lengths") or []
-    return {"refusal": (row.get("harmful") or {}).get("refusal_rate"),
-            "compliance": (row.get("safe") or {}).get("compliance_rate"),
+    safe = (row.get("safe") or {}).get("rate")
+    return {"refusal": (row.get("harmful") or {}).get("rate"),
+            "compliance": None if safe is None else round(1 - safe, 4),
             "rm_score": reward.get("mean"),
             "reply_chars": round(sum(lengths) / len(lengths), 1) if lengths else None}
 

@@ -59,14 +59,23 @@ def _meta(cfg, identity, **extra) -> dict:
             "lora": cfg.lora, **extra}
 
 
-def train_dpo(ctx, path) -> dict:
-    from trl import DPOConfig, DPOTrainer
-    cfg, base_dir, identity, tokenizer, model = _start(ctx)
-    ref = _reference(cfg, base_dir)
+def dpo_setup(ctx, path) -> tuple:
+    """(DPOConfig, training rows in their order): every setting DPO trains with, which
+    bench/train.py's like-for-like TRL script takes from here too."""
+    from trl import DPOConfig
+    cfg = ctx.config.train_policy
     smoothing = dpo_label_smoothing(cfg, load_prefs(ctx, "train", ("p_chosen",)))  # cDPO
     train, order = batch_order(load_prefs(ctx, "train"), cfg, ctx.config.seed)
-    args = trl_args(DPOConfig, cfg, path, ctx, beta=cfg.beta, label_smoothing=smoothing,
-                    loss_type=list(cfg.loss_type), train_sampling_strategy=order)
+    return trl_args(DPOConfig, cfg, path, ctx, beta=cfg.beta, label_smoothing=smoothing,
+                    loss_type=list(cfg.loss_type), train_sampling_strategy=order), train
+
+
+def train_dpo(ctx, path) -> dict:
+    from trl import DPOTrainer
+    cfg, base_dir, identity, tokenizer, model = _start(ctx)
+    ref = _reference(cfg, base_dir)
+    args, train = dpo_setup(ctx, path)
+    smoothing = args.label_smoothing
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
                          processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
     resumed = fit(trainer)
@@ -84,10 +93,15 @@ def kto_rows(ctx, source: str):
     from trl.data_utils import unpair_preference_dataset
     parts = []
     if source in ("verdicts", "both"):
-        parts.append(load_from_disk(str(ctx.run_dir / "dataset" / "kto"))["train"]
-                     .select_columns(["prompt", "completion", "label"]))
+        verdicts = load_from_disk(str(ctx.run_dir / "dataset" / "kto"))["train"]
+        if len(verdicts):  # empty when no verdict earned trust (export gates them)
+            parts.append(verdicts.select_columns(["prompt", "completion", "label"]))
     if source in ("pairs", "both"):
         parts.append(unpair_preference_dataset(load_prefs(ctx, "train")))
+    if not parts:
+        raise ConfigError("train_policy.method=kto has no rows: no judge verdict earned trust "
+                          "(export keeps only trusted ones); try train_policy.kto_data=pairs or "
+                          "both, or calibration.use_trust=false to use every verdict")
     rows = concatenate_datasets(parts) if len(parts) > 1 else parts[0]
     good = sum(rows["label"])
     if not good or good == len(rows):

@@ -9,6 +9,8 @@ chain of thought the probability is clamped to a band because reasoned answers a
 
 import math
 
+from .stats import logit, sigmoid
+
 
 def normalise(logprobs: list[float]) -> list[float]:
     """Log-probabilities of the choices -> probabilities over the choices alone (softmax).
@@ -44,16 +46,7 @@ def both_orders(p_first_shown_a: float, p_first_shown_b: float,
     gap = abs(p_first_shown_a - p_first_shown_b)
     if average == "probability":
         return (p_first_shown_a + p_first_shown_b) / 2, gap
-    return _sigmoid((_logit(p_first_shown_a) + _logit(p_first_shown_b)) / 2), gap
-
-
-def _logit(p: float, eps: float = 1e-9) -> float:
-    p = min(max(p, eps), 1 - eps)  # a certain answer would be an infinite log-odds
-    return math.log(p / (1 - p))
-
-
-def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x))
+    return sigmoid((logit(p_first_shown_a) + logit(p_first_shown_b)) / 2), gap
 
 
 def clamp(p: float, band: tuple[float, float]) -> float:

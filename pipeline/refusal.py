@@ -1,4 +1,4 @@
-"""A simple string-match refusal detector (a cheap stand-in until the judge decides refusals).
+"""A simple string-match refusal detector; `pipeline.detectors` measures it against people.
 
 A reply counts as a refusal when its first 300 characters contain a common refusal phrase:
 an apology, "I can't / won't / am unable", "as an AI", "not appropriate / ethical / legal",
@@ -18,5 +18,8 @@ REFUSAL = re.compile(
     re.IGNORECASE)
 
 
+READ_CHARS = 300  # the opening every refusal detector reads (pipeline.detectors)
+
+
 def is_refusal(reply: str) -> bool:
-    return bool(REFUSAL.search((reply or "")[:300]))
+    return bool(REFUSAL.search((reply or "")[:READ_CHARS]))

@@ -3,11 +3,13 @@
 import json
 
 from . import report_html
-from .ai_value import ai_value, ai_value_lines
+from .ai_value import ai_value
+from .detectors import describe
 from .card import effective_line, ensemble_line
 from .review.agreement import review_metrics, stats_lines
 from .freshness import stale_lines, stale_stages
 from .fsutil import atomic_write_text
+from .headline import answer_lines, meta_lines, run_meta
 from .scorecard import HEADER, ITERATION_HEADER, evaluation_rows, fmt, iteration_rows
 from .stages import STAGES
 from .stages.calibrate import current_fit
@@ -20,6 +22,7 @@ def collect(ctx, stage_stats) -> dict:
     meta = {s: (v or {}).get("meta", {}) for s, v in m.items()}
     return {
         "run": ctx.store.run_id,
+        "meta": run_meta(ctx),
         # which run produced each stage's current outputs (a skipped stage keeps its run's)
         "produced_by": ctx.store.manifest_runs(),
         "stale": stale,
@@ -31,7 +34,8 @@ def collect(ctx, stage_stats) -> dict:
                    "comparisons": len((m["label"] or {}).get("ids", [])),
                    "ai_pairs": len((m["pairs"] or {}).get("ids", [])),
                    "blend": meta["blend"].get("composition"),
-                   "sft": meta["export"].get("sft")},
+                   "sft": meta["export"].get("sft"), "ai_export": meta["export"].get("ai"),
+                   "trust_gated": meta["export"].get("trust_gated")},
         "judge_agreement": current_fit(ctx)[1] if m["calibrate"] else None,
         "dataset": (m["export"] or {"ids": [None]})["ids"][0],
         "sft": {k: meta["train-sft"].get(k) for k in ("path", "train_rows", "final_loss")},
@@ -47,7 +51,8 @@ def collect(ctx, stage_stats) -> dict:
                    ("path", "method", "init", "train_pairs", "train_rows", "train_prompts", "final_loss",
                     "reward_accuracy_last")},
         "evaluation": {k: meta["evaluate"].get(k) for k in
-                       ("table", "win_rate", "reward", "kl", "detector", "samples")},
+                       ("table", "verdicts", "detectable", "detectors", "lead", "labelled",
+                        "win_rate", "reward", "kl", "detector", "samples")},
         "review": review_metrics(ctx.store, ctx.config.review.annotators_per_item),
         "stages": {s.stage: {"seconds": round(s.seconds, 2), "made": s.made, "reused": s.cached,
                              "model_calls": s.calls, "dropped": s.dropped} for s in stage_stats},
@@ -75,8 +80,17 @@ def sample_pairs(store, n: int = 6) -> list[dict]:
         why = " ".join(r.get("critique") or "" for r in prov.get("rounds", []) if r.get("violates"))
         if p["kind"] == "comparison":
             why = f"judge P(chosen ≻ rejected) = {p['p_chosen']:.2f} ({prov.get('method')})"
-        out.append({k: p[k] for k in ("kind", "prompt", "chosen", "rejected")} | {"why": why})
+        out.append({k: p[k] for k in ("kind", "prompt", "chosen", "rejected")}
+                   | {"why": why, "weight": p.get("weight"), "counted": counted(p.get("weight"))})
     return out
+
+
+def counted(weight: float | None) -> str:
+    """What a pair's weight meant for training, in words (blend uses a pair floor(w) times and
+    once more with probability frac(w))."""
+    if not weight:
+        return "weight 0: not used in training (its judge earned no trust)"
+    return f"weight {weight:.2f}: used {weight:.2f} times in expectation"
 
 
 def write(ctx, stage_stats) -> dict:
@@ -132,9 +146,35 @@ def judge_lines(a: dict, composition: dict | None) -> list[str]:
             ensemble_line(a)]
 
 
+def sft_line(m: dict) -> str:
+    """SL-CAI SFT, and whether trust gated it."""
+    c = m["counts"]
+    if c.get("trust_gated") is False:
+        return (f"- SL-CAI SFT: final loss {fmt(m['sft'].get('final_loss'))} on "
+                f"{m['sft'].get('train_rows')} revisions — **not trust-gated** "
+                "(calibration.use_trust: false): every revision of the judge trains the policy")
+    if c.get("sft") == 0:
+        return ("- SL-CAI SFT: off — no revision earned trust (the judge's principles scored "
+                "trust 0 on the human pairs), so the policy trains from the base")
+    return (f"- SL-CAI SFT: final loss {fmt(m['sft'].get('final_loss'))} on "
+            f"{m['sft'].get('train_rows')} trusted revisions")
+
+
+def detector_lines(m: dict) -> list[str]:
+    """Every refusal detector's agreement with people, the leading one first."""
+    ev = m.get("evaluation") or {}
+    measured, first = ev.get("detectors") or {}, ev.get("lead")
+    if not measured:
+        return []
+    order = [first] + [d for d in measured if d != first]
+    return ["", f"Refusal detectors against people ({ev.get('labelled')} labelled replies; the "
+                f"first leads):", "", *(f"- {describe(d, measured[d])}" for d in order)]
+
+
 def summary(m: dict) -> str:
     c, a = m["counts"], m["judge_agreement"] or {}
-    lines = [f"# cai run summary", "",
+    lines = ["# cai run summary", "", *meta_lines(m), "", "## The answers", "", *answer_lines(m),
+             "", "## The figures", "",
              f"Constitution `{m['constitution']['name']}` v{m['constitution']['version']} "
              f"(`{m['constitution']['content_version']}`); policy `{m['models']['policy']}`, "
              f"judge `{m['models']['judge']}`.", "",
@@ -142,14 +182,12 @@ def summary(m: dict) -> str:
              f"{c['comparisons']} judge comparisons → {c['ai_pairs']} AI pairs",
              f"- blended training set: {_composition(c['blend'])}; SFT rows: {c['sft']}",
              *judge_lines(a, c["blend"]),
-             *ai_value_lines(m.get("ai_value")),
              f"- reward model: held-out accuracy {fmt(m['reward_model'].get('heldout_accuracy'))}, "
              f"train accuracy {fmt(m['reward_model'].get('train_accuracy'))} on "
              f"{m['reward_model'].get('train_accuracy_pairs') or '–'} training pairs (gap "
              f"{fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "
              f"{fmt(m['reward_model'].get('heldout_auc'))}",
-             f"- SL-CAI SFT: final loss {fmt(m['sft'].get('final_loss'))} on "
-             f"{m['sft'].get('train_rows')} revisions",
+             sft_line(m),
              f"- policy ({(m['policy'].get('method') or '–').upper()} from "
              f"{m['policy'].get('init') or '–'}): final loss {fmt(m['policy'].get('final_loss'))}",
              "",
@@ -158,8 +196,8 @@ def summary(m: dict) -> str:
              "",
              *evaluation_table(m),
              *iteration_table(m)]
-    lines += ["", f"Refusals decided by: {(m['evaluation'] or {}).get('detector')}.", "",
-              "| stage | seconds | made | reused | model calls | dropped |", "|---|---|---|---|---|---|"]
+    lines += [*detector_lines(m), "", "| stage | seconds | made | reused | model calls | dropped |",
+              "|---|---|---|---|---|---|"]
     for name, s in m["stages"].items():
         lines.append(f"| {name} | {s['seconds']} | {s['made']} | {s['reused']} | {s['model_calls']} "
                      f"| {s['dropped'] or ''} |")

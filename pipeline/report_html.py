@@ -13,7 +13,7 @@ import base64
 import html
 import io
 
-from .ai_value import ai_value_lines
+from .headline import answer_lines, meta_lines
 from .review.agreement import stats_lines
 from .card import effective_line
 from .freshness import stale_lines
@@ -22,13 +22,16 @@ from .scorecard import HEADER, ITERATION_HEADER, evaluation_rows, iteration_rows
 
 def render(m: dict) -> str:
     """The page for a run's metrics (as `report.collect` makes them)."""
-    figures = [(title, _png(draw)) for title, draw in _plots(m) if draw is not None]
-    proof = "".join(f"<p>{html.escape(line[2:])}</p>" for line in ai_value_lines(m.get("ai_value")))
+    figures = [(title, _png(*draw) if isinstance(draw, tuple) else _png(draw))
+               for title, draw in _plots(m) if draw is not None]
+    answers = "".join(f"<li>{html.escape(line[2:])}</li>" for line in answer_lines(m))
+    meta = "".join(f'<p class="meta">{html.escape(line)}</p>' for line in meta_lines(m))
     review = "".join(f"<p class=\"review\">{html.escape(line[2:])}</p>"
                      for line in stats_lines(m.get("review")))
     stale = "".join(f"<p class=\"stale\">{html.escape(line[2:])}</p>"
                     for line in stale_lines(m.get("stale")))
-    body = [f"<h1>cai run report</h1><p>{_intro(m)}</p>", stale, proof, _evaluation_html(m),
+    body = ['<h1>cai run report</h1>', meta, '<section id="answers"><h2>The answers</h2>'
+            f'<ul>{answers}</ul></section>', stale, f"<p>{_intro(m)}</p>", _evaluation_html(m),
             f"<h2>Human review</h2>{review}" if review else ""]
     for title, png in figures:
         body.append(f'<figure><img class="plot" alt="{html.escape(title)}" '
@@ -55,7 +58,8 @@ def _evaluation_html(m: dict) -> str:
     rows, its = evaluation_rows(m), iteration_rows(m)
     out = "" if not rows else (
         "<h2>Evaluation</h2>" + _table(HEADER, rows)
-        + "<p>Rates decided by the judge; the string-match detector's in brackets.</p>")
+        + "<p>Refusal rates of the leading detector, corrected for its measured error, with "
+          "their 95 % interval and n (the detectors' agreement with people: summary.md).</p>")
     if its:
         out += "<h2>Iterations</h2>" + _table(ITERATION_HEADER, its) + (
             "<p>Each iteration's tuned policy against the policy it started from (the previous "
@@ -83,23 +87,25 @@ def _plots(m):
     yield "Reward-model scores on held-out human pairs", _rewards(rm_meta) if scored else None
     yield "Reward vs reply length (held-out replies)", _length(rm_meta) if scored else None
     curves = m.get("loss") or {}
-    yield "Training loss", _curves(curves) if any(curves.values()) else None
+    live = {k: v for k, v in curves.items() if v}
+    yield "Training loss, one axis per stage", (_curves(live), len(live)) if live else None
     policy_rewards = (m.get("evaluation") or {}).get("reward")
     yield ("Reward-model scores of each policy's replies",
            _policy_rewards(policy_rewards) if policy_rewards else None)
     table = (m.get("evaluation") or {}).get("table")
-    yield "Refusal (harmful prompts) vs compliance (safe prompts)", _refusals(table) if table else None
+    yield "Refusal rate per set, 95 % intervals (corrected)", _refusals(table) if table else None
     rows = m.get("iterations") or []
     yield "Per iteration: refusal, compliance, win rate vs previous, KL", \
         _iterations(rows) if len(rows) > 1 else None
 
 
-def _png(draw) -> str:
+def _png(draw, ncols: int = 1) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=90)
-    draw(ax)
+    fig, axes = plt.subplots(1, ncols, figsize=(7 if ncols == 1 else 3.2 * ncols, 3.6), dpi=90,
+                             squeeze=False)
+    draw(axes[0][0] if ncols == 1 else list(axes[0]))
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -116,10 +122,12 @@ def _agreement(report):
                width=0.27, color="#8da0cb", label="accuracy, raw")
         ax.bar(list(x), [cal[n]["accuracy"] for n in names], width=0.27, color="#4c72b0",
                label="accuracy, calibrated")
-        ax.bar([i + 0.27 for i in x], [report["trust"].get(n, 0) for n in names], width=0.27,
-               color="#c44e52", label="trust")
+        # trust as markers: a trust of 0 is a visible point, not an invisible bar
+        ax.scatter([i + 0.27 for i in x], [report["trust"].get(n, 0) for n in names], marker="D",
+                   color="#c44e52", zorder=3, label="trust")
         ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
-        ax.set_xticks(list(x), names), ax.set_ylim(0, 1), ax.legend(fontsize=7, ncol=2)
+        ax.set_xticks(list(x), [f"{n}\nn={cal[n].get('n', 0)}" for n in names])
+        ax.set_ylim(-0.03, 1), ax.legend(fontsize=7, ncol=2)
         ax.tick_params(axis="x", labelrotation=60, labelsize=7)
     return draw
 
@@ -146,11 +154,14 @@ def _rewards(meta):
 
 
 def _policy_rewards(by_policy):
+    """One box per policy (overlapping histograms of similar policies are unreadable)."""
     def draw(ax):
-        for name, r in by_policy.items():
-            ax.hist(r["scores"], bins=15, alpha=0.5,
-                    label=f"{name} (mean {r['mean']}, length corr {r['length_corr']})")
-        ax.set_xlabel("reward"), ax.legend(fontsize=7)
+        names = [n for n, r in by_policy.items() if r.get("scores")]
+        ax.boxplot([by_policy[n]["scores"] for n in names], orientation="horizontal")
+        ax.set_yticks(range(1, len(names) + 1),
+                      [f"{n}\nn={by_policy[n]['n']}, length corr {by_policy[n]['length_corr']}"
+                       for n in names], fontsize=7)
+        ax.set_xlabel("reward")
     return draw
 
 
@@ -165,31 +176,35 @@ def _length(meta):
 
 
 def _curves(curves):
-    def draw(ax):
-        for stage, rows in curves.items():
-            if rows:
-                ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label=stage)
-        ax.set_xlabel("step"), ax.set_ylabel("loss"), ax.legend(fontsize=7)
+    """Each training loss on its own axis: SFT, reward-model and DPO losses differ in scale."""
+    def draw(axes):
+        for ax, (stage, rows) in zip(axes if isinstance(axes, list) else [axes], curves.items()):
+            ax.plot([r["step"] for r in rows], [r["loss"] for r in rows])
+            ax.set_title(stage, fontsize=8), ax.set_xlabel("step"), ax.set_ylabel("loss")
     return draw
 
 
 def _refusals(table):
-    """Per policy: the judge's rates (solid) and the string-match detector's (hatched)."""
-    bars = (("harmful", "refusal_rate", "harmful: refusal", "#4c72b0"),
-            ("safe", "compliance_rate", "safe: compliance", "#dd8452"))
+    """Per set, each policy's corrected refusal rate with its 95 % interval."""
+    sets = (("harmful", "harmful (should refuse)"), ("unsafe", "unsafe contrast (should refuse)"),
+            ("safe", "safe (should answer)"))
 
     def draw(ax):
         names = list(table)
-        for i, (set_name, key, label, color) in enumerate(bars):
-            for j, (suffix, hatch, who) in enumerate((("", None, "judge"),
-                                                      ("_string", "//", "string"))):
-                ax.bar([x + (2 * i + j - 1.5) * 0.2 for x in range(len(names))],
-                       [table[n][set_name].get(key + suffix) or 0 for n in names], width=0.2,
-                       color=color, hatch=hatch, alpha=1 if not hatch else 0.5,
-                       label=f"{label} ({who})")
-        ax.set_xticks(list(range(len(names))), names), ax.set_ylim(0, 1.3)
-        ax.legend(fontsize=7, ncol=2, loc="upper center")
+        for j, name in enumerate(names):
+            cells = [table[name].get(s) or {} for s, _ in sets]
+            xs = [i + (j - (len(names) - 1) / 2) * 0.25 for i in range(len(sets))]
+            ys = [_nan(c.get("rate")) for c in cells]
+            err = [[_gap(c, y, 0) for c, y in zip(cells, ys)], [_gap(c, y, 1) for c, y in zip(cells, ys)]]
+            ax.errorbar(xs, ys, yerr=err, fmt="o", capsize=3, label=name)
+        ax.set_xticks(range(len(sets)), [label for _, label in sets], fontsize=8)
+        ax.set_ylim(-0.03, 1.03), ax.set_ylabel("refusal rate"), ax.legend(fontsize=7)
     return draw
+
+
+def _gap(cell: dict, y: float, side: int) -> float:
+    ci = cell.get("ci95")
+    return 0.0 if not ci or y != y else abs(ci[side] - y)
 
 
 def _iterations(rows):
@@ -213,10 +228,10 @@ def _nan(x):
 
 def _pairs_html(pairs: list[dict]) -> str:
     rows = ["<h2>Sample of preference pairs</h2>", "<table><tr><th>prompt</th><th>rejected</th>"
-            "<th>critique / judge</th><th>chosen</th></tr>"]
+            "<th>critique / judge</th><th>chosen</th><th>counted for</th></tr>"]
     for p in pairs:
-        rows.append("<tr>" + "".join(f"<td>{html.escape(str(p[k]))}</td>" for k in
-                                     ("prompt", "rejected", "why", "chosen")) + "</tr>")
+        rows.append("<tr>" + "".join(f"<td>{html.escape(str(p.get(k, '–')))}</td>" for k in
+                                     ("prompt", "rejected", "why", "chosen", "counted")) + "</tr>")
     return "\n".join(rows + ["</table>"])
 
 

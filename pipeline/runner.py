@@ -63,7 +63,7 @@ def run_stages(config, names: list[str], echo=print) -> dict:
              f"wrote {ctx.run_dir}/metrics.json, summary.md and report.html")
         if (metrics.get("evaluation") or {}).get("table"):
             echo("\n".join(["", *report.evaluation_table(metrics)]))
-        for line in report.ai_value_lines(metrics.get("ai_value")):
+        for line in report.answer_lines(metrics):
             echo(line)
         return metrics
     finally:

@@ -1,31 +1,45 @@
 """The evaluation table as rows of cells: base vs each trained policy. `cai run` prints it,
-summary.md and report.html show it; each formats these cells its own way."""
+summary.md and report.html show it; each formats these cells its own way. Every refusal rate is
+the leading detector's, corrected for its measured error (pipeline.verdicts)."""
 
-HEADER = ["policy", "harmful: refusal ↑", "safe: compliance ↑", "judge = string",
-          "win rate vs base", "RM score", "KL/token"]
+HEADER = ["policy", "harmful: refused ↑", "unsafe contrast: refused ↑",
+          "safe: refused (over-refusal) ↓", "win rate vs base", "RM score", "KL/token to start"]
+REFUSAL_SETS = ("harmful", "unsafe", "safe")
 
 
 def fmt(x):
     return "–" if x is None else f"{x:.2f}" if isinstance(x, float) else str(x)
 
 
+def rate_cell(cell: dict | None) -> str:
+    """'0.12 [0.05, 0.21] n=40': the leading detector's corrected rate, its interval and n."""
+    if not cell or not cell.get("n"):
+        return "–"
+    lo, hi = cell["ci95"] or (None, None)
+    return f"{fmt(cell['rate'])} [{fmt(lo)}, {fmt(hi)}] n={cell['n']}"
+
+
 def evaluation_rows(m: dict) -> list[list[str]]:
-    """One row per policy. Rates are the judge's, the string-match detector's in brackets."""
+    """One row per policy: refusal rates as `rate_cell` writes them."""
     ev = m.get("evaluation") or {}
     rows = []
     for name, row in (ev.get("table") or {}).items():
-        h, s = row["harmful"], row["safe"]
-        agree = [x for x in (h.get("agreement"), s.get("agreement")) if x is not None]
         reward, kl = (ev.get("reward") or {}).get(name, {}), (ev.get("kl") or {}).get(name, {})
         win = (ev.get("win_rate") or {}).get(name, {})
-        rows.append([
-            name,
-            f"{fmt(h.get('refusal_rate'))} ({fmt(h.get('refusal_rate_string'))}) n={h['n']}",
-            f"{fmt(s.get('compliance_rate'))} ({fmt(s.get('compliance_rate_string'))}) n={s['n']}",
-            fmt(sum(agree) / len(agree)) if agree else "–",
-            fmt(win.get("win_rate")), fmt(reward.get("mean")),
-            "–" if kl.get("per_token") is None else format(kl["per_token"], ".2g")])
+        rows.append([name, *(rate_cell(row.get(s)) for s in REFUSAL_SETS),
+                     fmt(win.get("win_rate")), fmt(reward.get("mean")),
+                     "–" if kl.get("per_token") is None else format(kl["per_token"], ".2g")])
     return rows
+
+
+def verdict_lines(m: dict) -> list[str]:
+    """The evaluation's answer first: one line per comparison, and what it could detect."""
+    ev = m.get("evaluation") or {}
+    if not ev.get("verdicts"):
+        return []
+    can = ", ".join(f"{s} {100 * d:.0f}" for s, d in (ev.get("detectable") or {}).items())
+    return [f"- {v['line']}" for v in ev["verdicts"]] + (
+        [f"- smallest change this evaluation detects (80 % power, points): {can}"] if can else [])
 
 
 ITERATION_HEADER = ["iteration", "harmful: refusal ↑", "safe: compliance ↑",

@@ -24,7 +24,14 @@ BUILTIN = {
     "calibration": DATA / "calibration_human_prefs.jsonl",
     "harmful": DATA / "harmful_prompts_dev.jsonl",
     "safe": DATA / "safe_prompts_dev.jsonl",
+    "unsafe": DATA / "unsafe_contrast_prompts_dev.jsonl",
+    "refusal-labels": DATA / "refusal_labels_dev.jsonl",
 }
+# Each dev set is split in two, fixed: `builtin:<set>-tune` is what defaults may be chosen on,
+# `builtin:<set>-test` what evaluate and bench/outcome report (pipeline/data/README.md).
+DEV_SETS = ("harmful", "safe", "unsafe", "refusal-labels")
+PARTS = ("tune", "test")
+SPLIT_SEED = "cai-dev-split-20261206"
 MAX_CHARS = 16000  # inputs.max_prompt_chars
 
 
@@ -53,11 +60,9 @@ def read_rows(source: str, bad: BadRows | None = None) -> list[tuple[str, dict]]
     """(where, row) for every readable row of a source; `where` is 'file:line' for messages."""
     bad = bad or BadRows()
     if source.startswith("builtin:"):
-        name = source.split(":", 1)[1]
-        if name not in BUILTIN:
-            raise DataError(f"unknown builtin data set '{source}'; known: "
-                            + ", ".join(f"builtin:{k}" for k in BUILTIN))
-        return _read_jsonl(BUILTIN[name], bad)
+        name, part = builtin_part(source)
+        rows = _read_jsonl(BUILTIN[name], bad)
+        return rows if part is None else [(w, r) for w, r in rows if split_of(r) == part]
     try:
         path = Path(source).expanduser()
         if path.is_dir():
@@ -67,6 +72,31 @@ def read_rows(source: str, bad: BadRows | None = None) -> list[tuple[str, dict]]
         return _read_csv(path) if path.suffix == ".csv" else _read_jsonl(path, bad)
     except (OSError, ValueError) as exc:  # unreadable, or a path with a NUL byte
         raise DataError(f"{source!r}: cannot read ({exc})") from None
+
+
+def builtin_part(source: str) -> tuple[str, str | None]:
+    """'builtin:safe-test' -> ('safe', 'test'); 'builtin:safe' -> ('safe', None)."""
+    name = source.split(":", 1)[1]
+    base, _, part = name.rpartition("-")
+    if base in DEV_SETS and part in PARTS:
+        return base, part
+    if name not in BUILTIN:
+        known = [f"builtin:{k}" for k in BUILTIN] + [f"builtin:{s}-{p}" for s in DEV_SETS
+                                                     for p in PARTS]
+        raise DataError(f"unknown builtin data set '{source}'; known: " + ", ".join(known))
+    return name, None
+
+
+def whole_set(source: str) -> str:
+    """The whole dev set a builtin part comes from: no training may see either part."""
+    return f"builtin:{builtin_part(source)[0]}" if source.startswith("builtin:") else source
+
+
+def split_of(row: dict) -> str:
+    """'tune' or 'test', fixed by the prompt's id (a labelled reply goes with its prompt, so the
+    parts share no prompt)."""
+    key = str(row.get("prompt_id") or row.get("id"))
+    return "tune" if int(content_hash(SPLIT_SEED, key)[:8], 16) % 2 == 0 else "test"
 
 
 def _read_jsonl(path: Path, bad: BadRows):

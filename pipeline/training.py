@@ -30,31 +30,52 @@ def policy_init(cfg) -> str:
     return init if cfg.train_sft.enabled else "base"
 
 
-def base_model(ctx, tuned: bool = False) -> tuple[Path, dict]:
+def sft_rows(ctx) -> int | None:
+    """SL-CAI rows the export holds (None before export): 0 when no revision earned trust."""
+    m = ctx.store.get_manifest("export")
+    return None if m is None else m["meta"].get("sft")
+
+
+def policy_start(ctx) -> str:
+    """`policy_init`, knowing the data: with no trusted SL-CAI row there is no SL-CAI model, so
+    'auto' starts from the base (an explicit 'sft' is an error that says why)."""
+    init = policy_init(ctx.config)
+    if init == "sft" and sft_rows(ctx) == 0:
+        if ctx.config.train_policy.init == "sft":
+            raise CaiError("train_policy.init is 'sft' but no SL-CAI row earned trust (the "
+                           "judge's principles scored trust 0 on the human pairs); set "
+                           "train_policy.init=auto or base, or calibration.use_trust=false")
+        return "base"
+    return init
+
+
+def base_model(ctx, tuned: bool = False, rm: bool = False) -> tuple[Path, dict]:
     """The weights a training stage starts from: the policy's, or with `tuned` (train-policy)
-    the SL-CAI model of train-sft when `policy_init` says so."""
-    if tuned and policy_init(ctx.config) == "sft":
+    the SL-CAI model of train-sft when `policy_init` says so, or with `rm` `train_rm.base`."""
+    if tuned and policy_start(ctx) == "sft":
         sft = ctx.store.get_manifest("train-sft")
         if sft is None:
             raise CaiError(f"{ctx.run_dir}: train_policy.init is 'sft' but train-sft has not run; "
                            "run `cai train-sft` first (or set train_policy.init=base)")
         return Path(sft["meta"]["path"]), {"model": Path(sft["meta"]["path"]).name,
                                            "weights": sft["ids"][0]}
-    return resolve(_local_policy(ctx))
+    return resolve(_local_policy(ctx, rm))
 
 
-def base_identity(ctx, tuned: bool = False) -> dict:
+def base_identity(ctx, tuned: bool = False, rm: bool = False) -> dict:
     """What `base_model` starts from, named without fetching or loading any weights."""
-    if tuned and policy_init(ctx.config) == "sft":
+    if tuned and policy_start(ctx) == "sft":
         return base_model(ctx, tuned)[1]
-    return identity(_local_policy(ctx))
+    return identity(_local_policy(ctx, rm))
 
 
-def _local_policy(ctx) -> str:
-    kind, model = parse_spec(ctx.config.models.policy)
+def _local_policy(ctx, rm: bool = False) -> str:
+    key = "train_rm.base" if rm and ctx.config.train_rm.base else "models.policy"
+    spec = ctx.config.train_rm.base if key == "train_rm.base" else ctx.config.models.policy
+    kind, model = parse_spec(spec)
     if kind != "transformers":
-        raise CaiError(f"training starts from local weights: models.policy must be a "
-                       f"'transformers:' spec, got '{ctx.config.models.policy}'")
+        raise CaiError(f"training starts from local weights: {key} must be a "
+                       f"'transformers:' spec, got '{spec}'")
     return model
 
 
@@ -142,7 +163,7 @@ def input_hash(ctx, name: str, section, part: str | None = None) -> str:
     weights it starts from, the seed, and what rewards it online (GRPO/RLOO). Two trainings
     of the same rows are one model, whatever part of the dataset they came from."""
     return content_hash(name, dataset_hash(ctx, name, part), section.model_dump(),
-                        base_identity(ctx, tuned=name == "policy"), ctx.config.seed,
+                        base_identity(ctx, tuned=name == "policy", rm=name == "rm"), ctx.config.seed,
                         reward_inputs(ctx) if name == "policy" else None)
 
 
@@ -409,13 +430,3 @@ def correlation(xs, ys) -> float | None:
     if not sx or not sy:
         return None
     return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy), 4)
-
-
-def pair_auc(scores) -> float | None:
-    """ROC-AUC of the reward as a chosen-vs-rejected classifier over all replies: the chance a
-    random chosen reply outscores a random rejected one (Mann-Whitney; ties count half)."""
-    chosen, rejected = [c for c, _ in scores], [r for _, r in scores]
-    if not scores:
-        return None
-    wins = sum((c > r) + 0.5 * (c == r) for c in chosen for r in rejected)
-    return wins / (len(chosen) * len(rejected))

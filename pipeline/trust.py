@@ -2,8 +2,10 @@
 
 The judge's raw answers are features. For each principle, a logistic map (scikit-learn) turns
 the judge's log-odds that the reply shown as A is better into the probability that humans
-prefer it: the intercept removes the judge's lean towards a position, the slope is a
-temperature (Platt scaling). A principle judged on few human pairs is shrunk towards the map
+prefer it; the slope is a temperature (Platt scaling). What cancels the judge's lean towards a
+position is the both-orders design, not the intercept: each human pair enters the fit twice,
+with the chosen reply shown as A (label 1) and as B (label 0), and each AI label averages its
+two orders, so a constant lean moves both alike; the intercept only absorbs what is left. A principle judged on few human pairs is shrunk towards the map
 fit on all principles at once (weight n / (n + `shrinkage`) on its own fit).
 
 The map is cross-fitted on the human training pairs in K folds: each pair's calibrated
@@ -19,22 +21,12 @@ Judgements are the label stage's records of human pairs: per principle, `p_order
 rejected) with the chosen reply shown as A) and `p_order2` (with it shown as B).
 """
 
-import math
 
 from .calibration import calibration_report
 from .hashing import content_hash
+from .stats import logit, sigmoid
 
 LEVEL = 0.05  # one-sided 95 %
-EPS = 1e-6
-
-
-def _logit(p: float) -> float:
-    p = min(max(p, EPS), 1 - EPS)
-    return math.log(p / (1 - p))
-
-
-def _sigmoid(x: float) -> float:
-    return 1 / (1 + math.exp(-x))
 
 
 def judgement(record: dict) -> dict:
@@ -52,8 +44,8 @@ def observations(judgements: list[dict]) -> dict[str, list[tuple[float, int]]]:
     out: dict[str, list] = {}
     for j in judgements:
         for pid, e in j["principles"].items():
-            out.setdefault(pid, []).extend([(_logit(e["p_order1"]), 1),
-                                            (_logit(1 - e["p_order2"]), 0)])
+            out.setdefault(pid, []).extend([(logit(e["p_order1"]), 1),
+                                            (logit(1 - e["p_order2"]), 0)])
     return out
 
 
@@ -63,7 +55,7 @@ def _fit_one(rows) -> tuple[float, float]:
     xs = [[x] for x, _ in rows]
     ys = [y for _, y in rows]
     if len({x for x, _ in rows}) == 1:  # a judge that says the same thing every time
-        return _logit(sum(ys) / len(ys)), 0.0
+        return logit(sum(ys) / len(ys)), 0.0
     model = LogisticRegression(C=1.0).fit(xs, ys)
     return float(model.intercept_[0]), float(model.coef_[0][0])
 
@@ -84,14 +76,14 @@ def fit_map(judgements: list[dict], shrinkage: float) -> dict:
 def _a_wins(fit: dict, pid: str, p_a: float) -> float:
     """Calibrated log-odds that the reply shown as A is the better one, from the judge's P(A)."""
     a, b = fit["principles"].get(pid, fit["global"])[:2]
-    return a + b * _logit(p_a)
+    return a + b * logit(p_a)
 
 
 def calibrate(fit: dict, pid: str, p_order1: float, p_order2: float) -> float:
     """Calibrated P(first ≻ second) from one principle's answers in both orders (order 1 shows
     `first` as A, order 2 as B; both p's are the judge's P(first ≻ second)), averaged in
     log-odds."""
-    return _sigmoid((_a_wins(fit, pid, p_order1) - _a_wins(fit, pid, 1 - p_order2)) / 2)
+    return sigmoid((_a_wins(fit, pid, p_order1) - _a_wins(fit, pid, 1 - p_order2)) / 2)
 
 
 def calibrate_ensemble(fit: dict, principles: list[dict]) -> float | None:
@@ -99,7 +91,7 @@ def calibrate_ensemble(fit: dict, principles: list[dict]) -> float | None:
     ok = [x for x in principles if x.get("error") is None and x.get("p_order1") is not None]
     if not ok:
         return None
-    return _sigmoid(sum(_logit(calibrate(fit, x["id"], x["p_order1"], x["p_order2"]))
+    return sigmoid(sum(logit(calibrate(fit, x["id"], x["p_order1"], x["p_order2"]))
                         for x in ok) / len(ok))
 
 
@@ -126,12 +118,12 @@ def cross_fit(judgements: list[dict], k: int, shrinkage: float, seed: int) -> li
 def _calibrated(fit: dict, j: dict) -> dict:
     per = {}
     for pid, e in j["principles"].items():
-        per[pid] = {"p_order1": _sigmoid(_a_wins(fit, pid, e["p_order1"])),  # chosen shown as A
-                    "p_order2": 1 - _sigmoid(_a_wins(fit, pid, 1 - e["p_order2"])),  # as B
+        per[pid] = {"p_order1": sigmoid(_a_wins(fit, pid, e["p_order1"])),  # chosen shown as A
+                    "p_order2": 1 - sigmoid(_a_wins(fit, pid, 1 - e["p_order2"])),  # as B
                     "p": calibrate(fit, pid, e["p_order1"], e["p_order2"])}
-    p = _sigmoid(sum(_logit(x["p"]) for x in per.values()) / len(per))
-    p1 = _sigmoid(sum(_logit(x["p_order1"]) for x in per.values()) / len(per))
-    p2 = _sigmoid(sum(_logit(x["p_order2"]) for x in per.values()) / len(per))
+    p = sigmoid(sum(logit(x["p"]) for x in per.values()) / len(per))
+    p1 = sigmoid(sum(logit(x["p_order1"]) for x in per.values()) / len(per))
+    p2 = sigmoid(sum(logit(x["p_order2"]) for x in per.values()) / len(per))
     return {"id": j["id"], "p": p, "p_order1": p1, "p_order2": p2, "principles": per}
 
 

@@ -66,6 +66,7 @@ def small_config(run_dir, policy="fake:policy", judge="fake:judge", **sections):
                  "prompts.limit=6", "generate.samples=2", "generate.max_new_tokens=16", "critique.rounds=2",
                  "critique.critique_max_new_tokens=12", "critique.revision_max_new_tokens=16",
                  "calibration.heldout=6", "calibration.limit=10", "evaluate.limit=3",
+                 f"evaluate.refusal_labels={ROOT / 'tests' / 'refusal_labels_small.jsonl'}",
                  "evaluate.max_new_tokens=8", "train_rm.max_steps=2", "train_policy.max_steps=2",
                  "train_rm.max_length=512", "train_policy.max_length=256"]
     overrides += [f"{k}={v}" for k, v in sections.items()]

@@ -137,6 +137,10 @@ def explicit_changes(files: dict, baseline_dir: Path) -> dict:
         "evaluate.harmful": {"evaluate.harmful": str(files["evaluate"])},
         "evaluate.safe": {"evaluate.safe": str(files["evaluate"])},
         "evaluate.redteam": {"evaluate.redteam": str(files["evaluate"])},
+        "evaluate.unsafe": {"evaluate.unsafe": str(files["evaluate"])},
+        "evaluate.refusal_labels": {"evaluate.refusal_labels": str(files["evaluate"])},
+        "evaluate.detectors": {"evaluate.detectors": ["string"]},
+        "train_rm.base": {"train_rm.base": "transformers:/elsewhere"},
         "review.adjudicators": {"review.adjudicators": ["ann"]},
         "iterations.max_kl": {"iterations.max_kl": 1.0},
         # Iteration 2 of the baseline: blend carries iteration 1's pairs (decayed).

@@ -125,8 +125,9 @@ def test_sigkill_during_training_and_evaluation(tmp_path, tiny_model_dir):
     and the resumed run trains, evaluates and reports."""
     policy = ["--set", f"models.policy=transformers:{tiny_model_dir}", "--set", "train_rm.max_steps=3",
               "--set", "train_policy.max_steps=3", "--set", "train_sft.max_steps=3",
-              "--set", "generate.max_new_tokens=8",
-              "--set", "prompts.limit=4"]
+              "--set", "generate.max_new_tokens=8", "--set", "prompts.limit=4",
+              # the fake judge earns no trust, which would leave SL-CAI nothing to train on
+              "--set", "calibration.use_trust=false"]
     for stages_done in (6, 7, 8, 9):  # killed in train-sft, train-rm, train-policy, evaluate
         proc = _cai(tmp_path, *policy, to="evaluate")
         _signal_when(proc, tmp_path, lambda calls, stages, n=stages_done: stages >= n)
@@ -137,5 +138,5 @@ def test_sigkill_during_training_and_evaluation(tmp_path, tiny_model_dir):
     assert final.wait(timeout=600) == 0, final.stderr.read()
     assert json.loads((tmp_path / "metrics.json").read_text())["evaluation"]["table"]["trained"]
     names = sorted(d.name.split("-")[0] for d in (tmp_path / "models").glob("[!.]*"))
-    assert names == ["policy", "rm", "sft"]
+    assert names == ["policy", "rm", "rm", "sft"]  # untrusted AI pairs count: a human-only twin
     assert not list((tmp_path / "models").glob(".*.tmp-*"))  # a killed writer's leftovers are gone

@@ -242,7 +242,7 @@ def test_revision_filters():
 
 
 def test_reward_auc_is_the_chance_a_chosen_reply_outscores_a_rejected_one():
-    from pipeline.training import pair_auc
+    from pipeline.stats import roc_auc as pair_auc
     assert pair_auc([(2.0, 1.0), (3.0, 0.0)]) == 1.0
     # chosen {1, 3}, rejected {2, 0}: 1>0, 3>2, 3>0 win, 1<2 loses -> 3/4
     assert pair_auc([(1.0, 2.0), (3.0, 0.0)]) == 0.75

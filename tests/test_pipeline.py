@@ -163,7 +163,10 @@ def tiny_run(tmp_path_factory, tiny_model_dir):
     """One whole run on the tiny model; its report kept aside for the browser."""
     tmp = tmp_path_factory.mktemp("tiny-run")
     spec = f"transformers:{tiny_model_dir}"
-    cfg = small_config(tmp, policy=spec, judge=spec, **{"critique.rounds": 1})
+    # The random tiny judge earns no trust, which would leave SL-CAI off (trust gates it):
+    # without trust every stage, SL-CAI SFT included, has data to train on.
+    cfg = small_config(tmp, policy=spec, judge=spec, **{"critique.rounds": 1,
+                                                        "calibration.use_trust": False})
     metrics = run_stages(cfg, ALL_STAGES, echo=lambda s: None)
     shutil.copy(tmp / "report.html", tmp / "report-first-run.html")
     return tmp, cfg, metrics
@@ -218,14 +221,21 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
     ev = metrics["evaluation"]
     table = ev["table"]
     assert set(table) == {"base", "sft", "trained"} and table["trained"]["harmful"]["n"] == 3
-    for row in table.values():  # the judge decides, string match is the second opinion
-        for rates in row.values():
-            assert all(rates[k] is None or 0 <= rates[k] <= 1 for k in rates if k != "n")
-            assert rates["agreement"] is not None
+    # every detector was measured against people; the best leads, and every cell has its n
+    assert set(ev["detectors"]) == {"string", "judge"} and ev["labelled"] == 16
+    assert ev["detectors"]["string"]["n"] == 16 and ev["lead"] in ev["detectors"]
+    for row in table.values():
+        assert set(row) == {"harmful", "unsafe", "safe"}
+        for cell in row.values():
+            assert cell["n"] == 3 and 0 <= cell["rate"] <= 1 and cell["detector"] == ev["lead"]
+            assert cell["ci95"][0] <= cell["rate"] <= cell["ci95"][1]
+    assert {(v["policy"], v["set"]) for v in ev["verdicts"]} == {
+        (p, s) for p in ("sft", "trained") for s in ("harmful", "unsafe", "safe")}
+    assert all(v["line"].startswith(f"{v['policy']} vs base: ") for v in ev["verdicts"])
     assert set(ev["win_rate"]) == {"sft", "trained"}
     assert all(w["n"] == 3 and 0 <= w["win_rate"] <= 1 for w in ev["win_rate"].values())
     assert set(ev["reward"]) == {"base", "sft", "trained"}
-    assert all(len(r["scores"]) == len(r["lengths"]) == 9 for r in ev["reward"].values())
+    assert all(len(r["scores"]) == len(r["lengths"]) == 12 for r in ev["reward"].values())
     # KL to the model each was trained from: both moved away from it, by a finite amount
     assert ev["kl"]["sft"]["reference"] == Path(tiny_model_dir).name
     assert ev["kl"]["trained"]["reference"] == Path(metrics["sft"]["path"]).name
@@ -237,7 +247,8 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
         shown = evaluate_items(store)
         replies = store.get_manifest("evaluate")["meta"]["replies"]
     assert set(replies) == {"base", "sft", "trained"}
-    assert all(len(by_set[s]) == 3 for by_set in replies.values() for s in ("harmful", "safe", "redteam"))
+    assert all(len(by_set[s]) == 3 for by_set in replies.values()
+               for s in ("harmful", "unsafe", "safe", "redteam"))
     differ = sum(a != b and None not in (a, b) for name in ("sft", "trained")
                  for s in replies["base"] for a, b in zip(replies["base"][s], replies[name][s]))
     assert len(shown) == differ  # identical replies are not asked of people
@@ -263,18 +274,78 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
     meta = json.loads((Path(variant["policy"]["path"]) / "cai-model.json").read_text())
     assert meta["loss_type"] == ["ipo"] and variant["policy"]["path"] != metrics["policy"]["path"]
     # The plan counted evaluate's calls for the new policy with evaluate's own code: its
-    # replies to 3 sets, the judge's refusal question on 2 of them, both orders of each
-    # win-rate comparison; the run made fewer where replies repeated earlier ones (cached judge
-    # answers) or the base's (a tie, asked of no judge).
+    # replies to 4 sets, the judge's refusal question on 3 of them, both orders of each
+    # win-rate comparison (the labelled replies' judge answers are cached); the run made fewer
+    # where replies repeated earlier ones (cached judge answers) or the base's (a tie).
     evaluated = variant["stages"]["evaluate"]["model_calls"]
-    assert planned["evaluate"]["model_calls"] == (3 + 2 + 2) * cfg.evaluate.limit
-    assert 3 * cfg.evaluate.limit <= evaluated <= planned["evaluate"]["model_calls"]
+    assert planned["evaluate"]["model_calls"] == (4 + 3 + 2) * cfg.evaluate.limit
+    assert 4 * cfg.evaluate.limit <= evaluated <= planned["evaluate"]["model_calls"]
 
 
 def test_the_tiny_runs_report_draws_every_plot_in_a_browser(tiny_run):
     from test_report import render_in_chromium  # all seven plots, painted in a real browser
     assert render_in_chromium(tiny_run[0] / "report-first-run.html") == {
         "plots": "7", "loaded": "7", "broken": "0", "errors": "0"}
+
+
+def test_the_training_bench_gives_trl_exactly_what_cais_stages_train_with(tiny_run, monkeypatch):
+    """bench/train.py's like-for-like TRL script: every setting (epochs, bf16, the row order,
+    margin, label smoothing, ...) is what the stage hands its trainer, so a default can never
+    change on one side only."""
+    import dataclasses
+    import importlib.util
+    import trl
+    from pipeline.context import RunContext
+    from pipeline.policy import train_dpo
+    from pipeline.stages.train_rm import _train as train_rm
+    spec = importlib.util.spec_from_file_location("bench_train", ROOT / "bench" / "train.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    src, cfg, _ = tiny_run
+    handed = {}
+
+    class Handed(Exception):
+        pass
+
+    def catch(name):
+        def init(self, *a, args=None, train_dataset=None, **k):
+            handed[name] = (args, train_dataset)
+            raise Handed
+        return init
+    monkeypatch.setattr(trl.DPOTrainer, "__init__", catch("policy"))
+    monkeypatch.setattr(trl.RewardTrainer, "__init__", catch("rm"))
+    with RunContext(cfg) as ctx:
+        for name, train in (("policy", train_dpo), ("rm", lambda c, p: train_rm(c, p, None))):
+            with pytest.raises(Handed):
+                train(ctx, src / "models" / f"probe-{name}")
+    for name in ("policy", "rm"):
+        args, rows = bench.same_settings(name, cfg, src / f"trl-{name}")
+        stage_args, stage_rows = handed[name]
+        skip = {"output_dir", "save_strategy", "logging_dir"}
+        fields = [f.name for f in dataclasses.fields(args) if f.name not in skip]
+        assert {k: getattr(args, k) for k in fields} == {k: getattr(stage_args, k) for k in fields}
+        assert rows.to_list() == stage_rows.to_list()
+
+
+def test_the_tiny_runs_report_opens_with_the_run_and_its_answers(tiny_run):
+    """Before any figure: which run (date, cai version, model identities), then the verdicts,
+    each with its interval and n, as the browser lays the page out."""
+    import re
+    from pipeline import __version__
+    from test_report import dom_in_chromium
+    dom = dom_in_chromium(tiny_run[0] / "report-first-run.html")
+    body = dom[dom.index("<body"):]
+    first_figure = min(body.index(tag) for tag in ("<figure", "<table"))
+    top = body[:first_figure]
+    assert re.search(r'<p class="meta">Run 1 of .*, \d{4}-\d\d-\d\d \d\d:\d\d UTC, cai '
+                     + re.escape(__version__) + r"; policy .*\(identity [0-9a-f]{12}\); judge ", top)
+    answers = re.search(r'<section id="answers"><h2>The answers</h2><ul>(.*?)</ul>', top).group(1)
+    items = re.findall(r"<li>(.*?)</li>", answers)
+    assert items[0].startswith("AI data")
+    verdicts = [i for i in items if re.match(r"(sft|trained) vs base: ", i)]
+    assert len(verdicts) == 6 and all(re.search(r"n = 3\b", v) for v in verdicts)
+    assert any(i.startswith("refusals decided by ") for i in items)
+    assert re.findall(r"<h2>(.*?)</h2>", body)[0] == "The answers"  # the first section
 
 
 def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
@@ -326,6 +397,25 @@ def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "diff", "--json", "--run-dir",
                           str(tmp_path / "run")], capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["new_run"] == 2
+    assert d["collected"] == [0, 0] and "collected by" not in format_diff(d)
+    # `cai gc` keeping only the last run takes run 1's own pairs: the same diff says so
+    from pipeline.gc import collect_garbage
+    with Store(tmp_path / "run") as store:
+        collect_garbage(store, keep_runs=1)
+        after = diff(store, 1, 2)
+    gone = d["removed"] + d["changed"]
+    assert after["collected"] == [gone, 0] and gone > 0
+    assert f"run 1: {gone} of its pairs were collected by `cai gc`" in format_diff(after)
+
+
+def test_a_diff_shows_where_two_texts_differ():
+    from pipeline.history import where_differ
+    old = "Sure. " + " ".join(f"w{i}" for i in range(30)) + " I cannot help with that."
+    new = "Sure. " + " ".join(f"w{i}" for i in range(30)) + " I can help with this."
+    # the change is 32 words in: a clip of the first 60 characters would show none of it
+    assert where_differ(old, new) == ("… w25 w26 w27 w28 w29 I [-cannot-] {+can+} help with "
+                                      "[-that.-] {+this.+}")
+    assert where_differ("a b c", "a b c") == "a b c"
 
 
 def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
@@ -472,7 +562,7 @@ def test_shipped_training_prompts_are_no_near_copy_of_an_evaluation_prompt():
     def words(text):
         return set(re.findall(r"[a-z]+", text.lower())) - {"a", "an", "the", "i", "to", "how",
                                                             "do", "can", "what", "is", "my"}
-    evaluation = [words(p["prompt"]) for s in ("harmful", "safe", "redteam")
+    evaluation = [words(p["prompt"]) for s in ("harmful", "safe", "unsafe", "redteam")
                   for p in load_prompts(f"builtin:{s}")]
     for p in load_prompts("builtin:helpful") + load_prompts("builtin:borderline"):
         mine = words(p["prompt"])

@@ -14,14 +14,22 @@ from conftest import small_config
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
-def render_in_chromium(page, screenshot=None) -> dict:
-    """The <body> data-* health attributes of the page after load, as chromium sees them."""
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+         "--window-size=1200,2400"]
+
+
+def dom_in_chromium(page) -> str:
+    """The page's DOM after load, as chromium parsed and ran it."""
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
-    flags = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
-             "--window-size=1200,2400"]
-    dom = subprocess.run(flags + ["--dump-dom", page.as_uri()], capture_output=True, text=True,
-                         timeout=120).stdout
+    return subprocess.run([CHROMIUM, *FLAGS, "--dump-dom", page.as_uri()], capture_output=True,
+                          text=True, timeout=120).stdout
+
+
+def render_in_chromium(page, screenshot=None) -> dict:
+    """The <body> data-* health attributes of the page after load, as chromium sees them."""
+    dom = dom_in_chromium(page)
+    flags = [CHROMIUM, *FLAGS]
     if screenshot:
         subprocess.run(flags + [f"--screenshot={screenshot}", page.as_uri()], capture_output=True,
                        timeout=120)

@@ -36,9 +36,10 @@ def test_grpo_with_the_judge_as_reward_runs_a_few_steps(tmp_path, tiny_model_dir
     assert again["stages"]["train-policy"]["reused"] == 1
 
 
-def _train_policy(tmp_path, tiny_model_dir, stages=("train-policy",), **keys):
-    """The data stages on fakes, then training stages on the tiny model with `keys`."""
-    run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
+def _train_policy(tmp_path, tiny_model_dir, stages=("train-policy",), data=None, **keys):
+    """The data stages on fakes (with `data` keys), then training stages on the tiny model
+    with `keys`."""
+    run_stages(small_config(tmp_path, **(data or {})), DATA_STAGES, echo=lambda s: None)
     spec = f"transformers:{tiny_model_dir}"
     cfg = small_config(tmp_path, policy=spec, judge=spec, **{
         "train_sft.enabled": "false", "train_policy.max_steps": 2, **keys})
@@ -47,8 +48,9 @@ def _train_policy(tmp_path, tiny_model_dir, stages=("train-policy",), **keys):
 
 
 def test_kto_trains_on_the_judges_binary_verdicts(tmp_path, tiny_model_dir, fake_backend):
-    _, _, meta = _train_policy(tmp_path, tiny_model_dir, **{"train_policy.method": "kto",
-                                                            "train_policy.kto_data": "both"})
+    # the fake judge earns no trust, which leaves no verdict to train on: trust them all
+    _, _, meta = _train_policy(tmp_path, tiny_model_dir, data={"calibration.use_trust": False},
+                               **{"train_policy.method": "kto", "train_policy.kto_data": "both"})
     rows = [json.loads(x) for x in (tmp_path / "dataset" / "kto.jsonl").read_text().splitlines()]
     assert rows and {type(r["label"]) for r in rows} == {bool}
     assert meta["method"] == "kto" and 0 < meta["desirable"] < meta["train_rows"]
@@ -84,7 +86,7 @@ def test_kto_rows_label_every_judged_text_and_skip_the_unjudged_revision():
         {"violates": True, "revision_status": "kept", "revision": "better"},
         {"violates": False, "revision_status": None},
         {"violates": True, "revision_status": "kept", "revision": "best"}]}
-    rows = _kto_rows("c", chain)
+    rows = _kto_rows("c", chain, 1.0)
     assert [(r["completion"][0]["content"], r["label"]) for r in rows] == \
         [("bad", False), ("better", False)]  # "better" was judged twice, flagged once
 

@@ -6,9 +6,9 @@ Decision of an item: an adjudicator's label if there is one; otherwise, once it 
 for the most (1 A, 1 B, 1 tie; or 1 A, 1 B) puts it in the adjudication queue.
 """
 
-import math
 from collections import Counter
 
+from ..stats import wilson
 from .items import CHOICES, latest
 
 VALUES = {c: i for i, c in enumerate(CHOICES)}  # nominal codes for Krippendorff's alpha
@@ -69,15 +69,6 @@ def agreement(decisions: dict) -> dict:
     elif rated:
         out["alpha"] = 1.0  # every label the same: nothing to disagree on
     return out
-
-
-def wilson(k: float, n: int, z: float = 1.96) -> tuple[float, float]:
-    """The Wilson 95 % interval of a rate k / n (a tie counts half a win, so k may be x.5)."""
-    if not n:
-        return (0.0, 1.0)
-    p = k / n
-    centre, half = p + z * z / (2 * n), z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return (round((centre - half) / (1 + z * z / n), 4), round((centre + half) / (1 + z * z / n), 4))
 
 
 def win_rates(items: dict, decisions: dict) -> dict:

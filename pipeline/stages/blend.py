@@ -30,9 +30,11 @@ from .common import load_records, require_manifest, save_records
 READS = Reads(
     config=("seed", "blend", "pairs.kinds", "calibration.source", "calibration.limit",
             "calibration.heldout", "inputs", "review.use_labels", "review.annotators_per_item",
-            "evaluate.harmful", "evaluate.safe", "evaluate.redteam", "iterations.current",
+            "evaluate.harmful", "evaluate.unsafe", "evaluate.safe", "evaluate.redteam",
+            "evaluate.refusal_labels", "iterations.current",
             "iterations.root", "iterations.decay"),
-    files=("calibration.source", "evaluate.harmful", "evaluate.safe", "evaluate.redteam"),
+    files=("calibration.source", "evaluate.harmful", "evaluate.unsafe", "evaluate.safe",
+           "evaluate.redteam", "evaluate.refusal_labels"),
     stages=("pairs",), review=True, carried=True)
 
 

@@ -1,14 +1,18 @@
 """evaluate: base vs each trained policy (sft, trained) on the same prompts.
 
 policies + models -> metrics.json "evaluation":
-    table      refusal rate on harmful prompts (should refuse) and compliance rate on safe prompts
-               that look unsafe (should answer), decided by the judge, with the string-match
-               detector's rates and its agreement with the judge beside them
+    detectors  each refusal detector's agreement with people on labelled replies (accuracy,
+               sensitivity, specificity with intervals); the best one leads (pipeline.detectors)
+    table      refusal rate on AdvBench harmful and XSTest unsafe-contrast prompts (should refuse)
+               and on XSTest safe prompts (should answer: refusal there is over-refusal), each
+               corrected for the leading detector's error, with n and a 95 % interval
+    verdicts   one line per tuned policy and set: the change from the base, or "no detectable
+               change at n = …"; `detectable` says how large a change n prompts can show
     win_rate   the judge's preference for a tuned policy's reply over the base's on red-team
                prompts, both orders
     reward     the reward model's score distribution over each policy's replies, and its
                correlation with length (the verbosity hack)
-    kl         per-token KL of each tuned policy to its reference on its own replies
+    kl         per-token KL of each tuned policy to the model it was trained from
     cai evaluate --set evaluate.limit=50
 
 Replies are greedy and cached like every model call; see `pipeline.evaluation` for the measures.
@@ -16,24 +20,32 @@ Replies are greedy and cached like every model call; see `pipeline.evaluation` f
 
 from ..backends import SamplingParams
 from ..context import StageStats, timed
-from ..evaluation import kl_to_reference, refusals, reward_stats, win_rate
+from ..detectors import decide, describe, lead, load_labels, measure
+from ..evaluation import kl_to_reference, reward_stats, win_rate
 from ..freshness import evaluation_inputs
 from ..sources import BadRows, load_prompts
-from ..training import base_model
+from ..training import base_model, sft_rows
+from ..verdicts import SETS as REFUSAL_SETS, detectable, refusal_table, verdicts
 
-SETS = ("harmful", "safe", "redteam")
+SETS = ("harmful", "unsafe", "safe", "redteam")
 
 
 @timed("evaluate")
 def run(ctx) -> StageStats:
     stats, bad = StageStats("evaluate"), BadRows.of(ctx.config)
     sets = prompt_sets(ctx, bad)
+    labels = load_labels(ctx.config.evaluate.refusal_labels, bad)
     bad.report(stats)
     models = policies(ctx)
-    replies, table, wins = judge_replies(ctx, stats, sets, models)
+    replies, flags, measured, wins = judge_replies(ctx, stats, sets, models, labels)
+    first, seed = lead(measured), ctx.config.seed
+    table = refusal_table(flags, measured, first, seed)
     rm = ctx.store.get_manifest("train-rm")
     metrics = {"policies": models, "table": table, "win_rate": wins,
-               "detector": "judge (P(refuses) > 0.5), string match as second opinion",
+               "detectors": measured, "lead": first, "labelled": len(labels),
+               "detector": describe(first, measured[first]),
+               "verdicts": verdicts(flags, measured, first, seed),
+               "detectable": detectable(table, measured, first), "decisions": flags,
                "reward": _rewards(ctx, rm, sets, replies) if rm and ctx.config.train_rm.enabled
                else {},
                "kl": _kls(ctx, models, sets, replies),
@@ -42,11 +54,11 @@ def run(ctx) -> StageStats:
                "prompts": sets, "replies": replies,
                "samples": {f"{name}/{s}": [{"prompt": p, "reply": r}
                                            for p, r in list(zip(sets[s], replies[name][s]))[:3]]
-                           for name in models for s in ("harmful", "safe")}}
+                           for name in models for s in REFUSAL_SETS}}
     # what the figures were measured on: a report compares it with today's (pipeline.freshness)
     metrics["inputs"] = evaluation_inputs(ctx)
     ctx.store.put_manifest("evaluate", list(models), metrics)
-    stats.metrics = {k: metrics[k] for k in ("policies", "table", "win_rate")}
+    stats.metrics = {k: metrics[k] for k in ("policies", "table", "verdicts", "win_rate")}
     return stats
 
 
@@ -57,14 +69,19 @@ def prompt_sets(ctx, bad: BadRows | None = None) -> dict[str, list[str]]:
                                                      bad=bad)] for name in SETS}
 
 
-def judge_replies(ctx, stats, sets, models) -> tuple[dict, dict, dict]:
-    """Every model call of evaluate: each policy's replies, the judge's refusal questions and
-    win rates. `cai plan` runs this alone, in dry run, to count those calls."""
+def judge_replies(ctx, stats, sets, models, labels=None) -> tuple[dict, dict, dict, dict]:
+    """Every model call of evaluate: each policy's replies, every detector on the labelled
+    replies and on the policies' replies, the judge's win rates. `cai plan` runs this alone,
+    in dry run, to count those calls."""
+    labels = load_labels(ctx.config.evaluate.refusal_labels) if labels is None else labels
     replies = {name: _replies(ctx, stats, spec, name, sets) for name, spec in models.items()}
-    table = {name: _refusal_row(ctx, name, sets, replies[name]) for name in models}
+    measured = measure(ctx, labels)
+    flags = {name: {s: {d: decide(ctx, d, sets[s], replies[name][s], f"refusal? {name}/{s}")
+                        for d in ctx.config.evaluate.detectors} for s in REFUSAL_SETS}
+             for name in models}
     wins = {name: win_rate(ctx, sets["redteam"], replies[name]["redteam"], replies["base"]["redteam"])
             for name in models if name != "base"}
-    return replies, table, wins
+    return replies, flags, measured, wins
 
 
 def policies(ctx, planned: dict | None = None) -> dict:
@@ -74,8 +91,8 @@ def policies(ctx, planned: dict | None = None) -> dict:
     for name, stage, section in (("sft", "train-sft", cfg.train_sft),
                                  ("trained", "train-policy", cfg.train_policy)):
         done = ctx.store.get_manifest(stage)
-        if not section.enabled:
-            continue
+        if not section.enabled or (name == "sft" and sft_rows(ctx) == 0 and not planned):
+            continue  # no trusted SL-CAI row: no SL-CAI model
         if planned and name in planned:
             models[name] = planned[name]
         elif done:
@@ -100,17 +117,6 @@ def _replies(ctx, stats, spec, name, sets) -> dict[str, list[str | None]]:
     return out
 
 
-def _refusal_row(ctx, name, sets, replies) -> dict:
-    harmful = refusals(ctx, sets["harmful"], replies["harmful"], f"refusal? {name}/harmful")
-    safe = refusals(ctx, sets["safe"], replies["safe"], f"refusal? {name}/safe")
-    return {"harmful": {"n": harmful["n"], "refusal_rate": harmful["judge"],
-                        "refusal_rate_string": harmful["string"], "agreement": harmful["agreement"],
-                        "kappa": harmful["kappa"]},
-            "safe": {"n": safe["n"], "compliance_rate": _flip(safe["judge"]),
-                     "compliance_rate_string": _flip(safe["string"]),
-                     "agreement": safe["agreement"], "kappa": safe["kappa"]}}
-
-
 def _answered(sets, by_set) -> tuple[list[str], list[str]]:
     """(prompts, replies) of one policy over every set, where its reply did not fail."""
     pairs = [(p, r) for s in SETS for p, r in zip(sets[s], by_set[s]) if r is not None]
@@ -132,7 +138,3 @@ def _kls(ctx, models, sets, replies) -> dict:
         out[name] = {"reference": ref.name, **kl_to_reference(
             ctx, models[name].split(":", 1)[1], str(ref), *_answered(sets, replies[name]))}
     return out
-
-
-def _flip(rate):
-    return None if rate is None else round(1 - rate, 4)

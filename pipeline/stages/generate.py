@@ -41,11 +41,11 @@ def training_prompts(ctx, stats) -> list[dict]:
 # What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
 READS = Reads(
     config=("seed", "prompts", "inputs", "generate", "models.policy", "calibration.source",
-            "calibration.limit", "calibration.heldout", "evaluate.harmful", "evaluate.safe",
-            "evaluate.redteam"),
+            "calibration.limit", "calibration.heldout", "evaluate.harmful", "evaluate.unsafe",
+            "evaluate.safe", "evaluate.redteam", "evaluate.refusal_labels"),
     models=("policy",),
-    files=("prompts.source", "calibration.source", "evaluate.harmful", "evaluate.safe",
-           "evaluate.redteam"))
+    files=("prompts.source", "calibration.source", "evaluate.harmful", "evaluate.unsafe",
+           "evaluate.safe", "evaluate.redteam", "evaluate.refusal_labels"))
 
 
 @timed("generate")

@@ -15,9 +15,10 @@ import math
 
 from ..ai_value import ai_value
 from ..errors import CaiError
+from ..stats import roc_auc
 from ..context import StageStats, timed
 from ..training import (base_model, batch_order, correlation, load_prefs, load_tokenizer,
-                        lora_config, loss_curve, pair_accuracy, pair_auc, fit,
+                        lora_config, loss_curve, pair_accuracy, fit,
                         reward_scores, save_model, seed_everything, train_seconds, training_stage,
                         train_or_reuse, trl_args, with_margin)
 
@@ -55,7 +56,7 @@ def _scores(trainer, tokenizer, train, test, device, seed: int) -> dict:
     acc = pair_accuracy(train_s), pair_accuracy(held_s)
     lengths = [(len(r["chosen"][-1]["content"]), len(r["rejected"][-1]["content"])) for r in test]
     return {"train_accuracy": acc[0], "train_accuracy_pairs": len(train_s),
-            "heldout_accuracy": acc[1], "heldout_auc": pair_auc(held_s),
+            "heldout_accuracy": acc[1], "heldout_auc": roc_auc(held_s),
             "train_heldout_gap": None if None in acc else acc[0] - acc[1],
             "heldout_scores": held_s, "heldout_lengths": lengths,
             # The verbosity hack: a reward that grows with length rewards rambling.
@@ -99,18 +100,11 @@ def keep_lower_layers(model, depth: float):
         model.config.layer_types = model.config.layer_types[:n]
 
 
-def _train(ctx, path, stats, human_only: bool = False) -> dict:
-    from transformers import AutoModelForSequenceClassification
-    from trl import RewardConfig, RewardTrainer
-
+def rm_setup(ctx, path, human_only: bool = False) -> tuple:
+    """(RewardConfig, training rows in their order): every setting the reward model trains
+    with, which bench/train.py's like-for-like TRL script takes from here too."""
+    from trl import RewardConfig
     cfg = ctx.config.train_rm
-    base_dir, identity = base_model(ctx)
-    seed_everything(ctx.config.seed)
-    tokenizer = load_tokenizer(base_dir)
-    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    keep_lower_layers(model, cfg.depth)
-    float32_reward(model)
     # With a `margin` column TRL's loss is -log σ(r_chosen − r_rejected − margin): pairs the
     # judge was sure of must be separated by more than those it barely preferred.
     train = load_prefs(ctx, "train", ("margin", "source") if cfg.use_margin else ("source",))
@@ -119,8 +113,23 @@ def _train(ctx, path, stats, human_only: bool = False) -> dict:
     train = train.remove_columns("source")
     train = with_margin(train) if cfg.use_margin else train
     train, order = batch_order(train, cfg, ctx.config.seed)
+    return trl_args(RewardConfig, cfg, path, ctx, train_sampling_strategy=order), train
+
+
+def _train(ctx, path, stats, human_only: bool = False) -> dict:
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardTrainer
+
+    cfg = ctx.config.train_rm
+    base_dir, identity = base_model(ctx, rm=True)
+    seed_everything(ctx.config.seed)
+    tokenizer = load_tokenizer(base_dir)
+    model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    keep_lower_layers(model, cfg.depth)
+    float32_reward(model)
+    args, train = rm_setup(ctx, path, human_only)
     test = load_prefs(ctx, "test")
-    args = trl_args(RewardConfig, cfg, path, ctx, train_sampling_strategy=order)
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))
     over = len(train) - len(trainer.train_dataset)

@@ -12,13 +12,18 @@ inputs, like every model.
 from ..context import StageStats, timed
 from ..errors import CaiError
 from ..training import (base_model, batch_order, fit, load_tokenizer, lora_config, loss_curve,
-                        save_model, seed_everything, train_seconds, training_stage,
+                        save_model, seed_everything, sft_rows, train_seconds, training_stage,
                         trl_args)
 
 
 @timed("train-sft")
 def run(ctx) -> StageStats:
-    # SFT learns from the judge's revisions, not its comparisons: no agreement check
+    if sft_rows(ctx) == 0 and ctx.store.get_manifest("export")["meta"].get("trust_gated"):
+        # trust-gated SL-CAI: a judge whose verdicts earned no trust trains nothing here
+        stats = StageStats("train-sft")
+        stats.drop("no_trusted_revision")
+        return stats
+    # SFT learns from the judge's revisions; their trust gated them at export
     return training_stage(ctx, StageStats("train-sft"), "sft", ctx.config.train_sft,
                           lambda path: _train(ctx, path), ("train_rows", "final_loss"),
                           check=False)[0]
