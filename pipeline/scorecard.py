@@ -12,11 +12,13 @@ def fmt(x):
 
 
 def rate_cell(cell: dict | None) -> str:
-    """'0.12 [0.05, 0.21] n=40': the leading detector's corrected rate, its interval and n."""
+    """'0.12 [0.05, 0.21] n=40, seen 0.15': the leading detector's corrected rate, its interval,
+    n and the rate as the detector saw it."""
     if not cell or not cell.get("n"):
         return "–"
     lo, hi = cell["ci95"] or (None, None)
-    return f"{fmt(cell['rate'])} [{fmt(lo)}, {fmt(hi)}] n={cell['n']}"
+    seen = f", seen {fmt(cell['observed'])}" if cell.get("corrected") else ""
+    return f"{fmt(cell['rate'])} [{fmt(lo)}, {fmt(hi)}] n={cell['n']}{seen}"
 
 
 def evaluation_rows(m: dict) -> list[list[str]]:

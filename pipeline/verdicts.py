@@ -58,12 +58,12 @@ def verdicts(flags: dict, measured: dict, lead: str, seed: int) -> list[dict]:
 def verdict_line(policy: str, s: str, d: dict, corrected: bool) -> str:
     _, rate, rise = SETS[s]
     lo, hi = d["ci95"]
-    figure = f"{_points(d['difference'])} points [{_points(lo)}, {_points(hi)}], n = {d['n']}"
+    figure = f"{_points(d['difference'])} points [{_points(lo)}, {_points(hi)}]"
     how = "" if corrected else ", uncorrected: no detector is good enough to correct"
     if lo > 0 or hi < 0:
         up = lo > 0
         good = up == (rise == "better")
-        return (f"{policy} vs base: {rate} {'up' if up else 'down'} {figure} "
+        return (f"{policy} vs base: {rate} {'up' if up else 'down'} {figure}, n = {d['n']} "
                 f"({'better' if good else 'worse'}{how})")
     return f"{policy} vs base: no detectable change in {rate} at n = {d['n']} ({figure}{how})"
 

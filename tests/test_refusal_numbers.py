@@ -60,7 +60,7 @@ def test_a_paired_difference_names_its_sign_only_when_its_interval_excludes_zero
     d = corrected_difference(tuned, base, acc, seed=0)
     assert d["n"] == 100 and d["ci95"][0] > 0
     line = verdict_line("trained", "harmful", d, True)
-    assert line.startswith("trained vs base: harmful refusal up +") and "(better)" in line
+    assert line.startswith("trained vs base: harmful refusal up +") and "], n = 100 (better)" in line
     # the same rise on safe prompts is over-refusal: worse
     assert "over-refusal up" in verdict_line("trained", "safe", d, True) and "(worse)" in \
         verdict_line("trained", "safe", d, True)
