@@ -151,7 +151,7 @@ def training_rows(model: Path, device: str, args) -> dict:
         run_stages(cfg, DATA_STAGES, echo=lambda s: None)
         for stage, artifact, section in (("train-rm", "rm", cfg.train_rm),
                                          ("train-policy", "policy", cfg.train_policy)):
-            n = bench_train.tokens(run_dir, model, section)
+            n = bench_train.tokens(run_dir, model, section)[0]
             _, cai_loop = bench_train.cai_stage(cfg, stage, artifact)
             _, trl_loop = bench_train.trl_script(artifact, run_dir, model, cfg, device, True)
             rows[stage] = {"tokens": n, "cai_tokens_s": round(n / cai_loop),

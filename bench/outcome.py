@@ -8,13 +8,14 @@
    pair weighed 0 and no SL-CAI stage, so the policy is DPO on the human slice's training pairs
    from the base model, with the same settings;
 3. base, human-only and default policies answer the **test halves** of the dev sets greedily
-   (`evaluate.max_new_tokens`; the tuning halves are where defaults are chosen, see
-   pipeline/data/README.md): AdvBench harmful requests and XSTest unsafe-contrast prompts (refusal
-   should rise), XSTest safe prompts (refusal there is over-refusal), and hh-rlhf red-team
-   openers. Refusal is decided by cai's string-match detector (`pipeline.refusal`), measured
-   against people on the test half of XSTest's labelled replies and corrected for its error
-   (`pipeline.verdicts`): rates with n and 95 % intervals, and a verdict line per policy and set
-   against the base (the embedded judge is at chance as a refusal detector: see `cai evaluate`);
+   (`evaluate.max_new_tokens`; `--part tune` measures the tuning halves instead, where a default
+   may be chosen, see pipeline/data/README.md): AdvBench harmful requests and XSTest
+   unsafe-contrast prompts (refusal should rise), XSTest safe prompts (refusal there is
+   over-refusal), and hh-rlhf red-team openers. Refusal is decided by cai's string-match detector
+   (`pipeline.refusal`), measured against people on the same half of XSTest's labelled replies
+   and corrected for its error (`pipeline.verdicts`): rates with n and 95 % intervals, and a
+   verdict line per policy and set against the base (the embedded judge is at chance as a
+   refusal detector: see `cai evaluate`);
 4. the reward model's held-out human accuracy with and without the AI pairs: the run's own
    `ai_value` (the same settings, the same held-out pairs; difference with a bootstrap interval).
 
@@ -41,9 +42,9 @@ from pipeline.stats import detector_accuracy  # noqa: E402
 from pipeline.store import Store  # noqa: E402
 from pipeline.verdicts import refusal_table, verdicts  # noqa: E402
 
-SETS = {"harmful": "builtin:harmful-test", "unsafe": "builtin:unsafe-test",
-        "safe": "builtin:safe-test", "redteam": "builtin:redteam"}
-LABELS = "builtin:refusal-labels-test"
+SETS = {"harmful": "builtin:harmful-{part}", "unsafe": "builtin:unsafe-{part}",
+        "safe": "builtin:safe-{part}", "redteam": "builtin:redteam"}
+LABELS = "builtin:refusal-labels-{part}"
 HUMAN_ONLY = ["blend.weights.comparison=0", "blend.weights.critique-revision=0",
               "train_sft.enabled=false", "train_policy.init=base"]
 
@@ -70,29 +71,36 @@ def main():
     ap.add_argument("--run-dir", default=str(ROOT / "outputs" / "bench-outcome"))
     ap.add_argument("--limit", type=int, default=None, help="dev prompts per set (default: all)")
     ap.add_argument("--set", action="append", default=[], dest="sets")
+    ap.add_argument("--part", choices=("test", "tune"), default="test", help=(
+        "which half of the dev sets: 'test' reports, 'tune' is where a default may be chosen"))
+    ap.add_argument("--recipe-only", action="store_true", help=(
+        "the recipe of `--set` against the base alone: no human-only twin, no evaluate stage "
+        "(comparing recipes on the tuning half)"))
     args = ap.parse_args()
     base_sets = [f"run_dir={args.run_dir}", *args.sets]
     cfg, names = load_config(None, base_sets), list(STAGES)
-    default = run_stages(cfg, names, echo=print)
-    default_policy = trained_policy(cfg)
-    # Only blend onwards can differ; evaluate is left out (the dev sets are measured below).
-    human = run_stages(load_config(None, base_sets + HUMAN_ONLY),
-                       names[names.index("blend"):names.index("evaluate")], echo=print)
-    sets = {k: [p["prompt"] for p in load_prompts(src, limit=args.limit, seed=cfg.seed)]
-            for k, src in SETS.items()}
-    policies = {"base": cfg.models.policy,
-                "human-only": trained_policy(cfg), "default": default_policy}
+    default = run_stages(cfg, names[:names.index("evaluate")] if args.recipe_only else names,
+                         echo=print)
+    policies = {"base": cfg.models.policy, "default": trained_policy(cfg)}
+    if not args.recipe_only:
+        # Only blend onwards can differ; evaluate is left out (the dev sets are measured below).
+        run_stages(load_config(None, base_sets + HUMAN_ONLY),
+                   names[names.index("blend"):names.index("evaluate")], echo=print)
+        policies = {"base": policies["base"], "human-only": trained_policy(cfg),
+                    "default": policies["default"]}
+    sets = {k: [p["prompt"] for p in load_prompts(src.format(part=args.part), limit=args.limit,
+                                                   seed=cfg.seed)] for k, src in SETS.items()}
     with RunContext(cfg) as ctx:
         flags = {name: refusal_flags(ctx, spec, sets, cfg.evaluate.max_new_tokens)
                  for name, spec in policies.items()}
-    labels = load_labels(LABELS)
+    labels = load_labels(LABELS.format(part=args.part))
     measured = {"string": detector_accuracy([(is_refusal(x["reply"]), x["refused"])
                                              for x in labels])}
     rates = refusal_table(flags, measured, "string", cfg.seed)
     lines = [v["line"] for v in verdicts(
         {k: {s: f for s, f in v.items() if s != "redteam"} for k, v in flags.items()},
         measured, "string", cfg.seed)]
-    result = {"policies": policies, "splits": SETS, "labels": LABELS, "detector": measured,
+    result = {"policies": policies, "part": args.part, "detector": measured,
               "refusal": rates, "verdicts": lines, "ai_value": default.get("ai_value")}
     print(json.dumps(result, indent=1))
     print(f"\nrefusal decided by {describe('string', measured['string'])}; corrected for its "

@@ -19,7 +19,8 @@ side by side in this process, in alternation, best of `--repeat` each:
   settings alone (TRL's defaults assume a GPU: bf16 and gradient checkpointing on).
 
 Tokens = the tokenized prompt+chosen and prompt+rejected of every training pair (truncated at
-max_length) times the share of a pass trained (DPO's default: a third), the same for all.
+max_length) times the share of a pass trained (DPO's default: a third) for cai and the
+same-settings script; the TRL-defaults script trains one whole pass and is credited with it.
 Two rates per script: the training loop alone (the trainer's `train_runtime`) and the whole
 stage or script (loading, training, saving; cai's stage also scores every training and held-out
 pair). Each row's figures come from one bench run, each
@@ -53,9 +54,10 @@ def config(run_dir, model, pairs, device, **keys):
     return load_config(None, [f"{k}={v}" for k, v in sets.items()])
 
 
-def tokens(run_dir, model, section) -> int:
-    """Tokens one pass over the training pairs holds, times the share of a pass the stage
-    trains (`epochs` below 1: DPO's default is a third of a pass), on every side alike."""
+def tokens(run_dir, model, section) -> tuple[int, int]:
+    """(tokens the stage trains on: one pass over the training pairs times the share of a pass
+    it trains, `epochs` below 1 for DPO's default third; tokens of one whole pass, what the
+    TRL-defaults script trains on)."""
     from datasets import load_from_disk
     from transformers import AutoTokenizer
     tok = AutoTokenizer.from_pretrained(model)
@@ -63,7 +65,7 @@ def tokens(run_dir, model, section) -> int:
     n = sum(min(section.max_length, len(tok.apply_chat_template(r["prompt"] + r[side],
                                                                 tokenize=True, return_dict=False)))
             for r in rows for side in ("chosen", "rejected"))
-    return round(n * min(1.0, section.epochs))
+    return round(n * min(1.0, section.epochs)), n
 
 
 def cai_stage(cfg, stage: str, artifact: str) -> tuple[float, float]:
@@ -168,10 +170,11 @@ def main():
     print(f"\n{'':21}{'training loop, tokens/s':^40}   {'whole stage/script, tokens/s':^32}")
     print(f"{'stage':13} {'tokens':>6} {'cai':>7} {'TRL same':>9} {'ratio':>6} {'TRL dflt':>9}"
           f" {'gain':>6}   {'cai':>7} {'TRL same':>9} {'ratio':>6}")
-    for stage, n, best in rows:
-        (cw, cl), (sw, sl), (dw, dl) = best["cai"], best["same"], best["defaults"]
-        print(f"{stage:13} {n:6d} {n / cl:7.0f} {n / sl:9.0f} {sl / cl:5.2f}x {n / dl:9.0f}"
-              f" {dl / sl:5.2f}x   {n / cw:7.0f} {n / sw:9.0f} {sw / cw:5.2f}x")
+    for stage, (n, whole), best in rows:
+        (cw, cl), (sw, sl), (_, dl) = best["cai"], best["same"], best["defaults"]
+        # the defaults script trains one whole pass: its rate counts a whole pass's tokens
+        print(f"{stage:13} {n:6d} {n / cl:7.0f} {n / sl:9.0f} {sl / cl:5.2f}x {whole / dl:9.0f}"
+              f" {(n / sl) / (whole / dl):5.2f}x   {n / cw:7.0f} {n / sw:9.0f} {sw / cw:5.2f}x")
     print("\nratio = cai ÷ TRL with the same settings (above 1: cai is faster): cai's own "
           "overhead, like for like.\ngain = TRL with cai's settings ÷ TRL's defaults: what "
           "cai's device-aware settings alone buy.")
