@@ -127,7 +127,8 @@ def _markdown(header: list[str], rows: list[list[str]]) -> list[str]:
 
 
 def judge_lines(a: dict, composition: dict | None) -> list[str]:
-    """What the judge's labels were worth on held-out human pairs, and what they counted for."""
+    """What the judge's labels were worth on cross-fitted human training pairs, and what they
+    counted for."""
     if not a.get("n"):
         return ["- judge vs humans: not measured (no human pair judged): AI pairs weigh 0"]
     raw, cal = a["raw"], a["calibrated"]

@@ -79,7 +79,8 @@ def _cells(cells: list[str], tag: str) -> str:
 def _plots(m):
     judged = m.get("judge_agreement") or {}
     rm_meta = m.get("reward_model") or {}
-    yield ("Judge-human agreement on held-out pairs, and trust, per principle",
+    yield ("Judge-human agreement per principle on cross-fitted human training pairs (n under "
+           "each), and the trust it earned",
            _agreement(judged) if judged.get("n") else None)
     yield ("Reliability diagram (judge P vs human choice), raw and calibrated",
            _reliability(judged) if judged.get("n") else None)
@@ -114,7 +115,7 @@ def _png(draw, ncols: int = 1) -> str:
 
 
 def _agreement(report):
-    """Per principle: held-out accuracy raw and calibrated, and the trust it earned."""
+    """Per principle: cross-fitted accuracy raw and calibrated, and the trust it earned."""
     def draw(ax):
         cal, raw = report["calibrated"]["per_principle"], report["raw"]["per_principle"]
         names, x = list(cal), range(len(cal))
