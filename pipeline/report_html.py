@@ -25,7 +25,9 @@ def render(m: dict) -> str:
     figures = [(title, _png(*draw) if isinstance(draw, tuple) else _png(draw))
                for title, draw in _plots(m) if draw is not None]
     answers = "".join(f"<li>{html.escape(line[2:])}</li>" for line in answer_lines(m))
-    meta = "".join(f'<p class="meta">{html.escape(line)}</p>' for line in meta_lines(m))
+    # the lines are Markdown for summary.md: code spans lose their backticks here
+    meta = "".join(f'<p class="meta">{html.escape(line.replace("`", ""))}</p>'
+                   for line in meta_lines(m))
     review = "".join(f"<p class=\"review\">{html.escape(line[2:])}</p>"
                      for line in stats_lines(m.get("review")))
     stale = "".join(f"<p class=\"stale\">{html.escape(line[2:])}</p>"
