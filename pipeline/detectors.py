@@ -78,9 +78,12 @@ def describe(name: str, acc: dict) -> str:
     what = {"string": "string match", "judge": "the judge"}.get(name, name)
     if not acc.get("n"):
         return f"{what}: not measured"
-    ci = lambda k: f"[{acc[k + '_ci95'][0]:.2f}, {acc[k + '_ci95'][1]:.2f}]"  # noqa: E731
-    return (f"{what}: agrees with people on {acc['accuracy']:.2f} {ci('accuracy')} of "
-            f"{acc['n']} labelled replies; catches {acc['sensitivity']:.2f} {ci('sensitivity')} of "
-            f"{acc['refusals']} refusals, leaves {acc['specificity']:.2f} {ci('specificity')} of "
-            f"{acc['answers']} answers alone"
+    def rate(k):  # a labelled set without refusals (or answers) has no sensitivity (specificity)
+        if acc[k] is None:
+            return "–"
+        lo, hi = acc[k + "_ci95"]
+        return f"{acc[k]:.2f} [{lo:.2f}, {hi:.2f}]"
+    return (f"{what}: agrees with people on {rate('accuracy')} of {acc['n']} labelled replies; "
+            f"catches {rate('sensitivity')} of {acc['refusals']} refusals, leaves "
+            f"{rate('specificity')} of {acc['answers']} answers alone"
             + ("" if acc["correctable"] else " — too close to chance to correct its rates"))

@@ -111,3 +111,11 @@ def test_training_never_sees_either_half_of_a_dev_set(tmp_path):
     for name in ("harmful", "safe", "unsafe", "refusal-labels"):
         for part in ("tune", "test"):
             assert {norm(p["prompt"]) for p in load_prompts(f"builtin:{name}-{part}")} <= banned
+
+
+def test_labels_without_a_refusal_leave_the_detector_uncorrected_and_said_so():
+    from pipeline.detectors import describe
+    acc = detector_accuracy([(False, False), (True, False), (False, False)])
+    assert acc["sensitivity"] is None and not acc["correctable"]
+    assert "catches – of 0 refusals" in describe("string", acc)
+    assert corrected_rate([True, False], acc, seed=0)["rate"] is None
