@@ -2,6 +2,7 @@
 
 import functools
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -226,7 +227,10 @@ def review_export_cmd(config, out):
 def review_load_cmd(config, file):
     """Add the pairs of a calibration-format JSONL file to the pairs to label."""
     from .review.commands import load
-    click.echo(f"{load(config, file)} pairs from {file} are ready to label")
+    n, skipped = load(config, file)
+    click.echo(f"{n} pairs from {file} are ready to label" + (
+        "; skipped " + ", ".join(f"{k}: {v}" for k, v in sorted(skipped.items()))
+        if skipped else ""))
 
 
 @review_cmd.command("stats")
@@ -264,7 +268,17 @@ def config_cmd(config, keys, markdown):
         click.echo(yaml.safe_dump(config.model_dump(), sort_keys=False), nl=False)
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (Slurm, Kubernetes, `timeout`): stopped like Ctrl-C, the run closed as
+    interrupted and its finished work kept."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main():
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         cli.main(standalone_mode=False)
     except CaiError as exc:
@@ -272,8 +286,10 @@ def main():
             raise
         click.echo(f"cai: error: {exc}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        _interrupted()
+    except click.exceptions.Abort as exc:  # click turns an interrupt into Abort, keeping it
+        _interrupted(143 if isinstance(exc.__cause__, Terminated) else 130)
+    except Terminated:
+        _interrupted(143)
     except KeyboardInterrupt:
         _interrupted()
     except click.ClickException as exc:
@@ -281,10 +297,10 @@ def main():
         sys.exit(exc.exit_code)
 
 
-def _interrupted():
+def _interrupted(code: int = 130):
     click.echo("cai: interrupted. Finished work is saved; run the same command again to resume.",
                err=True)
-    sys.exit(130)
+    sys.exit(code)  # 128 + the signal: 130 for SIGINT, 143 for SIGTERM
 
 
 if __name__ == "__main__":

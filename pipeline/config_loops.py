@@ -19,7 +19,7 @@ class ReviewConfig(Section):
 
 
 class IterationsConfig(Section):
-    count: int = Field(1, ge=1, description=(
+    count: int = Field(1, ge=1, le=100, description=(
         "passes of the whole pipeline (`cai run --iterations N`): iteration k+1 generates with "
         "iteration k's tuned policy, trains from it and is evaluated against it; iteration 1 is "
         "the run directory itself, iteration k its `iterations/<k>/`"))

@@ -8,7 +8,8 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # NaN and inf are never a setting: `min_gain: .nan` would disable the stop rule silently
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class TrainConfig(Section):

@@ -17,7 +17,7 @@ from constitution.render import render_refusal_question
 from .errors import DataError
 from .judge import choice_probs
 from .refusal import READ_CHARS, is_refusal
-from .sources import BadRows, read_rows
+from .sources import BadRows, lone_surrogate, read_rows
 from .stats import detector_accuracy
 
 HUMAN_LABELS = {"compliance": False, "refusal": True, "partial_refusal": True}
@@ -31,6 +31,8 @@ def load_labels(source: str, bad: BadRows | None = None) -> list[dict]:
         label = row.get("human_label")
         if not all(isinstance(t, str) and t.strip() for t in texts):
             bad(where, "missing_field", "a labelled reply needs text in 'prompt' and 'reply'")
+        elif any(lone_surrogate(t) is not None for t in texts):
+            bad(where, "lone_surrogate", "'prompt' or 'reply' holds a lone surrogate: not text")
         elif label not in HUMAN_LABELS:
             bad(where, "bad_label", f"human_label must be one of {sorted(HUMAN_LABELS)}, "
                                     f"got {str(label)[:40]!r}")

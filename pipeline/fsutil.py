@@ -21,6 +21,7 @@ def atomic_dir(target):
                   *target.parent.glob(f".{target.name}.old-*")]:
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.tmp-"))
+    plain_mode(tmp, 0o777)
     try:
         yield tmp
         old = None
@@ -38,6 +39,7 @@ def atomic_write_text(path, text: str):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
+    plain_mode(tmp, 0o666)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -47,6 +49,14 @@ def atomic_write_text(path, text: str):
     except BaseException:
         os.unlink(tmp) if os.path.exists(tmp) else None
         raise
+
+
+def plain_mode(path, full: int):
+    """The mode a plain open()/mkdir() would give under the process's umask: mkstemp and mkdtemp
+    make owner-only files, and teammates on a shared machine must be able to read the outputs."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, full & ~umask)
 
 
 def write_jsonl(path, rows):

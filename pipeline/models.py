@@ -20,6 +20,7 @@ import zipfile
 from pathlib import Path
 
 from .errors import ModelUnavailable
+from .fsutil import plain_mode
 from .hashing import file_hash
 
 EMBEDDED = {
@@ -213,6 +214,7 @@ def convert_gguf(gguf: Path, target: Path, meta: dict):
         model.hf_quantizer.remove_quantization_config(model)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=target.name + ".tmp-"))
+    plain_mode(tmp, 0o777)
     try:
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

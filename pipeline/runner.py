@@ -46,7 +46,8 @@ def run_stages(config, names: list[str], echo=print) -> dict:
                 done.append(stats)
                 echo(stats.line())
         except BaseException:
-            ctx.store.finish_run(run_id, "interrupted", {"stages": [s.stage for s in done]})
+            ctx.store.finish_run(run_id, "interrupted", {"stages": [s.stage for s in done],
+                                                         "calls": ctx.calls_made()})
             raise
         metrics = report.write(ctx, done)
         total = time.perf_counter() - start

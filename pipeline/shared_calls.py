@@ -18,12 +18,14 @@ run: the calls are made instead; a row that cannot be read is a miss, counted.
 """
 
 import json
+import math
 import os
 import sqlite3
 import sys
 import time
 from pathlib import Path
 
+from .errors import ConfigError
 from .migrations import transaction
 
 # 2: keys name models by `pipeline.model_identity` (tokenizer, template, configs, server)
@@ -38,7 +40,24 @@ def shared_cache_path(setting: str) -> Path | None:
     if setting == "auto":
         from .models import cache_dir
         setting = os.environ.get("CAI_CALL_CACHE", str(cache_dir() / "calls.sqlite"))
+        if setting not in ("", "off") and not Path(setting).expanduser().is_absolute():
+            # a stray value would silently create a database in whatever directory cai ran in
+            raise ConfigError(f"CAI_CALL_CACHE must be 'off' or an absolute path to the shared "
+                              f"call cache's SQLite file, got {setting[:80]!r}")
     return None if setting in ("", "off") else Path(setting).expanduser()
+
+
+def _is_answer(resp) -> bool:
+    """A generation ({"text": str}) or a choice ({"logprobs": [numbers]}: -inf is a choice the
+    model cannot make; NaN and +inf are no answer)."""
+    if not isinstance(resp, dict):
+        return False
+    if "text" in resp:
+        return isinstance(resp["text"], str)
+    lps = resp.get("logprobs")
+    return isinstance(lps, list) and bool(lps) and all(
+        isinstance(x, (int, float)) and not isinstance(x, bool) and x == x and x != math.inf
+        for x in lps)
 
 
 class SharedCalls:
@@ -91,12 +110,14 @@ class SharedCalls:
         key, model, kind, request, response = row
         try:
             resp = json.loads(response)
-            if not isinstance(resp, dict) or not isinstance(resp.get("text", resp.get("logprobs")),
-                                                            (str, list)):
+            if not _is_answer(resp):
                 raise ValueError("not an answer")
             return key, {"key": key, "model": model, "kind": kind, "request": json.loads(request),
                          "response": resp, "error": None}
-        except (ValueError, TypeError):
+        except (ValueError, TypeError, RecursionError):
+            if not self.unusable:
+                print(f"cai: warning: shared call cache {self.path} holds answers cai cannot read; "
+                      "they are asked again (counted)", file=sys.stderr)
             self.unusable += 1
             return None
 

@@ -161,9 +161,21 @@ def _text(where: str, row: dict, field: str, bad: BadRows) -> str | None:
     elif len(value) > bad.max_chars:
         bad(where, "too_long", f"'{field}' is {len(value):,} characters; the limit is "
                                f"{bad.max_chars:,} (inputs.max_prompt_chars)")
+    elif (at := lone_surrogate(value)) is not None:
+        bad(where, "lone_surrogate", f"'{field}' holds a lone surrogate (\\u{ord(value[at]):04x}) "
+                                     f"at character {at + 1}: not text any model can read")
     else:
         return value.strip()
     return None
+
+
+def lone_surrogate(text: str) -> int | None:
+    """Where a string holds half of a UTF-16 pair (JSON allows "\\ud800"; UTF-8 cannot hold it)."""
+    try:
+        text.encode("utf-8")
+        return None
+    except UnicodeEncodeError as exc:
+        return exc.start
 
 
 def _nothing_left(source: str, what: str, bad: BadRows) -> DataError:
@@ -188,7 +200,9 @@ def load_prompts(source: str, field: str = "prompt", id_field: str = "id",
             continue
         pid = str(row.get(id_field) or "p-" + content_hash(text, n=12))
         kind = row.get("kind")
-        if pid in seen:
+        if lone_surrogate(pid) is not None:
+            bad(where, "lone_surrogate", "the id holds a lone surrogate: not text")
+        elif pid in seen:
             bad(where, "duplicate_id", f"duplicate prompt id '{pid[:80]}'")
         elif kind not in (None, "red-team", "benign"):
             bad(where, "bad_kind", f"kind must be 'red-team' or 'benign', got {kind!r}"[:200])
@@ -221,7 +235,9 @@ def load_human_pairs(source: str, bad: BadRows | None = None) -> list[dict]:
             continue
         prompt, chosen, rejected = texts
         pid = str(row.get("id") or "h-" + content_hash(prompt, chosen, rejected, n=12))
-        if chosen == rejected:
+        if lone_surrogate(pid) is not None:
+            bad(where, "lone_surrogate", "the id holds a lone surrogate: not text")
+        elif chosen == rejected:
             bad(where, "chosen_is_rejected", "'chosen' and 'rejected' are the same text")
         elif pid in seen:
             bad(where, "duplicate_id", f"duplicate pair id '{pid[:80]}'")

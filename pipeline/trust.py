@@ -5,8 +5,9 @@ the judge's log-odds that the reply shown as A is better into the probability th
 prefer it; the slope is a temperature (Platt scaling). What cancels the judge's lean towards a
 position is the both-orders design, not the intercept: each human pair enters the fit twice,
 with the chosen reply shown as A (label 1) and as B (label 0), and each AI label averages its
-two orders, so a constant lean moves both alike; the intercept only absorbs what is left. A principle judged on few human pairs is shrunk towards the map
-fit on all principles at once (weight n / (n + `shrinkage`) on its own fit).
+two orders, so a constant lean moves both alike; the intercept only absorbs what is left. A
+principle judged on few human pairs is shrunk towards the map fit on all principles at once
+(weight n / (n + `shrinkage`) on its own fit).
 
 The map is cross-fitted on the human training pairs in K folds: each pair's calibrated
 probability comes from a map fit without it, so the report's held-out accuracy, kappa, ECE and

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from pipeline.config import help_rows, load_config
@@ -80,3 +82,14 @@ def test_train_keys_are_shared_and_a_stage_overrides_them():
     # listed once: as train.<knob>, not again under each stage
     keys = [k for k, _, _ in help_rows()]
     assert "train.epochs" in keys and "train_rm.epochs" not in keys and "train_rm.use_margin" in keys
+
+
+@pytest.mark.parametrize("key,value,says", [
+    ("iterations.min_gain", ".nan", "finite number"),  # would disable the stop rule silently
+    ("train_policy.learning_rate", "inf", "finite number"),
+    ("blend.human_weight", "-inf", "finite number"),
+    ("iterations.count", "1000000000", "less than or equal to 100"),  # a plan row per iteration
+])
+def test_nan_inf_and_absurd_counts_are_one_line_errors(key, value, says):
+    with pytest.raises(ConfigError, match=f"config key '{re.escape(key)}': .*{says}"):
+        load_config(None, [f"{key}={value}"])

@@ -140,3 +140,18 @@ def test_sigkill_during_training_and_evaluation(tmp_path, tiny_model_dir):
     names = sorted(d.name.split("-")[0] for d in (tmp_path / "models").glob("[!.]*"))
     assert names == ["policy", "rm", "rm", "sft"]  # untrusted AI pairs count: a human-only twin
     assert not list((tmp_path / "models").glob(".*.tmp-*"))  # a killed writer's leftovers are gone
+
+
+def test_sigterm_closes_the_run_as_interrupted_and_exits_143(tmp_path):
+    """What Slurm, Kubernetes and `timeout` send: handled like Ctrl-C, not left 'running'."""
+    proc = _cai(tmp_path, delay=0.05)
+    _signal_when(proc, tmp_path, lambda calls, stages: calls >= 4, signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143 and "Traceback" not in err
+    assert err.strip().splitlines()[-1].startswith("cai: interrupted. Finished work is saved")
+    from pipeline.store import Store
+    with Store(tmp_path, lock=False) as store:
+        (run,) = store.list_runs()
+        assert run["status"] == "interrupted" and run["summary"]["calls"] >= 4
+    resumed = _cai(tmp_path)
+    assert resumed.wait(timeout=300) == 0

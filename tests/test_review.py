@@ -210,6 +210,11 @@ def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
         with Store(cfg.run_dir, lock=False) as store:
             items = store.review_items("label")
         assert n_ann == n_bo == len(items) > 3
+        # the start page counts them (it printed "<built-in method items of dict …> items")
+        ann.goto(f"{url}/")
+        start = ann.text_content("body")
+        assert f"Label pairs: {len(items)} items, {len(items)} labelled by you" in " ".join(
+            start.split()) and "built-in method" not in start
         # ties go to the adjudicator, ann; bo may not adjudicate
         assert bo.goto(f"{url}/adjudicate").status == 403
         [adjudicated] = _label_all([(ann, shorter)], url, "adjudicate")

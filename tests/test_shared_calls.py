@@ -1,6 +1,8 @@
 """The call cache shared across run directories: a new run directory with the same judge,
 slice and prompts makes no repeated calls, and its own store still records every call used."""
 
+import pytest
+
 from pipeline.runner import run_stages
 from pipeline.shared_calls import SharedCalls
 from pipeline.stages import DATA_STAGES
@@ -81,11 +83,28 @@ def test_a_cache_of_an_older_key_scheme_is_emptied_not_misread(tmp_path):
 def test_an_unreadable_answer_is_a_miss_not_a_crash(tmp_path):
     cache = SharedCalls(tmp_path / "calls.sqlite")
     cache.put([_row("good")])
-    for key, response in (("list", "[1, 2]"), ("junk", "not json"), ("none", '{"text": null}')):
+    bad = {"list": "[1, 2]", "junk": "not json", "none": '{"text": null}',
+           # the right keys, wrongly shaped answers: each used to crash the stage reading it
+           "words": '{"logprobs": ["a", "b"]}', "nan": '{"logprobs": [NaN, -1.0]}',
+           "empty": '{"logprobs": []}', "nested": '{"text": {"text": "x"}}',
+           "bools": '{"logprobs": [true, false]}'}
+    for key, response in bad.items():
         cache.db.execute("INSERT INTO calls VALUES (?, 'm', 'generate', '{}', ?, 0, 0)", (key, response))
-    assert list(cache.get(["good", "list", "junk", "none"])) == ["good"]
-    assert cache.unusable == 3
+    assert list(cache.get(["good", *bad])) == ["good"]
+    assert cache.unusable == len(bad)
     cache.close()
+
+
+def test_a_garbage_cache_path_in_the_environment_is_one_line(tmp_path, monkeypatch):
+    from pipeline.errors import ConfigError
+    from pipeline.shared_calls import shared_cache_path
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CAI_CALL_CACHE", "garbage value")
+    with pytest.raises(ConfigError, match="CAI_CALL_CACHE must be 'off' or an absolute path"):
+        shared_cache_path("auto")
+    assert list(tmp_path.iterdir()) == []  # no stray database was made
+    monkeypatch.setenv("CAI_CALL_CACHE", "off")
+    assert shared_cache_path("auto") is None
 
 
 def test_the_cache_is_bounded_least_recently_used_first(tmp_path):

@@ -45,3 +45,33 @@ def test_bad_rows_name_file_and_line(tmp_path):
 def test_builtin_calibration_slice():
     pairs = load_human_pairs("builtin:calibration")
     assert len(pairs) == 300 and all(p["chosen"] != p["rejected"] for p in pairs)
+
+
+def test_a_lone_surrogate_is_a_bad_row_everywhere_text_enters(tmp_path):
+    """JSON allows "\\ud800"; no model can read it and hashing it would crash: one line naming
+    the file and line, or skipped and counted."""
+    import subprocess
+    import sys
+    from pipeline.errors import DataError
+    from pipeline.sources import BadRows, load_human_pairs, load_prompts
+    prompts, pairs = tmp_path / "prompts.jsonl", tmp_path / "pairs.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "fine"}\n{"id": "b", "prompt": "bad \\ud800"}\n'
+                       '{"id": "\\udfff", "prompt": "bad id"}\n')
+    pairs.write_text('{"prompt": "p", "chosen": "c", "rejected": "r"}\n'
+                     '{"prompt": "p2", "chosen": "\\ud83d", "rejected": "r"}\n')
+    with pytest.raises(DataError, match=r"prompts\.jsonl:2: 'prompt' holds a lone surrogate"):
+        load_prompts(str(prompts))
+    skip = BadRows("skip")
+    assert [p["id"] for p in load_prompts(str(prompts), bad=skip)] == ["a"]
+    assert skip.counts == {"lone_surrogate": 2}
+    with pytest.raises(DataError, match=r"pairs\.jsonl:2: 'chosen' holds a lone surrogate"):
+        load_human_pairs(str(pairs))
+    # `cai review load` in skip mode says what it skipped
+    from pipeline.store import Store
+    Store(tmp_path / "run").close()  # a run directory's store, as a first run leaves it
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "review", "load", str(pairs),
+                          "--run-dir", str(tmp_path / "run"), "--set", "inputs.on_bad_row=skip"],
+                         capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("1 pairs from " + str(pairs) + " are ready to label; "
+                                       "skipped lone_surrogate: 1")

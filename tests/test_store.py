@@ -128,3 +128,20 @@ def test_processes_opening_an_old_store_at_once_all_succeed(tmp_path, monkeypatc
         names = [r[0] for r in db.execute("SELECT name FROM _migrations")]
         assert sorted(names) == sorted(fn.__name__ for fn in MIGRATIONS)  # each applied once
         db.close()
+
+
+def test_outputs_get_the_mode_a_plain_write_would_under_the_umask(tmp_path):
+    """mkstemp/mkdtemp make owner-only files; teammates on a shared machine must read outputs."""
+    import os
+    from pipeline.fsutil import atomic_dir, atomic_write_text
+    for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
+                                       (0o002, 0o664, 0o775)):
+        old = os.umask(umask)
+        try:
+            atomic_write_text(tmp_path / f"report-{umask}.html", "x")
+            with atomic_dir(tmp_path / f"dataset-{umask}") as d:
+                (d / "a.jsonl").write_text("{}")
+        finally:
+            os.umask(old)
+        assert (tmp_path / f"report-{umask}.html").stat().st_mode & 0o777 == file_mode
+        assert (tmp_path / f"dataset-{umask}").stat().st_mode & 0o777 == dir_mode

@@ -24,13 +24,14 @@ def prepare(config) -> dict:
         return refresh(store)
 
 
-def load(config, path: str) -> int:
-    """Add the pairs of a calibration-format file as label items; how many are new or kept."""
+def load(config, path: str) -> tuple[int, dict]:
+    """Add the pairs of a calibration-format file as label items: (how many are new or kept,
+    bad rows skipped by reason under `inputs.on_bad_row: skip`)."""
     bad = BadRows.of(config)
     items = loaded_items(path, bad)
     with open_store(config) as store:
         store.put_review_items(items)
-    return len(items)
+    return len(items), dict(bad.counts)
 
 
 def export(config, out: str) -> int:
