@@ -11,7 +11,7 @@ from pathlib import Path
 from constitution import rank_principles
 
 from .errors import CaiError
-from .inputs import fixed_tokens, load_for_judge
+from .inputs import check_tags, fixed_tokens, load_for_judge
 from .store import DB_NAME, ReadOnlyStore
 
 
@@ -19,6 +19,7 @@ def check(cfg, path: str | None = None) -> dict:
     """Everything `cai check` reports, as data (`--json` prints it)."""
     path = path or cfg.constitution
     c = load_for_judge(path, cfg.judge.context_tokens)
+    check_tags(cfg, c)  # the same rule as the run's preflight
     critique = _shares(c, cfg.critique.tags, 1)
     label = _shares(c, cfg.label.tags, cfg.label.ensemble)
     sizes = fixed_tokens(c)

@@ -28,6 +28,13 @@ def common_options(fn):
     @click.option("--run-dir", help="run directory (config key run_dir; default outputs/default)")
     @functools.wraps(fn)
     def wrapper(config_path, overrides, run_dir, **kwargs):
+        # `cai review --run-dir X stats`: what a group was given holds for its subcommands,
+        # whose own options come on top (click shares `meta` down the chain of contexts)
+        meta = click.get_current_context().meta
+        given = meta.get("cai_options", (None, (), None))
+        config_path, run_dir = config_path or given[0], run_dir or given[2]
+        overrides = (*given[1], *overrides)
+        meta["cai_options"] = (config_path, overrides, run_dir)
         if run_dir:
             overrides = (*overrides, f"run_dir={run_dir}")
         return fn(load_config(config_path, overrides), **kwargs)
@@ -197,7 +204,8 @@ def check_cmd(config, file, as_json):
 @common_options
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="address to bind; beyond loopback the URL carries a random token")
-@click.option("--port", default=8765, show_default=True, help="port (0 = any free one)")
+@click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
+              help="port (0 = any free one)")
 @click.pass_context
 def review_cmd(ctx, config, host, port):
     """Label pairs, adjudicate and evaluate replies in the browser (serves a local page)."""

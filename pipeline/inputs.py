@@ -34,13 +34,24 @@ def preflight(cfg):
     from .heldout import evaluation_prompts
     from .human_slice import default_prompts
     from .sources import BadRows, load_prompts
-    load_for_judge(cfg.constitution, cfg.judge.context_tokens)
+    constitution = load_for_judge(cfg.constitution, cfg.judge.context_tokens)
+    check_tags(cfg, constitution)
     p, bad = cfg.prompts, BadRows.of(cfg)  # skipped rows are counted by the stages that read them
     if p.source == "builtin:default":
         default_prompts(cfg, bad)
     else:
         load_prompts(p.source, p.field, p.id_field, bad=bad)
     evaluation_prompts(cfg)  # the evaluation sets and the held-out human pairs
+
+
+def check_tags(cfg, constitution):
+    """A tag in `critique.tags` / `label.tags` that no principle has would leave its principles
+    out of critique or labelling without a word: one line naming the key, before any work."""
+    for key, tags in (("critique.tags", cfg.critique.tags), ("label.tags", cfg.label.tags)):
+        try:
+            constitution.select(tags)
+        except ValueError as exc:
+            raise CaiError(f"{key}: {exc} (in {cfg.constitution})") from None
 
 
 def check_fits_judge(constitution, context_tokens: int):

@@ -2,6 +2,7 @@
 with `inputs.on_bad_row: skip`, its bad rows are skipped and counted by reason."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -215,3 +216,19 @@ def test_a_bad_input_leaves_no_run_directory_behind(fake_backend, tmp_path):
         run_stages(small_config(run_dir, constitution=str(bad_constitution)), ["generate"],
                    echo=lambda s: None)
     assert not run_dir.exists()
+
+
+@pytest.mark.parametrize("key", ["label.tags", "critique.tags"])
+def test_a_tag_no_principle_has_stops_before_any_work(tmp_path, key):
+    """A misspelt tag used to leave its principles out of labelling without a word."""
+    from pipeline.config import load_config
+    from pipeline.errors import CaiError
+    from pipeline.inputs import preflight
+    cfg = load_config(None, [f"run_dir={tmp_path / 'run'}", f"{key}=[harmlesness]"])
+    with pytest.raises(CaiError, match=rf"^{re.escape(key)}: unknown tag 'harmlesness' \(did you "
+                                       r"mean 'harmlessness'\?\)"):
+        preflight(cfg)
+    assert not (tmp_path / "run").exists()
+    from pipeline.check import check  # `cai check` applies the same rule
+    with pytest.raises(CaiError, match=rf"^{re.escape(key)}: unknown tag 'harmlesness'"):
+        check(cfg)

@@ -332,6 +332,20 @@ def test_beyond_loopback_every_request_needs_the_token(tmp_path):
     first = client.get("/?token=s3cret")
     assert first.status_code == 200 and "script-src 'nonce-" in first.headers["Content-Security-Policy"]
     assert client.get("/stats.json").status_code == 200  # the cookie carries it from then on
+    # a non-ASCII token is refused like any wrong one (it was a 500 with a traceback)
+    fresh = create_app(tmp_path, load_config(None, []), token="s3cret").test_client()
+    assert fresh.get("/?token=%C3%A9t%C3%A9").status_code == 403
+    fresh.set_cookie("cai_token", "\u00e9t\u00e9")
+    assert fresh.get("/stats.json").status_code == 403
+
+
+def test_a_port_out_of_range_is_one_line(tmp_path):
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "review", "--run-dir",
+                          str(tmp_path), "--port", "70000"], capture_output=True, text=True)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert "70000 is not in the range 0<=x<=65535" in out.stderr
 
 
 def test_review_stats_waits_for_no_run_it_would_overwrite(tmp_path, fake_backend):
@@ -345,3 +359,21 @@ def test_review_stats_waits_for_no_run_it_would_overwrite(tmp_path, fake_backend
             stats(cfg)
     stats(cfg)  # no run in progress: written
     assert "review" in json.loads((tmp_path / "metrics.json").read_text())
+
+
+def test_review_subcommands_honour_the_groups_run_dir(tmp_path):
+    """`cai review --run-dir X load|stats|export` worked on outputs/default with exit 0."""
+    import subprocess
+    import sys
+    run = tmp_path / "mine"
+    Store(run).close()
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n")
+    cai = [sys.executable, "-m", "pipeline.cli", "review", "--run-dir", str(run)]
+    for sub in (["load", str(pairs)], ["stats"], ["export"]):
+        out = subprocess.run(cai + sub, capture_output=True, text=True, cwd=tmp_path)
+        assert out.returncode == 0, out.stderr
+    assert not (tmp_path / "outputs").exists()  # nothing went to the default run directory
+    with Store(run, lock=False) as store:
+        assert len(store.review_items("label")) == 1
+    assert (run / "review" / "labels.jsonl").exists()

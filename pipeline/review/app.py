@@ -20,6 +20,12 @@ MODES = ("label", "evaluate")
 KEYS = ("a", "b", "tie", "skip")
 
 
+def _same(given: str, token: str) -> bool:
+    """Constant-time comparison of text: `compare_digest` refuses non-ASCII str (a 500 with a
+    traceback for a token like 'é'), so both sides are compared as UTF-8 bytes."""
+    return secrets.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
+
+
 def create_app(run_dir, config, token: str | None = None) -> Flask:
     """The app over `run_dir`; with `token`, every request must carry it (URL or cookie)."""
     app = Flask(__name__)
@@ -28,9 +34,9 @@ def create_app(run_dir, config, token: str | None = None) -> Flask:
     @app.before_request
     def _open():
         g.nonce = secrets.token_urlsafe(12)
-        if token and secrets.compare_digest(request.args.get("token", ""), token):
+        if token and _same(request.args.get("token", ""), token):
             g.set_token = True
-        elif token and not secrets.compare_digest(request.cookies.get("cai_token", ""), token):
+        elif token and not _same(request.cookies.get("cai_token", ""), token):
             abort(403)
         g.store = Store(run_dir, lock=False)
         g.annotator = request.cookies.get("cai_annotator", "").strip()
