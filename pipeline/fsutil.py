@@ -54,9 +54,21 @@ def atomic_write_text(path, text: str):
 def plain_mode(path, full: int):
     """The mode a plain open()/mkdir() would give under the process's umask: mkstemp and mkdtemp
     make owner-only files, and teammates on a shared machine must be able to read the outputs."""
-    umask = os.umask(0)
+    os.chmod(path, full & ~_umask())
+
+
+def _umask() -> int:
+    """The process's umask, read without setting it (os.umask can only set it, and a moment at 0
+    would give any file another thread creates meanwhile a world-writable mode)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
+    umask = os.umask(0o077)  # no /proc: set it briefly to the safest value, then restore it
     os.umask(umask)
-    os.chmod(path, full & ~umask)
+    return umask
 
 
 def write_jsonl(path, rows):

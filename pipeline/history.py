@@ -8,6 +8,7 @@ two snapshots are enough to say which preference pairs a run added, removed or c
 import time
 
 from .errors import CaiError
+from .stages.pairs import principles_of
 
 SNAPSHOT_STAGES = ("generate", "critique", "label", "calibrate", "pairs", "blend", "export",
                    "train-sft", "train-rm", "train-policy")
@@ -93,7 +94,7 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     per = {}
     for kind, rows in (("added", added), ("removed", removed), ("changed", [y for _, y in changed])):
         for p in rows:
-            for pid in _principles(p):
+            for pid in principles_of(p):
                 per.setdefault(pid, {"added": 0, "removed": 0, "changed": 0})[kind] += 1
     agree = [(r["summary"].get("judge_agreement") or {}).get("accuracy") for r in (a, b)]
     return {
@@ -123,12 +124,6 @@ def _identity(pair: dict) -> tuple:
     if pair["kind"] == "comparison":
         return ("comparison",) + tuple(sorted((pair["chosen_id"], pair["rejected_id"])))
     return (pair["kind"], pair["rejected_id"])
-
-
-def _principles(pair: dict) -> list[str]:
-    prov = pair.get("provenance", {})
-    return sorted({r["principle"] for r in prov.get("rounds", [])}
-                  | {x["id"] for x in prov.get("principles", [])})
 
 
 def _short(p: dict) -> dict:

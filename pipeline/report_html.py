@@ -17,6 +17,7 @@ from .headline import answer_lines, meta_lines
 from .review.agreement import stats_lines
 from .card import effective_line
 from .freshness import stale_lines
+from .verdicts import TITLES
 from .scorecard import HEADER, ITERATION_HEADER, evaluation_rows, iteration_rows
 
 
@@ -189,8 +190,7 @@ def _curves(curves):
 
 def _refusals(table):
     """Per set, each policy's corrected refusal rate with its 95 % interval."""
-    sets = (("harmful", "harmful (should refuse)"), ("unsafe", "unsafe contrast (should refuse)"),
-            ("safe", "safe (should answer)"))
+    sets = list(TITLES.items())
 
     def draw(ax):
         names = list(table)

@@ -2,9 +2,11 @@
 summary.md and report.html show it; each formats these cells its own way. Every refusal rate is
 the leading detector's, corrected for its measured error (pipeline.verdicts)."""
 
+from .verdicts import SETS
+
 HEADER = ["policy", "harmful: refused ↑", "unsafe contrast: refused ↑",
           "safe: refused (over-refusal) ↓", "win rate vs base", "RM score", "KL/token to start"]
-REFUSAL_SETS = ("harmful", "unsafe", "safe")
+REFUSAL_SETS = tuple(SETS)  # harmful, unsafe, safe
 
 
 def fmt(x):

@@ -14,8 +14,8 @@ from .stats import corrected_difference, corrected_rate, detectable_change
 SETS = {"harmful": ("refuse", "harmful refusal", "better"),
         "unsafe": ("refuse", "unsafe-contrast refusal", "better"),
         "safe": ("answer", "over-refusal", "worse")}
-TITLES = {"harmful": "AdvBench harmful", "unsafe": "XSTest unsafe contrast",
-          "safe": "XSTest safe (over-refusal)"}
+TITLES = {"harmful": "harmful (should refuse)", "unsafe": "unsafe contrast (should refuse)",
+          "safe": "safe (should answer)"}
 
 
 def _valid(acc: dict | None) -> dict | None:

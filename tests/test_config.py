@@ -52,7 +52,8 @@ def test_readme_configuration_reference_is_current():
     from conftest import ROOT
     readme = (ROOT / "README.md").read_text()
     for key, default, desc in help_rows():
-        assert f"| `{key}` | `{default!r}` | {desc} |" in readme, f"README lacks {key}: rerun cai config --keys --markdown"
+        assert f"| `{key}` | `{default!r}` | {desc} |" in readme, \
+            f"README lacks {key}: rerun cai config --keys --markdown"
 
 
 def test_shipped_configs_are_valid():

@@ -116,8 +116,9 @@ def test_editing_one_principle_redoes_only_its_records(tmp_path, fake_backend):
     used = json.loads((tmp_path / "run" / "metrics.json").read_text())
     before = _chains(tmp_path / "run")
     # Edit the revision request of one principle: only chains it was asked to revise change.
-    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
-                                         "Rewrite the reply to drop every dangerous"))
+    constitution.write_text(text.replace(
+        "Please rewrite the assistant response to remove any and all dangerous",
+        "Rewrite the reply to drop every dangerous"))
     again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     after = _chains(tmp_path / "run")
 
@@ -327,16 +328,18 @@ def test_the_training_bench_gives_trl_exactly_what_cais_stages_train_with(tiny_r
         assert rows.to_list() == stage_rows.to_list()
 
 
+def _top_of(page: str) -> tuple[str, str]:
+    """(the body, the part of it before the first figure or table)."""
+    body = page[page.index("<body"):]
+    return body, body[:min(body.index(tag) for tag in ("<figure", "<table"))]
+
+
 def test_the_tiny_runs_report_opens_with_the_run_and_its_answers(tiny_run):
     """Before any figure: which run (date, cai version, model identities), then the verdicts,
-    each with its interval and n, as the browser lays the page out."""
+    each with its interval and n."""
     import re
     from pipeline import __version__
-    from test_report import dom_in_chromium
-    dom = dom_in_chromium(tiny_run[0] / "report-first-run.html")
-    body = dom[dom.index("<body"):]
-    first_figure = min(body.index(tag) for tag in ("<figure", "<table"))
-    top = body[:first_figure]
+    _, top = _top_of((tiny_run[0] / "report-first-run.html").read_text())
     assert re.search(r'<p class="meta">Run 1 of .*, \d{4}-\d\d-\d\d \d\d:\d\d UTC, cai '
                      + re.escape(__version__) + r"; policy .*\(identity [0-9a-f]{12}\); judge ", top)
     answers = re.search(r'<section id="answers"><h2>The answers</h2><ul>(.*?)</ul>', top).group(1)
@@ -345,7 +348,16 @@ def test_the_tiny_runs_report_opens_with_the_run_and_its_answers(tiny_run):
     verdicts = [i for i in items if re.match(r"(sft|trained) vs base: ", i)]
     assert len(verdicts) == 6 and all(re.search(r"n = 3\b", v) for v in verdicts)
     assert any(i.startswith("refusals decided by ") for i in items)
-    assert re.findall(r"<h2>(.*?)</h2>", body)[0] == "The answers"  # the first section
+
+
+def test_the_browser_shows_the_answers_first(tiny_run):
+    """As Chromium parses and lays out the page: the run and its answers are the first section,
+    above every figure and table."""
+    import re
+    from test_report import dom_in_chromium
+    body, top = _top_of(dom_in_chromium(tiny_run[0] / "report-first-run.html"))
+    assert re.findall(r"<h2>(.*?)</h2>", body)[0] == "The answers"
+    assert '<p class="meta">Run 1 of ' in top and '<section id="answers">' in top
 
 
 def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
@@ -358,7 +370,8 @@ def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(bad)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
-    assert out.stderr.strip() == f"cai: error: {bad}: unknown config key 'generate.sampels' (did you mean 'samples'?)"
+    assert out.stderr.strip() == (f"cai: error: {bad}: unknown config key 'generate.sampels' "
+                                  "(did you mean 'samples'?)")
     p = tmp_path / "principles.yaml"
     p.write_text("name: x\n")
     out = subprocess.run([sys.executable, "-m", "pipeline.cli", "critique", "--run-dir", str(tmp_path / "r"),
@@ -374,8 +387,9 @@ def _run_edit_rerun(tmp_path, **extra):
     constitution.write_text(text)
     cfg = small_config(tmp_path / "run", constitution=str(constitution), **extra)
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
-                                         "Rewrite the reply to drop every dangerous"))
+    constitution.write_text(text.replace(
+        "Please rewrite the assistant response to remove any and all dangerous",
+        "Rewrite the reply to drop every dangerous"))
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     return cfg, constitution, text
 
@@ -433,8 +447,9 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
         assert row["model_calls"] >= done["stages"].get(row["stage"], {}).get("model_calls", 0)
     assert [r["model_calls"] for r in first["stages"]][-1] == done["stages"]["evaluate"]["model_calls"]
     assert plan(cfg)["model_calls"] == 0
-    constitution.write_text(text.replace("Please rewrite the assistant response to remove any and all dangerous",
-                                         "Rewrite the reply to drop every dangerous"))
+    constitution.write_text(text.replace(
+        "Please rewrite the assistant response to remove any and all dangerous",
+        "Rewrite the reply to drop every dangerous"))
     calls_before = sum(b.generate_calls + b.choice_calls for b in fake_backend)
     predicted = plan(cfg)
     assert sum(b.generate_calls + b.choice_calls for b in fake_backend) == calls_before  # no calls

@@ -83,6 +83,11 @@ def test_the_builtin_labels_are_the_test_half_and_measure_the_string_match():
     test = {r["prompt_id"] for _, r in read_rows("builtin:refusal-labels-test")}
     tune = {r["prompt_id"] for _, r in read_rows("builtin:refusal-labels-tune")}
     assert test | tune == whole and not test & tune  # no prompt in both halves
+    # the string match against people, as README and RESULTS quote it
+    from pipeline.refusal import is_refusal
+    acc = detector_accuracy([(is_refusal(x["reply"]), x["refused"]) for x in labels])
+    assert (acc["accuracy"], acc["sensitivity"], acc["specificity"]) == (0.9042, 0.8594, 0.9524)
+    assert acc["correctable"]
 
 
 def test_a_bad_labelled_reply_is_named_by_file_and_line(tmp_path):

@@ -28,8 +28,10 @@ from ..stage_inputs import Reads
 from ..fsutil import atomic_dir, atomic_write_text, write_jsonl
 from ..hashing import content_hash
 from ..card import dataset_card
+from ..trust import comparison_trust
 from .calibrate import current_fit
 from .common import load_records, require_manifest
+from .pairs import principles_of
 
 
 def human_only(rows: list[dict]) -> list[dict]:
@@ -55,7 +57,7 @@ def _ai_row(pid: str, pair: dict) -> dict:
     raw), what it was worth (trust) and what it weighed; never repeated."""
     prov = pair.get("provenance") or {}
     return {**_pref_row(pid, pair), "p_raw": _raw(pair, prov), "trust": prov.get("trust"),
-            "weight": pair.get("weight", 1.0), "principle": _principles(pair)}
+            "weight": pair.get("weight", 1.0), "principle": principles_of(pair)}
 
 
 def _raw(pair: dict, prov: dict) -> float | None:
@@ -64,13 +66,6 @@ def _raw(pair: dict, prov: dict) -> float | None:
         return prov.get("p_raw")
     p = prov.get("p_first")
     return None if p is None else p if pair.get("chosen_id") == prov.get("first_id") else 1 - p
-
-
-def _principles(pair: dict) -> list[str]:
-    prov = pair.get("provenance") or {}
-    if prov.get("principles"):
-        return [p if isinstance(p, str) else p.get("id") for p in prov["principles"]]
-    return [r["principle"] for r in prov.get("rounds", []) if r.get("violates")]
 
 
 def _sft_row(cid: str, chain: dict, trust: float) -> dict:
@@ -82,12 +77,11 @@ def _sft_row(cid: str, chain: dict, trust: float) -> dict:
 
 def chain_trust(chain: dict, trust: dict | None) -> float:
     """What the judge's verdicts on a chain are worth: the mean trust of the principles it was
-    critiqued under (the judge's agreement with people under each, `pipeline.trust`); None
-    (`calibration.use_trust: false`) trusts every verdict."""
+    critiqued under, as for a comparison (`pipeline.trust`); None (`calibration.use_trust:
+    false`) trusts every verdict."""
     if trust is None:
         return 1.0
-    ps = [r["principle"] for r in chain["rounds"]]
-    return round(sum(trust.get(p, 0.0) for p in ps) / len(ps), 4) if ps else 0.0
+    return round(comparison_trust(trust, [{"id": r["principle"]} for r in chain["rounds"]]), 4)
 
 
 def _kto_rows(cid: str, chain: dict, trust: float) -> list[dict]:

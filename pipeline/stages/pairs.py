@@ -138,6 +138,14 @@ def make_pair(chain, cfg, weigh, found) -> tuple:
             "policy": cfg.models.policy, "judge": cfg.models.judge, "seed": cfg.seed}})
 
 
+def principles_of(pair: dict) -> list[str]:
+    """The principles behind a pair: its critique rounds' or its comparison's (`cai diff`, the
+    export's AI split)."""
+    prov = pair.get("provenance", {})
+    return sorted({r["principle"] for r in prov.get("rounds", [])}
+                  | {x["id"] for x in prov.get("principles", [])})
+
+
 def comparison_pair(cmp_id: str, cmp: dict, cfg, weigh) -> tuple:
     w = weigh(cmp)
     p_first = w["p_first"] if w["p_first"] is not None else cmp["p"]
