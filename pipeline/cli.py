@@ -3,6 +3,7 @@
 import functools
 import os
 import signal
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -249,6 +250,33 @@ def review_stats_cmd(config):
     click.echo("\n".join(stats_lines(stats(config))) or "no labels yet")
 
 
+@cli.group("store")
+def store_cmd():
+    """Check a run's store, or salvage a damaged one into a fresh store."""
+
+
+@store_cmd.command("check")
+@common_options
+def store_check_cmd(config):
+    """Read the whole store: SQLite's integrity check, the schema, every table's rows."""
+    from .store_repair import check
+    healthy, lines = check(config.run_dir)
+    click.echo("\n".join(lines))
+    if not healthy:
+        sys.exit(1)
+
+
+@store_cmd.command("repair")
+@common_options
+def store_repair_cmd(config):
+    """Salvage what a damaged store holds into a fresh one; the damaged file is kept beside it."""
+    from .store import take_lock
+    from .store_repair import repair
+    Path(config.run_dir).mkdir(parents=True, exist_ok=True)
+    with take_lock(Path(config.run_dir)):
+        click.echo("\n".join(repair(config.run_dir)))
+
+
 @cli.command("schema")
 def schema_cmd():
     """Print the JSON Schema of principles.yaml (for editors: the YAML language server)."""
@@ -303,6 +331,17 @@ def main():
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except sqlite3.Error as exc:  # found mid-query, past the checks made when the store opened
+        if os.environ.get("CAI_DEBUG"):
+            raise
+        click.echo(f"cai: error: {_store_error(exc)}", err=True)
+        sys.exit(2)
+
+
+def _store_error(exc) -> str:
+    from .store_health import damaged, describe, is_damage, last_opened
+    db = last_opened() or "the run store"
+    return str(damaged(db, describe(exc))) if is_damage(exc) else f"{db}: {describe(exc)}"
 
 
 def _interrupted(code: int = 130):

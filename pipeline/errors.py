@@ -27,3 +27,7 @@ class BackendError(CaiError):
 
 class RunLocked(CaiError):
     """Another cai process holds the run directory."""
+
+
+class StoreDamaged(CaiError):
+    """A run's store file cannot be read as a cai store (cut short, overwritten, not a file)."""

@@ -24,6 +24,7 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+from . import store_health
 from .errors import RunLocked
 from .migrations import MIGRATIONS, migrate, transaction  # noqa: F401 - where tests take them
 
@@ -35,6 +36,19 @@ def dumps(obj) -> str:
     return json.dumps(obj, ensure_ascii=False, sort_keys=True)
 
 
+def take_lock(run_dir: Path):
+    """The run directory's one-writer lock (an open file; closing it lets go)."""
+    f = open(run_dir / ".lock", "a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunLocked(f"{run_dir}: another cai process is using this run directory; "
+                        "wait for it to finish or use another --run-dir") from None
+    f.seek(0), f.truncate(), f.write(str(os.getpid())), f.flush()
+    return f
+
+
 class Store:
     def __init__(self, run_dir, *, lock: bool = True):
         self.run_dir = Path(run_dir)
@@ -43,25 +57,16 @@ class Store:
         self.run_id = None  # the run in progress, stamped on the calls it uses
         self.stage = None   # the stage in progress, stamped on them too
         if lock:
-            self._take_lock()
-        self.db = sqlite3.connect(self.run_dir / DB_NAME, timeout=30, isolation_level=None)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        migrate(self.db)
-
-    def _take_lock(self):
-        f = open(self.run_dir / ".lock", "a+")
+            self._lock_file = take_lock(self.run_dir)
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.close()
-            raise RunLocked(f"{self.run_dir}: another cai process is using this run directory; "
-                            "wait for it to finish or use another --run-dir") from None
-        f.seek(0), f.truncate(), f.write(str(os.getpid())), f.flush()
-        self._lock_file = f
+            self.db = _open_writable(self.run_dir / DB_NAME)
+        except BaseException:
+            self.close()
+            raise
 
     def close(self):
-        self.db.close()
+        if getattr(self, "db", None) is not None:
+            self.db.close()
         if self._lock_file:
             self._lock_file.close()
             self._lock_file = None
@@ -89,9 +94,21 @@ class Store:
         with transaction(self.db):
             return sum(c.rowcount for c in self._in_chunks(sql, keys, *params))
 
+    def _loads(self, text, where: str, kind=(dict, list)):
+        """A JSON column, or one line naming the damaged row: a byte flipped inside a page
+        can leave SQLite's structure sound and the text not JSON."""
+        try:
+            value = json.loads(text)
+        except (TypeError, ValueError):
+            value = None
+        if not isinstance(value, kind):
+            raise store_health.damaged(self.run_dir / DB_NAME, f"{where} is not the JSON cai wrote")
+        return value
+
     def get_calls(self, keys) -> dict:
         """key -> {"response": ..., "error": ...} for the keys already stored."""
-        return {key: {"response": json.loads(resp) if resp is not None else None, "error": err}
+        return {key: {"response": self._loads(resp, f"call {key}", object) if resp is not None
+                      else None, "error": err}
                 for key, resp, err in self._select_in(
                     "SELECT key, response, error FROM calls WHERE key IN ({marks})", keys)}
 
@@ -137,7 +154,7 @@ class Store:
         return dict(self._select_in("SELECT id, data FROM records WHERE id IN ({marks})", ids))
 
     def get_records(self, ids) -> dict:
-        return {rid: json.loads(data) for rid, data in self._select_in(
+        return {rid: self._loads(data, f"record {rid}") for rid, data in self._select_in(
             "SELECT id, data FROM records WHERE id IN ({marks})", ids)}
 
     def count_records(self, kind=None) -> int:
@@ -172,7 +189,7 @@ class Store:
 
     def manifest_reuse(self, stage: str) -> dict | None:
         row = self.db.execute("SELECT reuse FROM manifests WHERE stage=?", (stage,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
+        return self._loads(row[0], f"the manifest of {stage}", dict) if row and row[0] else None
 
     def set_manifest_reuse(self, stage: str, reuse: dict):
         with transaction(self.db):
@@ -187,7 +204,8 @@ class Store:
         row = self.db.execute("SELECT ids, meta FROM manifests WHERE stage=?", (stage,)).fetchone()
         if row is None:
             return None
-        return {"ids": json.loads(row[0]), "meta": json.loads(row[1])}
+        return {"ids": self._loads(row[0], f"the manifest of {stage}", list),
+                "meta": self._loads(row[1], f"the manifest of {stage}", dict)}
 
     # -- artifacts: exports and models named by the hash of their inputs -------------------------
     def put_artifact(self, name: str, input_hash: str, path, meta: dict):
@@ -200,7 +218,7 @@ class Store:
                               (name, input_hash)).fetchone()
         if row is None:
             return None
-        return {"path": row[0], "meta": json.loads(row[1])}
+        return {"path": row[0], "meta": self._loads(row[1], f"artifact {name}", dict)}
 
     # -- review: items people label and their labels (`cai review`) ----------------------------
     def put_review_items(self, items):
@@ -212,7 +230,7 @@ class Store:
 
     def review_items(self, mode: str) -> dict:
         """id -> item of one mode ('label' or 'evaluate'), in the order they were added."""
-        return {i: json.loads(d) for i, d in self.db.execute(
+        return {i: self._loads(d, f"review item {i}", dict) for i, d in self.db.execute(
             "SELECT id, data FROM review_items WHERE mode=? ORDER BY created, id", (mode,))}
 
     def put_review_label(self, item: str, annotator: str, role: str, choice: str, note: str):
@@ -245,7 +263,8 @@ class Store:
         rows = self.db.execute("SELECT id, started, finished, status, config_hash, "
                                "constitution_version, summary FROM runs ORDER BY id").fetchall()
         keys = ("id", "started", "finished", "status", "config_hash", "constitution_version")
-        return [{**dict(zip(keys, r[:6])), "summary": json.loads(r[6]) if r[6] else {}}
+        return [{**dict(zip(keys, r[:6])),
+                 "summary": self._loads(r[6], f"the summary of run {r[0]}", dict) if r[6] else {}}
                 for r in rows]
 
     # -- garbage collection (`cai gc`) -------------------------------------------------------
@@ -278,6 +297,39 @@ class Store:
         self.db.execute("VACUUM")
 
 
+def _open_writable(db: Path) -> sqlite3.Connection:
+    """The store for writing, checked; a new one is made whole under a temporary name first,
+    so an empty or half-made file under the store's name is always damage, never a new store."""
+    store_health.check_file(db)
+    if not db.exists():
+        _create(db)
+    store_health.opened(db)
+    conn = sqlite3.connect(db, timeout=30, isolation_level=None)
+    with store_health.checked(db, conn):
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        migrate(conn)
+        store_health.check_connection(db, conn, migrated=True)
+    return conn
+
+
+def _create(db: Path):
+    tmp = db.with_name(f".{db.name}.new-{os.getpid()}")
+    tmp.unlink(missing_ok=True)
+    with closing(sqlite3.connect(tmp, isolation_level=None)) as conn:
+        conn.execute("PRAGMA journal_mode=WAL")
+        migrate(conn)
+    try:
+        os.link(tmp, db)  # fails if another process made the store meanwhile: theirs stands
+    except FileExistsError:
+        pass
+    except OSError:  # a file system without hard links
+        if not db.exists():
+            os.replace(tmp, db)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def _read_only(db: Path) -> sqlite3.Connection:
     """A run's store opened so that reading it writes nothing. With no write-ahead log on disk
     no writer is active and the file is read as immutable (SQLite then creates no -shm file);
@@ -291,9 +343,22 @@ def copy_store(run_dir, target_dir):
     """Copy a run's store, as one consistent snapshot, into `target_dir` (`cai plan` works on
     the copy); writes nothing in `run_dir`, and nothing at all if it has no store."""
     db = Path(run_dir) / DB_NAME
-    if db.exists():
-        with closing(_read_only(db)) as src, closing(sqlite3.connect(Path(target_dir) / DB_NAME)) as dst:
-            src.backup(dst)
+    if db.exists() or db.is_symlink():
+        with closing(_open_read_only(db)) as src, \
+                closing(sqlite3.connect(Path(target_dir) / DB_NAME)) as dst:
+            try:
+                src.backup(dst)
+            except sqlite3.DatabaseError as exc:
+                raise store_health.damaged(db, store_health.describe(exc)) from None
+
+
+def _open_read_only(db: Path) -> sqlite3.Connection:
+    store_health.check_file(db)
+    store_health.opened(db)
+    conn = _read_only(db)
+    with store_health.checked(db, conn):
+        store_health.check_connection(db, conn, migrated=False)
+    return conn
 
 
 class ReadOnlyStore(Store):
@@ -302,8 +367,8 @@ class ReadOnlyStore(Store):
 
     def __init__(self, run_dir):
         self.run_dir = Path(run_dir)
-        self._lock_file, self.run_id = None, None
-        self.db = _read_only(self.run_dir / DB_NAME)
+        self._lock_file, self.run_id, self.db = None, None, None
+        self.db = _open_read_only(self.run_dir / DB_NAME)
 
 
 def is_main_process() -> bool:

@@ -71,3 +71,39 @@ def small_config(run_dir, policy="fake:policy", judge="fake:judge", **sections):
                  "train_rm.max_length=512", "train_policy.max_length=256"]
     overrides += [f"{k}={v}" for k, v in sections.items()]
     return load_config(None, overrides)
+
+
+FAKE_ARGS = ["--set", "models.policy=fake:policy", "--set", "models.judge=fake:judge",
+             "--set", f"constitution={ROOT / 'principles.yaml'}", "--set", "prompts.limit=6",
+             "--set", "calibration.heldout=6", "--set", "calibration.limit=10"]
+
+
+def cai(run_dir, *args) -> tuple[int, str, str]:
+    """`cai ARGS --run-dir run_dir` (fake models, a few prompts) in this process, as a user
+    runs it, error handling included: (exit code, stdout, stderr)."""
+    import io
+    from contextlib import redirect_stderr, redirect_stdout
+
+    from pipeline.cli import main
+    out, err, argv = io.StringIO(), io.StringIO(), sys.argv
+    sys.argv = ["cai", *args, "--run-dir", str(run_dir), *FAKE_ARGS]
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            main()
+        code = 0
+    except SystemExit as exc:
+        code = exc.code or 0
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def small_store(tmp_path_factory):
+    """A real small run store: the data stages up to pairs with the fake backends."""
+    run = tmp_path_factory.mktemp("store") / "run"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setitem(backends.BACKENDS, "fake", lambda model, config: FakeBackend(model))
+        code, _, err = cai(run, "run", "--to", "pairs")
+    assert code == 0, err
+    return run

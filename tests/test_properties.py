@@ -2,6 +2,7 @@
 calibration row give a valid object or cai's own error; nothing else escapes."""
 
 import json
+import shutil
 
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -10,7 +11,7 @@ from constitution import Constitution, ConstitutionError, load_constitution
 from pipeline.config import RunConfig, load_config
 from pipeline.errors import ConfigError, DataError
 from pipeline.sources import BadRows, load_human_pairs, load_prompts
-from conftest import ROOT
+from conftest import ROOT, cai
 
 DEFAULT = (ROOT / "principles.yaml").read_bytes()
 SETTINGS = settings(max_examples=150, deadline=None,
@@ -100,3 +101,27 @@ def test_any_calibration_row(tmp_path_factory, line, skip):
         assert all(p["chosen"] != p["rejected"] for p in pairs)
     except DataError as exc:
         assert "\n" not in str(exc)
+
+
+STORE_READERS = [["history"], ["diff"], ["check"], ["review", "stats"], ["plan"], ["store", "check"]]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+@given(cut=st.one_of(st.none(), st.floats(0, 1)), at=st.floats(0, 1),
+       garbage=st.binary(min_size=1, max_size=600))
+def test_any_damage_to_a_real_store(small_store, tmp_path_factory, fake_backend, cut, at, garbage):
+    """A real small store cut short, or with bytes overwritten anywhere: every command that
+    reads it answers or says in one line what is wrong, never a traceback."""
+    run = tmp_path_factory.mktemp("damaged") / "run"
+    shutil.copytree(small_store, run)
+    db = run / "cai.sqlite"
+    data = db.read_bytes()
+    if cut is not None:
+        data = data[:int(len(data) * cut)]
+    else:
+        i = int(len(data) * at)
+        data = data[:i] + garbage + data[i + len(garbage):]
+    db.write_bytes(data)
+    for args in STORE_READERS:
+        code, _, err = cai(run, *args)
+        assert "Traceback" not in err and err.count("\n") == (code not in (0, 1)), (args, err)

@@ -1,0 +1,134 @@
+"""Store health: a damaged run store ends in one line that names the file, what is wrong and
+what to do, never in a traceback and never in a silent fresh start.
+
+Every open checks the file before SQLite reads it (a regular file, not empty, a SQLite header,
+as long as its header says it is) and the open connection after (`PRAGMA quick_check` up to
+QUICK_CHECK_MAX, the schema this cai knows). `cai store check` runs the full integrity check;
+`cai store repair` (`pipeline.store_repair`) salvages what can be read into a fresh store.
+"""
+
+import sqlite3
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import StoreDamaged
+
+HEADER = b"SQLite format 3\x00"
+# quick_check reads every page: ~10 ms per MB here, so it runs at every open up to this size
+# (about half a second); bigger stores get the cheap checks at open and the full one on demand.
+QUICK_CHECK_MAX = 64 << 20
+TABLES = ("calls", "records", "manifests", "artifacts", "runs", "review_items", "review_labels")
+
+# The last store opened: a damage SQLite only finds later, mid-query, is reported with its file.
+_last_opened: list[Path] = []
+
+
+def opened(db: Path):
+    _last_opened[:] = [Path(db)]
+
+
+def last_opened() -> Path | None:
+    return _last_opened[0] if _last_opened else None
+
+
+def damaged(db, what: str) -> StoreDamaged:
+    run_dir, what = Path(db).parent, " ".join(what.split())
+    return StoreDamaged(f"{db}: the run store is damaged ({what}); `cai store check --run-dir "
+                        f"{run_dir}` says what is readable, `cai store repair --run-dir {run_dir}` "
+                        "salvages it into a fresh store and keeps the damaged file beside it")
+
+
+def findings(result: list[str], most: int) -> str:
+    """SQLite's check results (rows of several lines each) as a part of one line."""
+    found = [m for row in result for m in row.splitlines() if not m.startswith("***")]
+    return "; ".join(found[:most]) + (f" (and {len(found) - most} more)" if len(found) > most else "")
+
+
+def file_problem(db: Path) -> str | None:
+    """What is wrong with the store file as a file, without SQLite; None if nothing is (or it
+    does not exist yet)."""
+    if not db.exists() and not db.is_symlink():
+        return None
+    if not db.is_file():
+        return "it is not a regular file" if db.exists() else "it is a dangling link"
+    size = db.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes)"
+    with open(db, "rb") as f:
+        head = f.read(100)
+    if len(head) < 100 or not head.startswith(HEADER):
+        return "it is not a SQLite database: its header is wrong"
+    page = int.from_bytes(head[16:18], "big")
+    page = 65536 if page == 1 else page
+    if page < 512 or page & (page - 1):
+        return f"its header names an impossible page size ({page})"
+    pages, counter, valid_for = (int.from_bytes(head[i:i + 4], "big") for i in (28, 24, 92))
+    wal = db.with_name(db.name + "-wal")
+    # With a write-ahead log holding frames, a checkpoint cut short may have written a header
+    # ahead of the pages; the log replays them, so the size is only judged without one.
+    no_log = not wal.exists() or wal.stat().st_size == 0
+    if no_log and counter == valid_for and pages and size < pages * page:
+        return f"it is cut short: {size:,} bytes of the {pages * page:,} its header names"
+    if no_log and size % page:
+        return f"it ends inside a page ({size:,} bytes, pages of {page:,})"
+    return None
+
+
+def check_file(db: Path):
+    problem = file_problem(db)
+    if problem:
+        raise damaged(db, problem)
+
+
+def check_connection(db: Path, conn: sqlite3.Connection, *, migrated: bool):
+    """The open store's pages (quick_check where cheap) and schema; raises StoreDamaged."""
+    if db.stat().st_size <= QUICK_CHECK_MAX:
+        result = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
+        if result != ["ok"]:
+            raise damaged(db, "SQLite's check: " + findings(result, 2))
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    missing = [t for t in TABLES if t not in tables]
+    if missing:
+        what = "the tables of a cai store" if len(missing) == len(TABLES) else \
+            f"table{'s' * (len(missing) > 1)} {', '.join(missing)}"
+        raise damaged(db, f"it lacks {what}")
+    if migrated:
+        return
+    from .migrations import MIGRATIONS, _applied
+    behind = [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in _applied(conn)]
+    if behind:
+        raise StoreDamaged(f"{db}: the run store was made by an older cai and is not yet "
+                           f"up to date ({', '.join(behind)}); any `cai` stage or `cai store "
+                           "repair` updates it")
+
+
+@contextmanager
+def checked(db: Path, conn: sqlite3.Connection):
+    """Opening `conn` on `db`: damage found is one line, and the connection is closed."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        if not is_damage(exc):
+            raise
+        raise damaged(db, describe(exc)) from None
+    except BaseException:
+        conn.close()
+        raise
+
+
+def newer_schema(conn: sqlite3.Connection) -> list[str]:
+    """Migrations a newer cai applied that this one does not know."""
+    from .migrations import MIGRATIONS, _applied
+    return sorted(_applied(conn) - {fn.__name__ for fn in MIGRATIONS})
+
+
+def describe(exc: sqlite3.Error) -> str:
+    return f"SQLite: {exc}"
+
+
+def is_damage(exc: sqlite3.Error) -> bool:
+    """A read that failed because the file is damaged, not because it is busy or the disk full."""
+    text = str(exc).lower()
+    busy = ("locked", "busy", "full", "readonly", "read-only", "interrupted")
+    return isinstance(exc, sqlite3.DatabaseError) and not any(word in text for word in busy)
