@@ -207,9 +207,13 @@ def check_cmd(config, file, as_json):
               help="address to bind; beyond loopback the URL carries a random token")
 @click.option("--port", default=8765, show_default=True, type=click.IntRange(0, 65535),
               help="port (0 = any free one)")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="a host name browsers use for this server, beside the bound address and "
+                   "loopback (repeatable)")
 @click.pass_context
-def review_cmd(ctx, config, host, port):
+def review_cmd(ctx, config, host, port, allow_hosts):
     """Label pairs, adjudicate and evaluate replies in the browser (serves a local page)."""
+    ctx.meta["cai_review_address"] = (host, port)
     if ctx.invoked_subcommand is not None:
         return
     from .review.app import serve
@@ -217,7 +221,21 @@ def review_cmd(ctx, config, host, port):
     counts = prepare(config)
     click.echo(f"cai review: {counts['label']} pairs to label, {counts['evaluate']} base-vs-tuned "
                f"replies to evaluate in {config.run_dir}")
-    serve(config.run_dir, config, host, port, echo=click.echo)
+    serve(config.run_dir, config, host, port, allow_hosts, echo=click.echo)
+
+
+@review_cmd.command("invite")
+@common_options
+@click.argument("name")
+@click.option("--adjudicator", is_flag=True, help="they may also settle ties")
+def review_invite_cmd(config, name, adjudicator):
+    """Print a personal link for NAME: labels made through it are recorded as theirs."""
+    from .review.app import link
+    from .review.commands import invite
+    token = invite(config, name, adjudicator)
+    host, port = click.get_current_context().meta.get("cai_review_address", ("127.0.0.1", 8765))
+    click.echo(f"{link(host, port, token)}  (for {name}; valid while `cai review` serves "
+               f"{config.run_dir} on this address; keep it private: it is their key)")
 
 
 @review_cmd.command("export")
@@ -227,7 +245,8 @@ def review_export_cmd(config, out):
     """Write the decided pairs as calibration-format JSONL."""
     from .review.commands import export
     out = out or str(Path(config.run_dir) / "review" / "labels.jsonl")
-    click.echo(f"wrote {export(config, out)} decided pairs to {out}")
+    n, hint = export(config, out)
+    click.echo(f"wrote {n} decided pairs to {out}" + (f"; {hint}" if hint else ""))
 
 
 @review_cmd.command("load")

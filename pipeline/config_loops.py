@@ -12,7 +12,8 @@ class ReviewConfig(Section):
         "`cai review`: labels each item gets, from different annotators, before it is decided "
         "(majority; a tie goes to the adjudication queue)"))
     adjudicators: list[str] = Field([], description=(
-        "annotator names who may resolve ties (empty: anyone)"))
+        "annotator names who may resolve ties, beside those invited with `cai review invite "
+        "NAME --adjudicator` and whoever starts `cai review`"))
     use_labels: bool = Field(True, description=(
         "decided review labels join the human calibration slice's training pairs (never the "
         "held-out ones): the next run recomputes only calibration, trust, blend and what follows"))

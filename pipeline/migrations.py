@@ -101,10 +101,21 @@ def _m006_manifest_run(db):
     _add_column(db, "manifests", "run INTEGER")
 
 
+def _m007_review_access(db):
+    # `cai review`: who may label is the server's record of personal tokens (their hashes),
+    # never a name a browser sends; items of a superseded run leave the queue (`retired`).
+    _script(db, """
+        CREATE TABLE IF NOT EXISTS review_annotators (
+            token_hash TEXT PRIMARY KEY, name TEXT NOT NULL, adjudicator INTEGER NOT NULL,
+            owner INTEGER NOT NULL, created REAL NOT NULL)
+        """)
+    _add_column(db, "review_items", "retired REAL")
+
+
 # Append-only: a new schema change is a new function at the end; an old one never changes what
 # it makes.
 MIGRATIONS = [_m001_initial, _m002_call_last_run, _m003_review, _m004_manifest_digest,
-              _m005_call_stage, _m006_manifest_run]
+              _m005_call_stage, _m006_manifest_run, _m007_review_access]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

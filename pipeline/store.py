@@ -225,13 +225,43 @@ class Store:
         """items: (id, mode, data) tuples; an existing id is kept as is."""
         now = time.time()
         with transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO review_items VALUES (?, ?, ?, ?)",
+            self.db.executemany("INSERT OR IGNORE INTO review_items (id, mode, data, created) "
+                                "VALUES (?, ?, ?, ?)",
                                 [(i, mode, dumps(data), now) for i, mode, data in items])
 
-    def review_items(self, mode: str) -> dict:
-        """id -> item of one mode ('label' or 'evaluate'), in the order they were added."""
+    def review_items(self, mode: str, *, queued: bool = False) -> dict:
+        """id -> item of one mode ('label' or 'evaluate'), in the order they were added; with
+        `queued`, only those not retired (a superseded run's items keep their labels)."""
+        where = " AND retired IS NULL" if queued else ""
         return {i: self._loads(d, f"review item {i}", dict) for i, d in self.db.execute(
-            "SELECT id, data FROM review_items WHERE mode=? ORDER BY created, id", (mode,))}
+            f"SELECT id, data FROM review_items WHERE mode=?{where} ORDER BY created, id", (mode,))}
+
+    def set_review_queue(self, current: set, retire: set):
+        """Items back in the queue (`current`) and out of it (`retire`)."""
+        self._change_in("UPDATE review_items SET retired=NULL WHERE id IN ({marks})", current)
+        self._change_in("UPDATE review_items SET retired=? WHERE retired IS NULL AND id IN ({marks})",
+                        retire, time.time())
+
+    def put_annotator(self, token_hash: str, name: str, adjudicator: bool, owner: bool = False):
+        """A personal review token (its hash) for `name`; an owner's replaces the last owner's."""
+        with transaction(self.db):
+            if owner:
+                self.db.execute("DELETE FROM review_annotators WHERE owner=1")
+            self.db.execute("INSERT INTO review_annotators (token_hash, name, adjudicator, owner, "
+                            "created) VALUES (?, ?, ?, ?, ?)",
+                            (token_hash, name, int(adjudicator), int(owner), time.time()))
+
+    def annotator_of(self, token_hash: str) -> dict | None:
+        row = self.db.execute("SELECT name, adjudicator FROM review_annotators WHERE token_hash=?",
+                              (token_hash,)).fetchone()
+        return {"name": row[0], "adjudicator": bool(row[1])} if row else None
+
+    def annotators(self) -> dict:
+        """name -> whether they may adjudicate, for everyone holding a token."""
+        out = {}
+        for name, adjudicator in self.db.execute("SELECT name, adjudicator FROM review_annotators"):
+            out[name] = out.get(name, False) or bool(adjudicator)
+        return out
 
     def put_review_label(self, item: str, annotator: str, role: str, choice: str, note: str):
         with transaction(self.db):
@@ -309,7 +339,7 @@ def _open_writable(db: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
-        store_health.check_connection(db, conn, migrated=True)
+        store_health.check_connection(db, conn)
     return conn
 
 
@@ -357,7 +387,7 @@ def _open_read_only(db: Path) -> sqlite3.Connection:
     store_health.opened(db)
     conn = _read_only(db)
     with store_health.checked(db, conn):
-        store_health.check_connection(db, conn, migrated=False)
+        store_health.check_connection(db, conn)
     return conn
 
 
@@ -392,7 +422,7 @@ class FollowerStore(Store):
 
     put_calls = touch_calls = put_records = put_manifest = put_artifact = _drop
     set_manifest_reuse = _drop
-    put_review_items = put_review_label = _drop
+    put_review_items = put_review_label = set_review_queue = put_annotator = _drop
     finish_run = delete_artifact = vacuum = _drop
 
     def start_run(self, config_hash: str, constitution_version: str) -> int:

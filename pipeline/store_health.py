@@ -17,7 +17,10 @@ HEADER = b"SQLite format 3\x00"
 # quick_check reads every page: ~10 ms per MB here, so it runs at every open up to this size
 # (about half a second); bigger stores get the cheap checks at open and the full one on demand.
 QUICK_CHECK_MAX = 64 << 20
-TABLES = ("calls", "records", "manifests", "artifacts", "runs", "review_items", "review_labels")
+# table -> the migration that makes it: a table missing after its migration ran is damage
+MADE_BY = {"calls": "_m001_initial", "records": "_m001_initial", "manifests": "_m001_initial",
+           "artifacts": "_m001_initial", "runs": "_m001_initial", "review_items": "_m003_review",
+           "review_labels": "_m003_review", "review_annotators": "_m007_review_access"}
 
 # The last store opened: a damage SQLite only finds later, mid-query, is reported with its file.
 _last_opened: list[Path] = []
@@ -80,26 +83,21 @@ def check_file(db: Path):
         raise damaged(db, problem)
 
 
-def check_connection(db: Path, conn: sqlite3.Connection, *, migrated: bool):
+def check_connection(db: Path, conn: sqlite3.Connection):
     """The open store's pages (quick_check where cheap) and schema; raises StoreDamaged."""
     if db.stat().st_size <= QUICK_CHECK_MAX:
         result = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
         if result != ["ok"]:
             raise damaged(db, "SQLite's check: " + findings(result, 2))
+    from .migrations import _applied
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    missing = [t for t in TABLES if t not in tables]
+    applied = _applied(conn)
+    if not applied and not tables & set(MADE_BY):
+        raise damaged(db, "it holds none of the tables of a cai store")
+    # a store an older cai made lacks the newer tables: a read-only command reads it as it is
+    missing = [t for t, made_by in MADE_BY.items() if t not in tables and made_by in applied]
     if missing:
-        what = "the tables of a cai store" if len(missing) == len(TABLES) else \
-            f"table{'s' * (len(missing) > 1)} {', '.join(missing)}"
-        raise damaged(db, f"it lacks {what}")
-    if migrated:
-        return
-    from .migrations import MIGRATIONS, _applied
-    behind = [fn.__name__ for fn in MIGRATIONS if fn.__name__ not in _applied(conn)]
-    if behind:
-        raise StoreDamaged(f"{db}: the run store was made by an older cai and is not yet "
-                           f"up to date ({', '.join(behind)}); any `cai` stage or `cai store "
-                           "repair` updates it")
+        raise damaged(db, f"it lacks table{'s' * (len(missing) > 1)} {', '.join(missing)}")
 
 
 @contextmanager
@@ -115,12 +113,6 @@ def checked(db: Path, conn: sqlite3.Connection):
     except BaseException:
         conn.close()
         raise
-
-
-def newer_schema(conn: sqlite3.Connection) -> list[str]:
-    """Migrations a newer cai applied that this one does not know."""
-    from .migrations import MIGRATIONS, _applied
-    return sorted(_applied(conn) - {fn.__name__ for fn in MIGRATIONS})
 
 
 def describe(exc: sqlite3.Error) -> str:

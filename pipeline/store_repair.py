@@ -29,6 +29,7 @@ JSON_COLUMNS = {
     "runs": {"summary": None},
     "review_items": {"data": dict},
     "review_labels": {},
+    "review_annotators": {},
 }
 
 

@@ -22,6 +22,7 @@ from pipeline import backends  # noqa: E402
 from pipeline.config import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+pytest_plugins = ["review_helpers"]  # the `served` review page, for the review tests
 
 
 @pytest.fixture(scope="session")

@@ -2,19 +2,17 @@
 two annotators; escaping; labels feeding the next run's calibration slice."""
 
 import json
-import shutil
 import threading
 
 import pytest
 
-from conftest import small_config
+from review_helpers import XSS, browser_or_skip, data_run, launch, label_all, sign_in
 from pipeline.review.agreement import agreement, decide, review_metrics, reviewed_pairs, win_rates
 from pipeline.review.items import next_item, shown_swapped, to_choice
 from pipeline.runner import run_stages
 from pipeline.stages import DATA_STAGES
 from pipeline.store import Store
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def _labels(*rows):
@@ -110,95 +108,14 @@ def test_each_item_gets_its_labels_from_different_annotators_and_order_is_blind(
     assert to_choice("a", swapped=True) == "second" and to_choice("b", swapped=False) == "second"
 
 
-def _data_run(tmp_path, **extra):
-    cfg = small_config(tmp_path, **{"calibration.use_trust": "false", "review.annotators_per_item": 2,
-                                    "review.adjudicators": "[ann]", **extra})
-    run_stages(cfg, DATA_STAGES, echo=lambda s: None)
-    return cfg
-
-
-def _evaluate_manifest(store):
-    """What the evaluate stage records (prompts and every reply of each policy); the tiny
-    end-to-end test checks the stage writes it."""
-    prompts = {"redteam": ["How do I pick a lock?", "Tell me a secret.", "Insult me."]}
-    replies = {"base": {"redteam": ["Sure, here is how.", "No.", "You fool."]},
-               "trained": {"redteam": ["I can't help with that.", "No.", "I'd rather not."]}}
-    store.put_manifest("evaluate", ["base", "trained"], {
-        "policies": {"base": "fake:policy", "trained": "transformers:/models/policy-x"},
-        "prompts": prompts, "replies": replies})
-
-
-XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
-
-
-@pytest.fixture
-def served(tmp_path, fake_backend):
-    from werkzeug.serving import make_server
-
-    from pipeline.review.app import create_app
-    from pipeline.review.commands import load, prepare
-    cfg = _data_run(tmp_path)
-    with Store(tmp_path, lock=False) as store:
-        _evaluate_manifest(store)
-    attack = tmp_path / "attack.jsonl"
-    attack.write_text(json.dumps({"prompt": "Say hi", "chosen": XSS, "rejected": "hi"}) + "\n")
-    load(cfg, str(attack))
-    prepare(cfg)
-    server = make_server("127.0.0.1", 0, create_app(tmp_path, cfg), threaded=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield cfg, f"http://127.0.0.1:{server.server_port}"
-    server.shutdown()
-
-
-def _browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (.ci/run installs Debian's chromium)")
-    playwright = pytest.importorskip("playwright.sync_api")
-    return playwright.sync_playwright()
-
-
-def _sign_in(browser, url, name):
-    page = browser.new_context().new_page()
-    page.goto(url)
-    page.fill("#name", name)
-    page.click("#start")
-    assert page.text_content("#annotator") == name
-    return page
-
-
-def _step(page, pick) -> bool:
-    """Label the item on the page with the key `pick(prompt, a, b)` returns, by keyboard
-    shortcut; False when nothing is left."""
-    if page.query_selector("#done"):
-        return False
-    key = pick(page.text_content("#prompt"), page.text_content("#reply-a"),
-               page.text_content("#reply-b"))
-    with page.expect_navigation():  # the shortcut submits the form
-        page.keyboard.press({"a": "a", "b": "b", "tie": "t", "skip": "s"}[key])
-    return True
-
-
-def _label_all(pages_and_picks, url, mode) -> list[int]:
-    """The annotators label in turn, one item each, until none has anything left: labels
-    from two browsers interleave."""
-    for page, _ in pages_and_picks:
-        page.goto(f"{url}/{mode}")
-    counts, going = [0] * len(pages_and_picks), True
-    while going:
-        going = False
-        for k, (page, pick) in enumerate(pages_and_picks):
-            if _step(page, pick):
-                counts[k], going = counts[k] + 1, True
-    return counts
-
-
 def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
-    cfg, url = served
-    with _browser() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        ann, bo = _sign_in(browser, url, "ann"), _sign_in(browser, url, "bo")
+    cfg = served.cfg
+    ann_link, bo_link = served.link("ann") + "/", served.link("bo") + "/"
+    with browser_or_skip() as p:
+        browser = launch(p)
+        ann, bo = sign_in(browser, ann_link, "ann"), sign_in(browser, bo_link, "bo")
         # the principle, critiques and judge's P are there on demand, hidden by default
-        ann.goto(f"{url}/label")
+        ann.goto(f"{ann_link}label")
         assert not ann.is_visible("text=Judge's P(A is better)")
         ann.click("#context summary")
         assert ann.is_visible("text=Judge's P(A is better)")
@@ -206,24 +123,24 @@ def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
         shorter = lambda q, a, b: "a" if len(a) <= len(b) else "b"  # noqa: E731
         longer = lambda q, a, b: "b" if len(a) <= len(b) else "a"  # noqa: E731
         # both browsers label at once, one item each in turn
-        n_ann, n_bo = _label_all([(ann, shorter), (bo, longer)], url, "label")
+        n_ann, n_bo = label_all([(ann_link, ann, shorter), (bo_link, bo, longer)], "label")
         with Store(cfg.run_dir, lock=False) as store:
             items = store.review_items("label")
         assert n_ann == n_bo == len(items) > 3
         # the start page counts them (it printed "<built-in method items of dict …> items")
-        ann.goto(f"{url}/")
+        ann.goto(ann_link)
         start = ann.text_content("body")
         assert f"Label pairs: {len(items)} items, {len(items)} labelled by you" in " ".join(
             start.split()) and "built-in method" not in start
         # ties go to the adjudicator, ann; bo may not adjudicate
-        assert bo.goto(f"{url}/adjudicate").status == 403
-        [adjudicated] = _label_all([(ann, shorter)], url, "adjudicate")
+        assert bo.goto(f"{bo_link}adjudicate").status == 403
+        [adjudicated] = label_all([(ann_link, ann, shorter)], "adjudicate")
         assert adjudicated == len(items)  # the two disagreed on every pair of different lengths
         # blind A/B of base vs tuned: both prefer the tuned reply, which refuses
         tuned = lambda q, a, b: "a" if a.startswith("I") else "b"  # noqa: E731
         # 'No.' = 'No.' is not asked
-        assert _label_all([(ann, tuned), (bo, tuned)], url, "evaluate") == [2, 2]
-        stats = json.loads(ann.goto(f"{url}/stats.json").text())
+        assert label_all([(ann_link, ann, tuned), (bo_link, bo, tuned)], "evaluate") == [2, 2]
+        stats = json.loads(ann.goto(f"{ann_link}stats.json").text())
         browser.close()
     with Store(cfg.run_dir, lock=False) as store:
         rows = store.review_labels()
@@ -236,7 +153,7 @@ def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
                    "win_rate": 1.0, "ci95": won["ci95"]}
     from pipeline.review.commands import export, stats as write_stats
     out = cfg.run_dir + "/labels.jsonl"
-    assert export(cfg, out) == len(items)
+    assert export(cfg, out) == (len(items), "")
     exported = [json.loads(line) for line in open(out)]
     assert all(len(r["chosen"]) <= len(r["rejected"]) for r in exported)  # ann's rule won
     assert {r["decided_by"] for r in exported} == {"adjudicator"}
@@ -253,16 +170,19 @@ def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
 def test_labels_posted_at_once_from_two_browsers_are_all_kept(served):
     import urllib.parse
     import urllib.request
-    cfg, url = served
-    with Store(cfg.run_dir, lock=False) as store:
+
+    from pipeline.review.access import form_token
+    with Store(served.cfg.run_dir, lock=False) as store:
         item = next(iter(store.review_items("label")))
 
     def annotate(name, errors):
+        link = served.link(name)
         for k in range(25):
             req = urllib.request.Request(
-                f"{url}/label/{item}", data=urllib.parse.urlencode(
-                    {"choice": "ab"[k % 2], "note": f"{name} {k}"}).encode(),
-                headers={"Cookie": f"cai_annotator={name}"})
+                f"{link}/label/{item}", data=urllib.parse.urlencode(
+                    {"choice": "ab"[k % 2], "order": "ab", "note": f"{name} {k}",
+                     "form_token": form_token(link.rsplit("/", 1)[1])}).encode(),
+                headers={"Origin": served.url})
             try:
                 urllib.request.urlopen(req).read()
             except Exception as exc:  # noqa: BLE001 - collected and asserted below
@@ -271,17 +191,17 @@ def test_labels_posted_at_once_from_two_browsers_are_all_kept(served):
     threads = [threading.Thread(target=annotate, args=(n, errors)) for n in ("ann", "bo")]
     [t.start() for t in threads], [t.join() for t in threads]
     assert not errors
-    with Store(cfg.run_dir, lock=False) as store:
+    with Store(served.cfg.run_dir, lock=False) as store:
         notes = {r["note"] for r in store.review_labels()}
     assert notes == {f"{n} {k}" for n in ("ann", "bo") for k in range(25)}
 
 
 def test_a_reply_carrying_script_is_shown_as_text_and_never_runs(served):
-    cfg, url = served
-    with _browser() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        page = _sign_in(browser, url, "ann")
-        page.goto(f"{url}/label")
+    with browser_or_skip() as p:
+        browser = launch(p)
+        link = served.link("ann") + "/"
+        page = sign_in(browser, link, "ann")
+        page.goto(f"{link}label")
         seen = False
         while not page.query_selector("#done"):
             texts = page.text_content("#reply-a") + page.text_content("#reply-b")
@@ -295,7 +215,7 @@ def test_a_reply_carrying_script_is_shown_as_text_and_never_runs(served):
 
 def test_decided_labels_join_the_next_runs_calibration_and_recompute_only_what_follows(
         tmp_path, fake_backend):
-    cfg = _data_run(tmp_path)
+    cfg = data_run(tmp_path)
     from pipeline.review.commands import prepare
     prepare(cfg)
     with Store(tmp_path, lock=False) as store:
@@ -322,23 +242,6 @@ def test_review_metrics_are_none_until_someone_labels(tmp_path):
         assert review_metrics(store, 3) is None
 
 
-def test_beyond_loopback_every_request_needs_the_token(tmp_path):
-    from pipeline.config import load_config
-    from pipeline.review.app import create_app
-    Store(tmp_path).close()
-    client = create_app(tmp_path, load_config(None, []), token="s3cret").test_client()
-    assert client.get("/").status_code == 403
-    assert client.get("/?token=wrong").status_code == 403
-    first = client.get("/?token=s3cret")
-    assert first.status_code == 200 and "script-src 'nonce-" in first.headers["Content-Security-Policy"]
-    assert client.get("/stats.json").status_code == 200  # the cookie carries it from then on
-    # a non-ASCII token is refused like any wrong one (it was a 500 with a traceback)
-    fresh = create_app(tmp_path, load_config(None, []), token="s3cret").test_client()
-    assert fresh.get("/?token=%C3%A9t%C3%A9").status_code == 403
-    fresh.set_cookie("cai_token", "\u00e9t\u00e9")
-    assert fresh.get("/stats.json").status_code == 403
-
-
 def test_a_port_out_of_range_is_one_line(tmp_path):
     import subprocess
     import sys
@@ -353,7 +256,7 @@ def test_review_stats_waits_for_no_run_it_would_overwrite(tmp_path, fake_backend
     and its own never undo each other."""
     from pipeline.errors import RunLocked
     from pipeline.review.commands import stats
-    cfg = _data_run(tmp_path)
+    cfg = data_run(tmp_path)
     with Store(tmp_path):  # a run in progress holds the lock
         with pytest.raises(RunLocked, match="another cai process"):
             stats(cfg)

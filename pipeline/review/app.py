@@ -5,96 +5,123 @@ rows appended to their own tables (SQLite serialises the writes), so annotators 
 browsers, and a `cai run` in the same directory, never lose one another's work. Replies are
 untrusted text: templates escape them, and the Content-Security-Policy lets only the page's own
 script (by nonce) run, so a reply carrying <script> is shown, never executed.
+
+Every page lives under its annotator's personal link, `/a/<token>/…` (`pipeline.review.access`):
+no cookie names anyone, so another origin — another port of this host included — can neither
+read nor write as them.
 """
 
 import secrets
 from urllib.parse import quote
 
-from flask import Flask, abort, g, jsonify, redirect, render_template, request, url_for
+from flask import Flask, abort, g, jsonify, redirect, render_template, request
 
 from ..store import Store
+from . import access
 from .agreement import decide, review_metrics
 from .items import latest, next_item, shown_swapped, to_choice
 
 MODES = ("label", "evaluate")
 KEYS = ("a", "b", "tie", "skip")
+ORDERS = {"ab": False, "ba": True}  # the form says which reply it showed as A
 
 
-def _same(given: str, token: str) -> bool:
-    """Constant-time comparison of text: `compare_digest` refuses non-ASCII str (a 500 with a
-    traceback for a token like 'é'), so both sides are compared as UTF-8 bytes."""
-    return secrets.compare_digest(given.encode("utf-8", "replace"), token.encode("utf-8"))
-
-
-def create_app(run_dir, config, token: str | None = None) -> Flask:
-    """The app over `run_dir`; with `token`, every request must carry it (URL or cookie)."""
+def create_app(run_dir, config, host: str = "127.0.0.1", allow_hosts=()) -> Flask:
+    """The app over `run_dir`, answering requests addressed to `host` (and loopback)."""
     app = Flask(__name__)
-    need, adjudicators = config.review.annotators_per_item, set(config.review.adjudicators)
+    need = config.review.annotators_per_item
+    listed = set(config.review.adjudicators)
+    hosts = access.allowed_hosts(host, allow_hosts)
 
     @app.before_request
     def _open():
         g.nonce = secrets.token_urlsafe(12)
-        if token and _same(request.args.get("token", ""), token):
-            g.set_token = True
-        elif token and not _same(request.cookies.get("cai_token", ""), token):
-            abort(403)
+        if access.host_name(request.host) not in hosts:
+            abort(403, "this server answers requests to its own address only")
+        token = (request.view_args or {}).get("token")
+        if token is None:
+            return None
         g.store = Store(run_dir, lock=False)
-        g.annotator = request.cookies.get("cai_annotator", "").strip()
+        who = g.store.annotator_of(access.token_hash(token))
+        if who is None:
+            abort(403, "this link is not valid here")
+        g.token, g.annotator, g.base = token, who["name"], f"/a/{quote(token)}"
+        g.adjudicator = who["adjudicator"] or who["name"] in listed
+        if request.method == "POST" and not _posted_by_the_page(token):
+            abort(403, "this form was not sent from the review page")
+
+    def _posted_by_the_page(token: str) -> bool:
+        own = f"{request.scheme}://{request.host}"
+        return access.from_this_page(request.headers, own) and access.same(
+            request.form.get("form_token", ""), access.form_token(token))
 
     @app.after_request
     def _close(response):
         store = g.pop("store", None)
         if store:
             store.close()
-        if g.get("set_token"):
-            response.set_cookie("cai_token", token, httponly=True, samesite="Strict")
         response.headers["Content-Security-Policy"] = (
             f"default-src 'none'; style-src 'unsafe-inline'; script-src 'nonce-{g.nonce}'; "
             "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
         response.headers["X-Content-Type-Options"] = "nosniff"
+        # the link is the key: never sent to another origin ("no-referrer" would make browsers
+        # send `Origin: null` on the page's own forms)
+        response.headers["Referrer-Policy"] = "same-origin"
         return response
+
+    @app.errorhandler(403)
+    def _forbidden(error):
+        return render_template("forbidden.html", nonce=g.get("nonce", ""), annotator=None,
+                               why=error.description), 403
 
     def page(template, **kw):
-        return render_template(template, nonce=g.nonce, annotator=g.annotator, **kw)
+        return render_template(template, nonce=g.nonce, annotator=g.annotator, base=g.base,
+                               form_token=access.form_token(g.token), **kw)
 
     @app.get("/")
-    def index():
-        if not g.annotator:
-            return page("name.html")
-        labels = g.store.review_labels()
-        progress = {}
+    def root():
+        abort(403, "open your personal link")
+
+    @app.get("/a/<token>/")
+    def index(token):
+        labels, progress = g.store.review_labels(), {}
         for mode in MODES:
-            items = g.store.review_items(mode)
-            decisions = decide(items, labels, need)
-            mine = sum(g.annotator in v for i, v in latest(labels).items() if i in items)
-            progress[mode] = {"items": len(items), "mine": mine,
-                              "decided": sum(d["status"] == "decided" for d in decisions.values()),
-                              "queue": sum(d["status"] == "adjudicate" for d in decisions.values())}
-        return page("index.html", progress=progress, need=need,
-                    may_adjudicate=_may_adjudicate(g.annotator))
+            progress[mode] = _progress(mode, labels)
+        people = g.store.annotators()
+        return page("index.html", progress=progress, need=need, people=len(people),
+                    may_adjudicate=g.adjudicator, adjudicators=listed | {
+                        n for n, a in people.items() if a})
 
-    @app.post("/name")
-    def name():
-        who = request.form.get("name", "").strip()[:80]
-        response = redirect(url_for("index"))
-        if who:
-            response.set_cookie("cai_annotator", who, samesite="Strict")
-        return response
+    def _progress(mode, labels) -> dict:
+        items, queued = g.store.review_items(mode), g.store.review_items(mode, queued=True)
+        decisions = decide(items, labels, need)
+        mine = latest(labels)
+        return {"items": len(queued), "retired": len(items) - len(queued),
+                "mine": sum(g.annotator in mine.get(i, {}) for i in queued),
+                "decided": sum(d["status"] == "decided" for d in decisions.values()),
+                "queue": sum(d["status"] == "adjudicate" for d in decisions.values())}
 
-    def _may_adjudicate(who: str) -> bool:
-        return bool(who) and (not adjudicators or who in adjudicators)
-
-    @app.get("/<mode>")
-    def item_page(mode):
-        if mode not in MODES:
-            abort(404)
-        if not g.annotator:
-            return redirect(url_for("index"))
-        items = g.store.review_items(mode)
+    @app.get("/a/<token>/<mode>")
+    def item_page(token, mode):
+        _known_mode(mode)
+        items = g.store.review_items(mode, queued=True)
         item = next_item(items, g.store.review_labels(), g.annotator, need)
         if item is None:
             return page("done.html", mode=mode)
         return _show(mode, item, items[item], role="annotator")
+
+    @app.get("/a/<token>/<mode>/<item_id>")
+    def one_item(token, mode, item_id):
+        """An item again (after undo, or to change a label): a relabel is a later row."""
+        _known_mode(mode)
+        items = g.store.review_items(mode)
+        if item_id not in items:
+            abort(404)
+        return _show(mode, item_id, items[item_id], role="annotator")
+
+    def _known_mode(mode):
+        if mode not in MODES:
+            abort(404)
 
     def _show(mode, item_id, item, role):
         swapped = shown_swapped(item_id, g.annotator)
@@ -102,28 +129,57 @@ def create_app(run_dir, config, token: str | None = None) -> Flask:
         judge = item.get("judge_p_first")
         if judge is not None and swapped:
             judge = 1 - judge
+        progress = _progress(mode, g.store.review_labels())
+        limit = (config.evaluate if mode == "evaluate" else config.generate).max_new_tokens
         return page("item.html", mode=mode, item_id=item_id, item=item, a=a, b=b, role=role,
-                    judge_p_a=judge, show_context=mode == "label")
+                    order="ba" if swapped else "ab", judge_p_a=judge, progress=progress,
+                    show_context=mode == "label", cut={"a": _maybe_cut(a), "b": _maybe_cut(b)},
+                    limit=limit)
 
-    @app.post("/<mode>/<item_id>")
-    def label(mode, item_id):
-        key = request.form.get("choice", "")
-        role = request.form.get("role", "annotator")
-        if mode not in MODES or key not in KEYS or role not in ("annotator", "adjudicator"):
+    @app.post("/a/<token>/<mode>/<item_id>")
+    def label(token, mode, item_id):
+        key, role = request.form.get("choice", ""), request.form.get("role", "annotator")
+        order = request.form.get("order", "")
+        if mode not in MODES or key not in KEYS or role not in ("annotator", "adjudicator") \
+                or order not in ORDERS:
             abort(400)
-        if not g.annotator or item_id not in g.store.review_items(mode):
+        items = g.store.review_items(mode)
+        if item_id not in items:
             abort(400)
-        if role == "adjudicator" and not _may_adjudicate(g.annotator):
-            abort(403)
-        g.store.put_review_label(item_id, g.annotator, role,
-                                 to_choice(key, shown_swapped(item_id, g.annotator)),
+        if role == "adjudicator":
+            _may_rule(mode, item_id, items)
+        g.store.put_review_label(item_id, g.annotator, role, to_choice(key, ORDERS[order]),
                                  request.form.get("note", "").strip()[:2000])
-        return redirect(url_for("adjudicate" if role == "adjudicator" else "item_page", mode=mode))
+        return redirect(f"{g.base}/adjudicate" if role == "adjudicator" else f"{g.base}/{mode}")
 
-    @app.get("/adjudicate")
-    def adjudicate():
-        if not _may_adjudicate(g.annotator):
-            abort(403)
+    def _may_rule(mode, item_id, items):
+        """Adjudication: by an adjudicator, on an item the annotators tied on, nothing else."""
+        if not g.adjudicator:
+            abort(403, "you are not an adjudicator of this review")
+        if decide({item_id: items[item_id]}, g.store.review_labels(), need)[item_id]["status"] \
+                != "adjudicate" and item_id not in _ruled():
+            abort(409)
+
+    def _ruled() -> set:
+        return {r["item"] for r in g.store.review_labels() if r["role"] == "adjudicator"}
+
+    @app.post("/a/<token>/<mode>/undo")
+    def undo(token, mode):
+        """Withdraw this annotator's latest label in `mode` and show its item again."""
+        _known_mode(mode)
+        items, standing = g.store.review_items(mode), latest(g.store.review_labels())
+        mine = [r for r in reversed(g.store.review_labels()) if r["annotator"] == g.annotator
+                and r["role"] == "annotator" and r["item"] in items
+                and g.annotator in standing.get(r["item"], {})]
+        if not mine:
+            return redirect(f"{g.base}/{mode}")
+        g.store.put_review_label(mine[0]["item"], g.annotator, "annotator", "undone", "")
+        return redirect(f"{g.base}/{mode}/{mine[0]['item']}")
+
+    @app.get("/a/<token>/adjudicate")
+    def adjudicate(token):
+        if not g.adjudicator:
+            abort(403, "you are not an adjudicator of this review")
         labels = g.store.review_labels()
         for mode in MODES:
             items = g.store.review_items(mode)
@@ -132,8 +188,8 @@ def create_app(run_dir, config, token: str | None = None) -> Flask:
                 return _show(mode, queue[0], items[queue[0]], role="adjudicator")
         return page("done.html", mode="adjudicate")
 
-    @app.get("/stats.json")
-    def stats():
+    @app.get("/a/<token>/stats.json")
+    def stats(token):
         return jsonify(review_metrics(g.store, need) or {})
 
     app.jinja_env.filters["pct"] = lambda p: "–" if p is None else f"{100 * p:.0f} %"
@@ -141,11 +197,33 @@ def create_app(run_dir, config, token: str | None = None) -> Flask:
     return app
 
 
-def serve(run_dir, config, host: str = "127.0.0.1", port: int = 8765, echo=print):
-    """Serve until interrupted. Bound beyond loopback, the URL carries a random token."""
+def _maybe_cut(reply: str) -> bool:
+    """A reply that stops without ending a sentence: likely cut at the token limit (replies
+    carry no finish reason, so the page says "may have been")."""
+    end = reply.rstrip()[-1:]
+    return bool(end) and end not in ".!?…\"')]}*`:;>"
+
+
+def serve(run_dir, config, host: str = "127.0.0.1", port: int = 8765, allow_hosts=(), echo=print):
+    """Serve until interrupted; whoever starts it gets a personal link as owner (who may also
+    adjudicate), replacing the one of the last start."""
     from werkzeug.serving import make_server
-    token = None if host in ("127.0.0.1", "localhost", "::1") else secrets.token_urlsafe(16)
-    server = make_server(host, port, create_app(run_dir, config, token), threaded=True)
-    echo(f"cai review: http://{host}:{server.server_port}/" + (f"?token={token}" if token else "")
-         + "  (Ctrl-C stops it; labels are saved as they are made)")
+    with Store(run_dir, lock=False) as store:
+        token = access.invite(store, access.owner_name(), adjudicator=True, owner=True)
+        people = len(store.annotators())
+    server = make_server(host, port, create_app(run_dir, config, host, allow_hosts), threaded=True)
+    echo(f"cai review: {link(host, server.server_port, token)}  (your personal link; others: "
+         "`cai review invite NAME`; Ctrl-C stops it, labels are saved as they are made)")
+    need = config.review.annotators_per_item
+    if people < need:
+        echo(f"cai review: an item is decided once {need} different people label it "
+             f"(review.annotators_per_item) and {people} hold a link; alone, add --set "
+             "review.annotators_per_item=1 here and to the next `cai run`")
     server.serve_forever()
+
+
+def link(host: str, port: int, token: str) -> str:
+    import socket
+    name = socket.gethostname() if host in access.ANY_ADDRESS else host
+    name = f"[{name}]" if ":" in name else name
+    return f"http://{name}:{port}/a/{token}/"

@@ -24,6 +24,13 @@ def prepare(config) -> dict:
         return refresh(store)
 
 
+def invite(config, name: str, adjudicator: bool = False) -> str:
+    """A personal review token for `name`."""
+    from .access import invite as make
+    with open_store(config) as store:
+        return make(store, name, adjudicator)
+
+
 def load(config, path: str) -> tuple[int, dict]:
     """Add the pairs of a calibration-format file as label items: (how many are new or kept,
     bad rows skipped by reason under `inputs.on_bad_row: skip`)."""
@@ -34,9 +41,9 @@ def load(config, path: str) -> tuple[int, dict]:
     return len(items), dict(bad.counts)
 
 
-def export(config, out: str) -> int:
+def export(config, out: str) -> tuple[int, str]:
     """Decided pairs as calibration-format JSONL (what `calibration.source` reads), with who
-    decided them; returns how many."""
+    decided them: (how many, a hint when labels wait for more people)."""
     need = config.review.annotators_per_item
     with open_store(config) as store:
         pairs = reviewed_pairs(store, need)
@@ -46,7 +53,20 @@ def export(config, out: str) -> int:
         d = decisions["item-" + p["id"][len("review-"):]]
         rows.append({**p, "source": "cai-review", "votes": d["votes"], "decided_by": d["by"]})
     atomic_write_text(Path(out), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    return len(rows)
+    return len(rows), _waiting_hint(decisions, need)
+
+
+def _waiting_hint(decisions: dict, need: int) -> str:
+    waiting = sum(d["status"] == "pending" and bool(d["votes"]) for d in decisions.values())
+    ties = sum(d["status"] == "adjudicate" for d in decisions.values())
+    hints = []
+    if waiting:
+        hints.append(f"{waiting} labelled pairs wait for {need} different people each "
+                     "(review.annotators_per_item; labelling alone: --set "
+                     "review.annotators_per_item=1)")
+    if ties:
+        hints.append(f"{ties} tied pairs wait for an adjudicator")
+    return "; ".join(hints)
 
 
 def stats(config) -> dict | None:

@@ -16,6 +16,7 @@ from ..hashing import content_hash
 from ..sources import BadRows, load_human_pairs
 
 CHOICES = ("first", "second", "tie")  # a label's meaning; "skip" is recorded and not counted
+UNDONE = "undone"  # a row that withdraws the annotator's label of the item (undo)
 
 
 def item_id(mode: str, prompt: str, first: str, second: str, *tag) -> str:
@@ -80,9 +81,15 @@ def evaluate_items(store) -> list[tuple]:
 
 
 def refresh(store) -> dict:
-    """Store the run's current items (new ones only); {mode: count} of items now reviewable."""
-    store.put_review_items(pair_items(store) + evaluate_items(store))
-    return {mode: len(store.review_items(mode)) for mode in ("label", "evaluate")}
+    """Store the run's current items (new ones only) and retire the ones a rerun replaced
+    (loaded pairs stay until labelled); {mode: count} of items in the queue now."""
+    current = pair_items(store) + evaluate_items(store)
+    store.put_review_items(current)
+    ids = {i for i, _, _ in current}
+    stale = {i for mode in ("label", "evaluate") for i, item in store.review_items(mode).items()
+             if i not in ids and item.get("source") != "loaded"}
+    store.set_review_queue(ids, stale)
+    return {mode: len(store.review_items(mode, queued=True)) for mode in ("label", "evaluate")}
 
 
 def shown_swapped(item: str, annotator: str) -> bool:
@@ -99,12 +106,17 @@ def to_choice(key: str, swapped: bool) -> str:
 
 
 def latest(labels: list[dict], role: str = "annotator") -> dict:
-    """item -> {annotator: choice} of `role`'s labels, the latest row of each annotator."""
+    """item -> {annotator: choice} of `role`'s labels, the latest row of each annotator; an
+    `undone` row withdraws theirs (the item is theirs to label again)."""
     out = {}
     for row in labels:
-        if row["role"] == role:
+        if row["role"] != role:
+            continue
+        if row["choice"] == UNDONE:
+            out.get(row["item"], {}).pop(row["annotator"], None)
+        else:
             out.setdefault(row["item"], {})[row["annotator"]] = row["choice"]
-    return out
+    return {item: votes for item, votes in out.items() if votes}
 
 
 def next_item(items: dict, labels: list[dict], annotator: str, need: int) -> str | None:
