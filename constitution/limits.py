@@ -25,8 +25,9 @@ MAX_EXAMPLES = 1_000
 CHARS_PER_TOKEN = 3     # a conservative estimate for English under BPE tokenizers (~4)
 
 
-def too_deep(text: str, limit: int = MAX_DEPTH) -> int | None:
-    """The 1-based line where the document nests deeper than `limit`, or None.
+def too_deep(text: str, limit: int = MAX_DEPTH, line_of=None) -> int | None:
+    """The 1-based line where the document nests deeper than `limit`, or None (`line_of(mark)`
+    counts lines; by default as PyYAML does).
 
     Raises yaml.YAMLError (with a mark) for text that is not YAML at all."""
     depth = 0
@@ -34,7 +35,7 @@ def too_deep(text: str, limit: int = MAX_DEPTH) -> int | None:
         if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
             depth += 1
             if depth > limit:
-                return event.start_mark.line + 1
+                return line_of(event.start_mark) if line_of else event.start_mark.line + 1
         elif isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
             depth -= 1
     return None

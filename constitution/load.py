@@ -7,9 +7,10 @@ mark of the node at that path, or of its nearest ancestor that exists.
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import os
-from pathlib import Path
+import stat
 from typing import Any
 
 import yaml
@@ -29,11 +30,7 @@ def load_constitution(path: str | os.PathLike) -> Constitution:
     """Load and validate a constitution file; raises ConstitutionError."""
     name = os.fspath(path)
     try:
-        size = Path(name).stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ConstitutionError(name, None, f"is {size:,} bytes; the limit is {MAX_FILE_BYTES:,} "
-                                    "(every principle's text is pasted into judge prompts)")
-        text = Path(name).read_text(encoding="utf-8")
+        text = _read_bounded(name).decode("utf-8")
     except FileNotFoundError:
         raise ConstitutionError(name, None, "file not found") from None
     except IsADirectoryError:
@@ -47,22 +44,55 @@ def load_constitution(path: str | os.PathLike) -> Constitution:
     return parse_constitution(text, name)
 
 
+def _read_bounded(name: str) -> bytes:
+    """The file's bytes, if it is a regular file within MAX_FILE_BYTES: decided on the open file
+    itself, before reading (a FIFO would wait for a writer forever, /dev/zero never ends)."""
+    fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once, without a writer
+    with os.fdopen(fd, "rb") as f:
+        info = os.fstat(fd)
+        if stat.S_ISDIR(info.st_mode):
+            raise IsADirectoryError(name)
+        if not stat.S_ISREG(info.st_mode):
+            raise ConstitutionError(name, None, "is not a regular file (a pipe, device or socket); "
+                                    "give a YAML file")
+        data = f.read(MAX_FILE_BYTES + 1)
+    if max(len(data), info.st_size) > MAX_FILE_BYTES:
+        raise ConstitutionError(name, None, f"is {max(len(data), info.st_size):,} bytes; the limit "
+                                f"is {MAX_FILE_BYTES:,} (every principle's text is pasted into judge "
+                                "prompts)")
+    return data
+
+
+class _LineOf:
+    """The 1-based line of a YAML mark as editors and grep count: PyYAML also breaks lines at
+    U+0085, U+2028, U+2029 and a lone CR, which would put every later line number off."""
+
+    def __init__(self, text: str):
+        self.newlines = [i for i, c in enumerate(text) if c == "\n"]
+
+    def __call__(self, mark) -> int:
+        return bisect.bisect_left(self.newlines, mark.index) + 1
+
+
 def parse_constitution(text: str, path: str = "<string>") -> Constitution:
     """Validate constitution YAML given as text; `path` only names it in errors."""
-    root, data = _read_yaml(text, path)
+    line_of = _LineOf(text)
+    lines: dict[Loc, tuple[int, int]] = {}
+    duplicates: list[tuple[Loc, int, int]] = []
+
+    def index(root):  # before the document is built: building flattens merge keys (`<<`)
+        lines[()] = (line_of(root.start_mark),) * 2
+        try:
+            _index(root, (), lines, duplicates, line_of)
+        except _TooManyNodes as e:
+            raise ConstitutionError(path, e.args[0], f"more than {MAX_NODES:,} values once "
+                                    "aliases are expanded (an alias bomb?)") from None
+    root, data = _read_yaml(text, path, line_of, index)
     if root is None:
         raise ConstitutionError(path, 1, f"file is empty; expected a mapping of {_keys(Constitution)}")
     if not isinstance(root, yaml.MappingNode):
-        raise ConstitutionError(
-            path, _line(root), f"top level must be a mapping of {_keys(Constitution)}, got {_show(data)}"
-        )
-    lines: dict[Loc, tuple[int, int]] = {(): (_line(root), _line(root))}
-    duplicates: list[tuple[Loc, int, int]] = []
-    try:
-        _index(root, (), lines, duplicates)
-    except _TooManyNodes as e:
-        raise ConstitutionError(path, e.args[0], f"more than {MAX_NODES:,} values once aliases "
-                                "are expanded (an alias bomb?)") from None
+        raise ConstitutionError(path, line_of(root.start_mark), f"top level must be a mapping of "
+                                f"{_keys(Constitution)}, got {_show(data)}")
     if duplicates:
         loc, line, first = duplicates[0]
         raise ConstitutionError(
@@ -78,8 +108,9 @@ def parse_constitution(text: str, path: str = "<string>") -> Constitution:
     return constitution
 
 
-def _read_yaml(text: str, path: str) -> tuple[yaml.Node | None, Any]:
-    """The root node (for line numbers) and the plain data built from it."""
+def _read_yaml(text: str, path: str, line_of, index) -> tuple[yaml.Node | None, Any]:
+    """The root node (for line numbers) and the plain data built from it; `index(root)` runs
+    on the node tree as written, before building changes it."""
     try:
         # The reader checks characters as it is built: a NUL byte fails here already.
         loader = yaml.SafeLoader(text)
@@ -89,56 +120,59 @@ def _read_yaml(text: str, path: str) -> tuple[yaml.Node | None, Any]:
                                 "allowed") from None
     try:
         root = loader.get_single_node()
+        if root is not None:
+            index(root)
         data = loader.construct_document(root) if root is not None else None
     except yaml.MarkedYAMLError as e:
-        raise ConstitutionError(path, *_describe_yaml_error(e)) from None
+        raise ConstitutionError(path, *_describe_yaml_error(e, line_of)) from None
     except yaml.YAMLError as e:
         raise ConstitutionError(path, None, f"invalid YAML: {e}") from None
     except RecursionError:
         # PyYAML composes recursively; the event stream finds the line without recursing.
-        raise ConstitutionError(path, too_deep(text), f"nested more than {MAX_DEPTH} levels "
+        raise ConstitutionError(path, too_deep(text, line_of=line_of), f"nested more than {MAX_DEPTH} levels "
                                 "deep (a constitution needs 4)") from None
     finally:
         loader.dispose()
     return root, data
 
 
-def _describe_yaml_error(e: yaml.MarkedYAMLError) -> tuple[int | None, str]:
+def _describe_yaml_error(e: yaml.MarkedYAMLError, line_of) -> tuple[int | None, str]:
     """Line of the problem, and both halves of PyYAML's message ("while X, found Y")."""
     mark = e.problem_mark or e.context_mark
     parts = []
     if e.context:
         context_mark = e.context_mark
         moved = context_mark is not None and mark is not None and context_mark.line != mark.line
-        parts.append(e.context + (f" (line {context_mark.line + 1})" if moved else ""))
+        parts.append(e.context + (f" (line {line_of(context_mark)})" if moved else ""))
     if e.problem:
         parts.append(e.problem)
-    return (mark.line + 1 if mark is not None else None), "invalid YAML: " + ", ".join(parts)
+    return (line_of(mark) if mark is not None else None), "invalid YAML: " + ", ".join(parts)
 
 
-def _line(node: yaml.Node) -> int:
-    return node.start_mark.line + 1
-
-
-def _index(node: yaml.Node, loc: Loc, lines: dict, duplicates: list) -> None:
-    """Record (key line, value line) for every path; collect repeated keys."""
+def _index(node: yaml.Node, loc: Loc, lines: dict, duplicates: list, line_of) -> None:
+    """Record (key line, value line) for every path; collect repeated keys. A merge key's
+    (`<<: *base`) keys are the defaults a mapping's own keys override, not duplicates; paths
+    they bring are found at their mapping's line."""
     if len(loc) > 6:  # deeper than any valid constitution; also stops recursive anchors
         return
     if len(lines) > MAX_NODES:  # aliases of aliases ("billion laughs") expand exponentially
-        raise _TooManyNodes(_line(node))
+        raise _TooManyNodes(line_of(node.start_mark))
     if isinstance(node, yaml.MappingNode):
         seen: dict[Any, int] = {}
         for key_node, value_node in node.value:
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            here = line_of(key_node.start_mark)
             if key in seen and key != "<<":
-                duplicates.append((loc + (key,), _line(key_node), seen[key]))
-            seen.setdefault(key, _line(key_node))
-            lines[loc + (key,)] = (_line(key_node), _line(value_node))
-            _index(value_node, loc + (key,), lines, duplicates)
+                duplicates.append((loc + (key,), here, seen[key]))
+            seen.setdefault(key, here)
+            if key == "<<":
+                continue
+            lines[loc + (key,)] = (here, line_of(value_node.start_mark))
+            _index(value_node, loc + (key,), lines, duplicates, line_of)
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            lines[loc + (i,)] = (_line(item), _line(item))
-            _index(item, loc + (i,), lines, duplicates)
+            lines[loc + (i,)] = (line_of(item.start_mark),) * 2
+            _index(item, loc + (i,), lines, duplicates, line_of)
 
 
 def _line_of(loc: Loc, lines: dict, key: bool = False) -> int:

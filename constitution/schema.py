@@ -55,7 +55,9 @@ _MODEL_CONFIG = ConfigDict(
 
 
 Text = Annotated[str, Field(min_length=1, max_length=MAX_TEXT)]  # pasted into judge prompts
-Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID)]
+# A tag is a slug like an id: a zero-width or look-alike letter would make a tag that reads
+# the same as another and selects different principles.
+Tag = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID, pattern=SLUG)]
 
 
 class Example(BaseModel):

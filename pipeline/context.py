@@ -12,7 +12,7 @@ from pathlib import Path
 from .backends import has_logprobs, load_backend, parse_spec
 from .client import ModelClient
 from .config import RunConfig
-from .inputs import load_for_judge
+from .inputs import check_tags, load_for_judge
 from .shared_calls import SharedCalls, shared_cache_path
 from .errors import CaiError
 from .model_identity import model_identity
@@ -64,8 +64,9 @@ class RunContext:
     @property
     def constitution(self):
         if self._constitution is None:
-            self._constitution = load_for_judge(self.config.constitution,
-                                                self.config.judge.context_tokens)
+            constitution = load_for_judge(self.config.constitution, self.config.judge.context_tokens)
+            check_tags(self.config, constitution)  # `cai plan` and every stage: the run's rule
+            self._constitution = constitution
         return self._constitution
 
     def client(self, spec: str) -> ModelClient:

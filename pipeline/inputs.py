@@ -45,13 +45,36 @@ def preflight(cfg):
 
 
 def check_tags(cfg, constitution):
-    """A tag in `critique.tags` / `label.tags` that no principle has would leave its principles
-    out of critique or labelling without a word: one line naming the key, before any work."""
+    """A tag in `critique.tags` / `label.tags` that no principle has, or a principle's own tag
+    one slip from one of them, would leave principles out of critique or labelling without a
+    word: one line naming the key or the principle's line, before any work."""
     for key, tags in (("critique.tags", cfg.critique.tags), ("label.tags", cfg.label.tags)):
         try:
             constitution.select(tags)
         except ValueError as exc:
             raise CaiError(f"{key}: {exc} (in {cfg.constitution})") from None
+        for p in constitution.principles:
+            if tags is None or set(p.tags) & set(tags):
+                continue
+            for tag, meant in ((t, w) for t in p.tags for w in tags if _one_slip(t, w)):
+                line = constitution.line_of(p.id)
+                raise CaiError(f"{constitution.path}:{line}: principle '{p.id}' has tag '{tag}', "
+                               f"one letter from {key}'s '{meant}', so it is left out of "
+                               f"{key.split('.')[0]}; fix the spelling (or make the tags differ "
+                               "by more if they are meant to)")
+
+
+def _one_slip(a: str, b: str) -> bool:
+    """a and b differ by one typing slip (a letter added, dropped, changed or two swapped),
+    and are long enough for that to be a slip rather than another word."""
+    if a == b or min(len(a), len(b)) < 4 or abs(len(a) - len(b)) > 1:
+        return False
+    if len(a) == len(b):
+        diff = [i for i in range(len(a)) if a[i] != b[i]]
+        return len(diff) == 1 or (len(diff) == 2 and diff[1] == diff[0] + 1
+                                  and a[diff[0]] == b[diff[1]] and a[diff[1]] == b[diff[0]])
+    short, long_ = sorted((a, b), key=len)
+    return any(long_[:i] + long_[i + 1:] == short for i in range(len(long_)))
 
 
 def check_fits_judge(constitution, context_tokens: int):

@@ -79,15 +79,16 @@ FAKE_ARGS = ["--set", "models.policy=fake:policy", "--set", "models.judge=fake:j
              "--set", "calibration.heldout=6", "--set", "calibration.limit=10"]
 
 
-def cai(run_dir, *args) -> tuple[int, str, str]:
-    """`cai ARGS --run-dir run_dir` (fake models, a few prompts) in this process, as a user
-    runs it, error handling included: (exit code, stdout, stderr)."""
+def cai(run_dir, *args, sets=()) -> tuple[int, str, str]:
+    """`cai ARGS --run-dir run_dir` (fake models, a few prompts, then `--set` each of `sets`) in
+    this process, as a user runs it, error handling included: (exit code, stdout, stderr)."""
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
     from pipeline.cli import main
     out, err, argv = io.StringIO(), io.StringIO(), sys.argv
-    sys.argv = ["cai", *args, "--run-dir", str(run_dir), *FAKE_ARGS]
+    sys.argv = ["cai", *args, "--run-dir", str(run_dir), *FAKE_ARGS,
+                *(x for s in sets for x in ("--set", s))]
     try:
         with redirect_stdout(out), redirect_stderr(err):
             main()
