@@ -320,7 +320,7 @@ def config_cmd(config, keys, markdown):
         for key, default, desc in help_rows():
             click.echo(f"{key:<38} {default!r:<28} {desc}")
     else:
-        click.echo(yaml.safe_dump(config.model_dump(), sort_keys=False), nl=False)
+        click.echo(yaml.safe_dump(config.settable(), sort_keys=False), nl=False)
 
 
 class Terminated(KeyboardInterrupt):

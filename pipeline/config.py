@@ -23,6 +23,12 @@ from .config_train import (TRAIN_KNOBS, TRAIN_STAGES, Section, SharedTrainConfig
 from .errors import ConfigError
 from .hashing import content_hash
 
+# Upper bounds of counts: past them a typo (10**9 samples) would build rows until memory runs
+# out, so it is one line instead. Far above what any model or data set here needs.
+MAX_TOKENS = 1_000_000
+INTERNAL_ITERATION_KEYS = ("current", "root")
+MAX_ROWS = 100_000_000
+
 EMBEDDED = "transformers:smollm2-135m"
 
 
@@ -34,11 +40,11 @@ class ModelsConfig(Section):
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field("auto", description=(
         "'auto' (bfloat16 on CUDA and on CPUs with bf16 instructions: AVX512-BF16, AMX; float32 on "
         "other CPUs), 'float32', 'bfloat16', 'float16'"))
-    batch_size: int = Field(48, ge=1, description=(
+    batch_size: int = Field(48, ge=1, le=4096, description=(
         "requests per backend batch at most; a call's requests are split into batches of even "
         "size (generation on a 2-core CPU: 32 rows decoded 1.6x as many tokens a second as 16, "
         "36 in one batch took 0.7x the time of 32 and 4; scoring is chunked by tokens)"))
-    threads: int = Field(0, ge=0, description="torch CPU threads; 0 = one per available core")
+    threads: int = Field(0, ge=0, le=1024, description="torch CPU threads; 0 = one per available core")
     shared_cache: str = Field("auto", description=(
         "model calls shared by every run directory on this machine, so a new run directory makes no "
         "call another already made: 'auto' (calls.sqlite in cai's cache directory, or "
@@ -70,9 +76,9 @@ class OpenAIConfig(Section):
     api_key_env: str = Field("OPENAI_API_KEY", description=(
         "name of the environment variable holding the API key (the key itself is never stored or "
         "logged)"))
-    concurrency: int = Field(16, ge=1, description="requests in flight at once")
+    concurrency: int = Field(16, ge=1, le=4096, description="requests in flight at once")
     timeout: float = Field(120.0, gt=0, description="seconds before a request is abandoned and retried")
-    max_retries: int = Field(6, ge=0, description=(
+    max_retries: int = Field(6, ge=0, le=100, description=(
         "retries of a request on 429, 5xx, connection errors, timeouts and malformed responses "
         "(exponential backoff with jitter, honouring Retry-After)"))
     backoff: float = Field(1.0, gt=0, description=(
@@ -95,10 +101,12 @@ class OpenAIConfig(Section):
 
 
 class VLLMConfig(Section):
-    tensor_parallel_size: int = Field(1, ge=1, description="GPUs one model is split across (vLLM offline)")
-    data_parallel_size: int = Field(1, ge=1, description="model replicas (vLLM offline)")
+    tensor_parallel_size: int = Field(1, ge=1, le=1024, description=(
+        "GPUs one model is split across (vLLM offline)"))
+    data_parallel_size: int = Field(1, ge=1, le=1024, description="model replicas (vLLM offline)")
     gpu_memory_utilization: float = Field(0.9, gt=0, le=1, description="share of GPU memory vLLM may take")
-    max_model_len: int | None = Field(None, ge=1, description="context length (null = the model's)")
+    max_model_len: int | None = Field(None, ge=1, le=MAX_TOKENS, description=(
+        "context length (null = the model's)"))
     dtype: str = Field("auto", description="vLLM dtype ('auto', 'bfloat16', 'float16')")
     prefix_caching: bool = Field(True, description=(
         "reuse the KV cache of shared prefixes (every judge prompt starts with the constitution "
@@ -111,12 +119,12 @@ class JudgeConfig(Section):
         "'logprobs' (next-token log-probabilities of the choices), 'vote' (majority over `judge.votes` "
         "sampled answers, for backends without log-probabilities), 'auto' (logprobs where the backend "
         "has them)"))
-    votes: int = Field(5, ge=1, description="answers sampled per question when scoring by vote")
+    votes: int = Field(5, ge=1, le=100, description="answers sampled per question when scoring by vote")
     vote_temperature: float = Field(0.8, gt=0, description="sampling temperature of voted answers")
-    context_tokens: int = Field(8192, ge=256, description=(
+    context_tokens: int = Field(8192, ge=256, le=MAX_TOKENS, description=(
         "the judge's context length: the constitution's texts in one judge prompt (system prompt, "
         "example, principle) must fit in half of it, leaving the rest for the request and replies"))
-    parse_retries: int = Field(2, ge=0, description=(
+    parse_retries: int = Field(2, ge=0, le=20, description=(
         "a judge answer that does not parse (empty or looping critique, no clear choice) is asked again"
         " this many times, then recorded as a failure"))
 
@@ -126,7 +134,7 @@ class InputsConfig(Section):
         "a bad row in a prompt or calibration file (invalid JSON or UTF-8, a missing, empty or "
         "oversized text, a duplicate id, chosen = rejected): 'stop' with one line naming file:line, "
         "or 'skip' it and count it by reason in the stage line and metrics.json"))
-    max_prompt_chars: int = Field(16000, ge=1, description=(
+    max_prompt_chars: int = Field(16000, ge=1, le=10_000_000, description=(
         "longest prompt or response text read from a data file, in characters (a longer row is bad)"))
 
 
@@ -140,25 +148,25 @@ class PromptsConfig(Section):
         "column holding a stable prompt id (hash of the text if absent)"))
     # 8 on the embedded default: its judge earns trust 0, so its AI pairs never reach training
     # and 12 prompts cost ~45 s more of a 2-core run for the same reward model and DPO data.
-    limit: int = Field(8, ge=1, description="use at most this many prompts (first N)")
-    offset: int = Field(0, ge=0, description=(
+    limit: int = Field(8, ge=1, le=MAX_ROWS, description="use at most this many prompts (first N)")
+    offset: int = Field(0, ge=0, le=MAX_ROWS, description=(
         "skip this many usable prompts first (iterations take fresh prompts this way)"))
 
 
 class GenerateConfig(Section):
-    samples: int = Field(2, ge=1, description="responses sampled per prompt")
-    max_new_tokens: int = Field(80, ge=1, description="token budget of each response")
+    samples: int = Field(2, ge=1, le=64, description="responses sampled per prompt")
+    max_new_tokens: int = Field(80, ge=1, le=MAX_TOKENS, description="token budget of each response")
     temperature: float = Field(0.8, ge=0, description="sampling temperature (0 = greedy)")
     top_p: float = Field(0.95, gt=0, le=1, description="nucleus sampling mass")
 
 
 class CritiqueConfig(Section):
-    rounds: int = Field(1, ge=1, description=(
+    rounds: int = Field(1, ge=1, le=16, description=(
         "critique -> revision rounds per response (the embedded default: a second round revised 3 "
         "more of 24 responses for 60 s of a 2-core CPU; stronger judges: 2-4)"))
     tags: list[str] | None = Field(None, description="only principles with one of these tags (null = all)")
-    critique_max_new_tokens: int = Field(48, ge=1, description="token budget of a critique")
-    revision_max_new_tokens: int = Field(80, ge=1, description="token budget of a revision")
+    critique_max_new_tokens: int = Field(48, ge=1, le=MAX_TOKENS, description="token budget of a critique")
+    revision_max_new_tokens: int = Field(80, ge=1, le=MAX_TOKENS, description="token budget of a revision")
     temperature: float = Field(0.0, ge=0, description="judge sampling temperature (0 = greedy)")
     violation_threshold: float = Field(0.5, ge=0, le=1, description=(
         "P(Yes) of 'does it violate?' above which a response is revised"))
@@ -173,9 +181,9 @@ class LabelConfig(Section):
     compare: list[Literal["samples", "revision"]] = Field(["samples", "revision"], description=(
         "candidate pairs: 'samples' (two policy samples of one prompt), 'revision' (a response and its "
         "final revision)"))
-    max_comparisons_per_prompt: int = Field(4, ge=1, description=(
+    max_comparisons_per_prompt: int = Field(4, ge=1, le=1024, description=(
         "comparisons per prompt at most (a seeded choice among the candidate pairs)"))
-    ensemble: int = Field(3, ge=1, description=(
+    ensemble: int = Field(3, ge=1, le=64, description=(
         "principles per comparison (K): each answers its comparison question in both orders; the label "
         "is their mean"))
     tags: list[str] | None = Field(["harmlessness"], description=(
@@ -187,7 +195,7 @@ class LabelConfig(Section):
     cot: bool = Field(False, description=(
         "chain of thought: the judge reasons first, then its choice is scored; probabilities are "
         "clamped to `label.cot_clamp` (CoT answers are overconfident)"))
-    cot_max_new_tokens: int = Field(96, ge=1, description="token budget of the reasoning")
+    cot_max_new_tokens: int = Field(96, ge=1, le=MAX_TOKENS, description="token budget of the reasoning")
     cot_clamp: tuple[float, float] = Field((0.4, 0.6), description=(
         "[low, high] band CoT probabilities are clamped to (the CAI paper uses 40-60 %)"))
 
@@ -203,19 +211,19 @@ class CalibrationConfig(Section):
     source: str = Field("builtin:calibration", description=(
         "human calibration slice: JSONL of prompt/chosen/rejected ('builtin:calibration' = 300 hh-rlhf "
         "harmlessness pairs)"))
-    limit: int | None = Field(None, ge=1, description=(
+    limit: int | None = Field(None, ge=1, le=MAX_ROWS, description=(
         "use the first N human pairs of the source (null = all)"))
-    ensemble: int = Field(1, ge=1, description=(
+    ensemble: int = Field(1, ge=1, le=64, description=(
         "principles per human pair the judge labels (comparison questions from `label.tags`)"))
-    judge_pairs: int | None = Field(96, ge=1, description=(
+    judge_pairs: int | None = Field(96, ge=1, le=MAX_ROWS, description=(
         "human training pairs the judge labels to be calibrated and earn trust on: a seeded choice "
         "by pair id, plus every pair decided in `cai review` (null = all). All of them train "
         "either way. Labelling all 268 of the default took 536 calls, a sixth of the default run; "
         "the 95 % interval of the judge's agreement is about ±0.10 on 96 pairs, ±0.06 on 268"))
-    heldout: int = Field(32, ge=0, description=(
+    heldout: int = Field(32, ge=0, le=MAX_ROWS, description=(
         "human pairs held out of training (reward-model accuracy is measured on them); prompts of "
         "held-out pairs never enter training"))
-    folds: int = Field(5, ge=2, description=(
+    folds: int = Field(5, ge=2, le=100, description=(
         "folds the judge's calibration is cross-fitted in: each human pair's calibrated label "
         "comes from a map fit without it, so agreement and trust are measured on held-out pairs"))
     shrinkage: float = Field(20.0, ge=0, description=(
@@ -252,14 +260,14 @@ class BlendConfig(Section):
         "per-source factor on AI pairs' weights (each pair's weight is its trust × calibrated "
         "confidence; a pair of weight w is used floor(w) times, and once more with probability "
         "frac(w), seeded)"))
-    max_pairs_per_prompt: int = Field(2, ge=1, description=(
+    max_pairs_per_prompt: int = Field(2, ge=1, le=1024, description=(
         "AI pairs per prompt at most (highest weight first): no prompt dominates the set"))
 
 
 class RunConfig(Section):
     run_dir: str = Field("outputs/default", description="where the store, exports, models and report go")
     constitution: str = Field("principles.yaml", description="the constitution file")
-    seed: int = Field(0, description="seed for sampling, principle assignment and splits")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="seed for sampling, principle assignment and splits")
     models: ModelsConfig = ModelsConfig()
     openai: OpenAIConfig = OpenAIConfig()
     vllm: VLLMConfig = VLLMConfig()
@@ -291,6 +299,11 @@ class RunConfig(Section):
         stages = {s: {**given, **data[s]} if isinstance(data.get(s), dict) else data.get(s, given)
                   for s in TRAIN_STAGES}
         return {**data, **stages}
+
+    def settable(self) -> dict:
+        """The config as a user may write it (`cai config`, a run's config.yaml): without the
+        keys cai sets for itself, so the dump loads again."""
+        return self.model_dump(exclude={"iterations": set(INTERNAL_ITERATION_KEYS)})
 
     def fingerprint(self, *sections: str) -> str:
         """Hash of some sections (all if none): what a stage's cached outputs depend on."""
@@ -381,6 +394,8 @@ def help_rows():
                 yield from _train_rows()
             elif isinstance(ann, type) and issubclass(ann, BaseModel):
                 yield from walk(ann, f"{prefix}{name}.")
+            elif (f.json_schema_extra or {}).get("internal"):
+                continue
             elif not (prefix[:-1] in TRAIN_STAGES and name in TRAIN_KNOBS):
                 yield f"{prefix}{name}", f.default, f.description or ""
     return list(walk(RunConfig, ""))

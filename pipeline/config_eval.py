@@ -16,7 +16,7 @@ class EvaluateConfig(Section):
         "safe, test half)"))
     redteam: str = Field("builtin:redteam", description=(
         "prompts on which the judge compares each tuned policy's reply with the base's (win rate)"))
-    limit: int = Field(40, ge=1, description="prompts used from each set (a seeded sample)")
+    limit: int = Field(40, ge=1, le=1_000_000, description="prompts used from each set (a seeded sample)")
     detectors: list[str] = Field(["string", "judge"], min_length=1, description=(
         "refusal detectors, each measured against people on `refusal_labels`: 'string' (phrase "
         "match), 'judge' (the configured judge) or a model spec asked the judge's question; the "
@@ -35,4 +35,4 @@ class EvaluateConfig(Section):
         if len(set(v)) != len(v):
             raise ValueError("a detector is named twice")
         return v
-    max_new_tokens: int = Field(48, ge=1, description="token budget of each evaluated reply")
+    max_new_tokens: int = Field(48, ge=1, le=1_000_000, description="token budget of each evaluated reply")

@@ -2,13 +2,13 @@
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from .config_train import Section
 
 
 class ReviewConfig(Section):
-    annotators_per_item: int = Field(3, ge=1, description=(
+    annotators_per_item: int = Field(3, ge=1, le=100, description=(
         "`cai review`: labels each item gets, from different annotators, before it is decided "
         "(majority; a tie goes to the adjudication queue)"))
     adjudicators: list[str] = Field([], description=(
@@ -40,7 +40,17 @@ class IterationsConfig(Section):
     min_gain: float = Field(0.0, description="the improvement `stop_metric` must make to go on")
     max_kl: float | None = Field(None, gt=0, description=(
         "stop when a new policy's per-token KL to the policy it started from exceeds this"))
+    # Set by cai for each iteration (model_copy, which does not validate); part of what a stage
+    # reads, so they are fields, but no file or --set may give them.
     current: int = Field(1, ge=1, description=(
-        "set by cai: which iteration a run directory holds (do not set by hand)"))
+        "set by cai: which iteration a run directory holds"), json_schema_extra={"internal": True})
     root: str | None = Field(None, description=(
-        "set by cai: the run directory of iteration 1 (do not set by hand)"))
+        "set by cai: the run directory of iteration 1"), json_schema_extra={"internal": True})
+
+    @field_validator("current", "root", mode="before")
+    @classmethod
+    def _set_by_cai(cls, value, info):
+        if value == cls.model_fields[info.field_name].default:  # what a config from before says
+            return value
+        raise ValueError("is set by cai for each iteration, not by a config or --set (use "
+                         "iterations.count, and `--iteration K` on history and diff)")

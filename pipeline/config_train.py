@@ -17,15 +17,17 @@ class TrainConfig(Section):
     `train_sft.<knob>` (or `train_rm.`, `train_policy.`) for one stage; a stage's own
     defaults (below each class) apply where neither is set."""
     enabled: bool = Field(True, description="run this training stage")
-    epochs: float = Field(1.0, gt=0, description="passes over the training pairs")
-    batch_size: int = Field(4, ge=1, description="per-device batch size")
-    grad_accum: int = Field(1, ge=1, description="gradient accumulation steps")
+    epochs: float = Field(1.0, gt=0, le=10_000, description="passes over the training pairs")
+    batch_size: int = Field(4, ge=1, le=65_536, description="per-device batch size")
+    grad_accum: int = Field(1, ge=1, le=65_536, description="gradient accumulation steps")
     learning_rate: float = Field(5e-5, gt=0, description="peak learning rate")
-    max_length: int = Field(256, ge=16, description="truncate prompt+response to this many tokens")
+    max_length: int = Field(256, ge=16, le=1_000_000, description=(
+        "truncate prompt+response to this many tokens"))
     lora: bool = Field(False, description=(
         "train LoRA adapters (merged into the saved model) instead of all weights"))
-    lora_r: int = Field(16, ge=1, description="LoRA rank")
-    max_steps: int = Field(-1, description="stop after this many steps (-1 = epochs decide)")
+    lora_r: int = Field(16, ge=1, le=4096, description="LoRA rank")
+    max_steps: int = Field(-1, ge=-1, le=10**9, description=(
+        "stop after this many steps (-1 = epochs decide)"))
     report_to: str = Field("none", description=(
         "where the trainer logs: 'none', 'tensorboard', 'wandb', 'mlflow' (comma-separated for several;"
         " passed to TRL)"))
@@ -40,10 +42,10 @@ class TrainConfig(Section):
         "AVX512-BF16 or AMX)"))
     gradient_checkpointing: bool | Literal["auto"] = Field("auto", description=(
         "trade compute for memory ('auto' = on CUDA)"))
-    save_steps: int = Field(0, ge=0, description=(
+    save_steps: int = Field(0, ge=0, le=10**9, description=(
         "write a checkpoint every this many steps (0 = none); an interrupted training of the same "
         "inputs resumes from the newest"))
-    save_total_limit: int | None = Field(2, ge=1, description=(
+    save_total_limit: int | None = Field(2, ge=1, le=1000, description=(
         "checkpoints kept (older ones deleted; null = all)"))
 
 
@@ -66,7 +68,7 @@ SharedTrainConfig = _unset(TrainConfig, "SharedTrainConfig")
 
 class TrainSFTConfig(TrainConfig):
     learning_rate: float = Field(2e-5, gt=0, description="peak learning rate")
-    batch_size: int = Field(2, ge=1, description="per-device batch size")
+    batch_size: int = Field(2, ge=1, le=65_536, description="per-device batch size")
     lora: bool = Field(True, description=(
         "train LoRA adapters (merged into the saved model) instead of all weights"))
 
@@ -94,9 +96,9 @@ class TrainPolicyConfig(TrainConfig):
     reward: list[Literal["rm", "judge"]] = Field(["judge"], description=(
         "GRPO/RLOO rewards, summed: 'rm' (the trained reward model), 'judge' (the constitution judge "
         "scoring each completion: 1 − P(violates))"))
-    num_generations: int = Field(4, ge=2, description=(
+    num_generations: int = Field(4, ge=2, le=256, description=(
         "GRPO/RLOO completions sampled per prompt (the group)"))
-    max_new_tokens: int = Field(64, ge=1, description="GRPO/RLOO completion length")
+    max_new_tokens: int = Field(64, ge=1, le=1_000_000, description="GRPO/RLOO completion length")
     kto_data: Literal["verdicts", "pairs", "both"] = Field("verdicts", description=(
         "KTO examples: 'verdicts' (every text a critique round judged, desirable when no violation was "
         "found), 'pairs' (the blended pairs, unpaired), or both"))
@@ -117,13 +119,13 @@ class TrainPolicyConfig(TrainConfig):
     label_smoothing: float | Literal["auto"] = Field("auto", description=(
         "DPO label smoothing (conservative DPO): a float in [0, 0.5), or 'auto' = mean of 1 − P(chosen "
         "≻ rejected) over the training pairs"))
-    batch_size: int = Field(2, ge=1, description="per-device batch size")
+    batch_size: int = Field(2, ge=1, le=65_536, description="per-device batch size")
     lora: bool = Field(True, description=(
         "train LoRA adapters (merged into the saved model) instead of all weights"))
     # Measured on the dev sets (bench/RESULTS.md): a third of a pass at 1e-4 moved harmful and
     # safe refusal as much as a whole pass at 5e-5 did, with less over-refusal, in a third of
     # the time; stronger updates raise refusal on safe prompts about 0.7 points per point gained.
-    epochs: float = Field(0.34, gt=0, description=(
+    epochs: float = Field(0.34, gt=0, le=10_000, description=(
         "passes over the training pairs (the default third of a pass at 1e-4: as much refusal gain "
         "as a whole pass at 5e-5 on the dev sets, in a third of the time)"))
     learning_rate: float = Field(1e-4, gt=0, description=(

@@ -123,5 +123,5 @@ def _follow(config, names: list[str]) -> dict:
 
 def _yaml(config) -> str:
     import yaml
-    return yaml.safe_dump(config.model_dump(), sort_keys=False)
+    return yaml.safe_dump(config.settable(), sort_keys=False)
 

@@ -2,7 +2,7 @@ import re
 
 import pytest
 
-from pipeline.config import help_rows, load_config
+from pipeline.config import RunConfig, help_rows, load_config
 from pipeline.errors import ConfigError
 
 
@@ -94,3 +94,51 @@ def test_train_keys_are_shared_and_a_stage_overrides_them():
 def test_nan_inf_and_absurd_counts_are_one_line_errors(key, value, says):
     with pytest.raises(ConfigError, match=f"config key '{re.escape(key)}': .*{says}"):
         load_config(None, [f"{key}={value}"])
+
+
+def _int_keys(model=RunConfig, prefix=""):
+    """(key, field) of every whole-number setting, recursively."""
+    import typing
+
+    from pydantic import BaseModel
+    for name, f in model.model_fields.items():
+        if isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel):
+            yield from _int_keys(f.annotation, f"{prefix}{name}.")
+        elif int in (typing.get_args(f.annotation) or (f.annotation,)):
+            yield f"{prefix}{name}", f
+
+
+INT_KEYS = [(k, f) for k, f in _int_keys() if not (f.json_schema_extra or {}).get("internal")]
+
+
+@pytest.mark.parametrize("key,field", INT_KEYS, ids=[k for k, _ in INT_KEYS])
+def test_every_count_has_an_upper_bound_and_past_it_is_one_line(key, field):
+    """A count of 10**9 (iterations, samples, rounds...) built a row per unit until memory ran
+    out; every whole-number key is bounded, and past the bound is one line naming the key."""
+    [bound] = [m.le for m in field.metadata if hasattr(m, "le")]
+    load_config(None, [f"{key}={bound}"])
+    with pytest.raises(ConfigError, match=rf"^defaults: config key '{key}': Input should be less "
+                                          rf"than or equal to {bound} \(got {bound + 1}\)$"):
+        load_config(None, [f"{key}={bound + 1}"])
+
+
+@pytest.mark.parametrize("key", ["iterations.current=2", "iterations.root=/elsewhere"])
+def test_the_keys_cai_sets_for_itself_are_not_settable(key, tmp_path):
+    with pytest.raises(ConfigError, match="is set by cai for each iteration"):
+        load_config(None, [key])
+    f = tmp_path / "run.yaml"
+    f.write_text("iterations:\n  " + key.replace("iterations.", "").replace("=", ": ") + "\n")
+    with pytest.raises(ConfigError, match=rf"^{f}: config key 'iterations\.(current|root)'"):
+        load_config(f)
+
+
+def test_a_dumped_config_loads_again(tmp_path):
+    """`cai config > my.yaml` and a run's config.yaml name no key cai sets for itself."""
+    import yaml
+    cfg = load_config(None, ["iterations.count=3"])
+    internal = cfg.iterations.model_copy(update={"current": 2, "root": "/runs/x"})
+    dumped = cfg.model_copy(update={"iterations": internal}).settable()
+    assert "current" not in dumped["iterations"] and "root" not in dumped["iterations"]
+    f = tmp_path / "dumped.yaml"
+    f.write_text(yaml.safe_dump(dumped))
+    assert load_config(f).iterations.count == 3
