@@ -93,7 +93,9 @@ def same_settings(method: str, cfg, out: Path) -> tuple:
     from pipeline.stages.train_rm import rm_setup
     ctx = RunContext(cfg)
     try:
-        args, train = (rm_setup if method == "rm" else dpo_setup)(ctx, out)
+        from pipeline.training import base_model, load_tokenizer
+        tokenizer = load_tokenizer(base_model(ctx, rm=method == "rm", tuned=method != "rm")[0])
+        args, train = (rm_setup if method == "rm" else dpo_setup)(ctx, out, tokenizer)
     finally:
         ctx.close()
     args.output_dir, args.save_strategy = str(out), "no"

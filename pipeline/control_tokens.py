@@ -7,7 +7,12 @@ and no backtick fence can stop that. So:
 
 - `transformers:` tokenizes message contents with the tokenizer's own switch that splits
   special-token strings as plain text (`split_special_tokens`), the template's parts as usual
-  (`encode_chat`): the model reads the same characters, never the control token;
+  (`encode_chat`): the model reads the same characters, never the control token; added tokens
+  marked non-special, which that switch leaves whole, are broken as below;
+- training (SFT, DPO, KTO, ORPO, GRPO/RLOO prompts, the reward model) hands TRL rows it renders
+  and tokenizes whole, so their contents are broken as below (`protect`, with every special
+  and added token of the model's tokenizer), and so is every scoring cai does after training
+  (reward scores, the KL pass): training and scoring read a text the same way;
 - `vllm:` and `openai:` hand text to an engine that tokenizes it, so there each control string
   is broken with a zero-width joiner after its first character (`neutralise`): the engine's
   tokenizer cannot match it. vLLM's strings come from its tokenizer; a remote server's are not
@@ -33,16 +38,16 @@ GENERIC = re.compile(
 BREAK = "\u200d"  # zero-width joiner: invisible, and part of no tokenizer's control strings
 
 
-def _pattern(specials) -> re.Pattern:
-    return _compiled(tuple(sorted(set(specials))))
+def _pattern(specials, generic: bool = True) -> re.Pattern:
+    return _compiled(tuple(sorted(set(specials))), generic)
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled(specials: tuple) -> re.Pattern:
+def _compiled(specials: tuple, generic: bool) -> re.Pattern:
     words = sorted((s for s in specials if len(s) >= 2), key=len, reverse=True)
     if not words:
-        return GENERIC
-    return re.compile("|".join([*map(re.escape, words), GENERIC.pattern]))
+        return GENERIC if generic else re.compile(r"(?!x)x")  # the latter matches nothing
+    return re.compile("|".join([*map(re.escape, words), *([GENERIC.pattern] if generic else [])]))
 
 
 def control_strings(text: str, specials=()) -> list[str]:
@@ -50,14 +55,26 @@ def control_strings(text: str, specials=()) -> list[str]:
     return _pattern(specials).findall(text)
 
 
-def neutralise(text: str, specials=()) -> str:
-    """`text` with every control string broken after its first character, so no tokenizer
-    reads it as a control token (a reader sees the same characters)."""
-    return _pattern(specials).sub(lambda m: m.group(0)[0] + BREAK + m.group(0)[1:], text)
+def neutralise(text: str, specials=(), generic: bool = True) -> str:
+    """`text` with every control string (`specials`, and with `generic` the GENERIC shapes)
+    broken after its first character, so no tokenizer reads it as a control token (a reader
+    sees the same characters)."""
+    return _pattern(specials, generic).sub(lambda m: m.group(0)[0] + BREAK + m.group(0)[1:], text)
 
 
 def neutralise_messages(messages: list[dict], specials=()) -> list[dict]:
     return [{**m, "content": neutralise(m["content"], specials)} for m in messages]
+
+
+def protect(value, words):
+    """A message list's contents (or a plain text) with the control strings `words` broken:
+    how every text TRL tokenizes whole is handed to it."""
+    if isinstance(value, str):
+        return neutralise(value, words)
+    if isinstance(value, list):
+        return [{**m, "content": neutralise(m["content"], words)}
+                if isinstance(m, dict) and isinstance(m.get("content"), str) else m for m in value]
+    return value
 
 
 def special_tokens(tokenizer) -> list[str]:
@@ -67,6 +84,18 @@ def special_tokens(tokenizer) -> list[str]:
         if getattr(token, "special", False):
             found.add(str(token.content))
     return sorted(found)
+
+
+def added_plain_tokens(tokenizer) -> list[str]:
+    """Added tokens marked non-special (Qwen's `<tool_call>`, DeepSeek-R1's `<think>`): the
+    tokenizer matches them whole in any text, and `split_special_tokens` leaves them whole."""
+    return sorted({str(t.content) for t in (getattr(tokenizer, "added_tokens_decoder", None)
+                                            or {}).values() if not getattr(t, "special", False)})
+
+
+def control_vocabulary(tokenizer) -> list[str]:
+    """Every string this tokenizer turns into one control-like token whatever surrounds it."""
+    return sorted({*special_tokens(tokenizer), *added_plain_tokens(tokenizer)})
 
 
 # Markers standing in for message contents while the template renders: private-use characters
@@ -91,14 +120,15 @@ def encode_chat_with_starts(tokenizer, messages: list[dict]) -> tuple[list[int],
     parts = _MARK.split(rendered)  # template, index, template, index, ..., template
     if [int(i) for i in parts[1::2]] != list(range(len(messages))):
         text = tokenizer.apply_chat_template(
-            neutralise_messages(messages, special_tokens(tokenizer)), tokenize=False,
+            neutralise_messages(messages, control_vocabulary(tokenizer)), tokenize=False,
             add_generation_prompt=True)
         return tokenizer(text, add_special_tokens=False)["input_ids"], []
-    ids, starts = [], []
+    ids, starts, plain = [], [], added_plain_tokens(tokenizer)
     for k, part in enumerate(parts):
         if k % 2:
             starts.append(len(ids))
-            ids += tokenizer(messages[int(part)]["content"], add_special_tokens=False,
+            content = neutralise(messages[int(part)]["content"], plain, generic=False)
+            ids += tokenizer(content, add_special_tokens=False,
                              split_special_tokens=True)["input_ids"]
         elif part:
             ids += tokenizer(part, add_special_tokens=False)["input_ids"]

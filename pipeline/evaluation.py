@@ -18,7 +18,9 @@ from constitution import assign_principle
 from .device import pick_device, set_threads
 from .hashing import content_hash
 from .judge import compare
-from .training import correlation, score_conversations
+from .control_tokens import control_vocabulary, protect
+from .scoring import score_conversations
+from .training import correlation
 
 
 def win_rate(ctx, prompts: list[str], tuned: list[str | None], base: list[str | None]) -> dict:
@@ -118,10 +120,12 @@ KL_BATCH_TOKENS = 1024  # padded tokens per KL pass: two [tokens x vocabulary] f
 def _reply_tokens(tokenizer, prompt: str, reply: str) -> tuple[int, list[int]]:
     """(where the reply starts, the ids of the chat with the reply as generated: its tokens and
     the end-of-turn token that stopped it)."""
-    prefix = tokenizer.apply_chat_template(_chat(prompt), add_generation_prompt=True,
+    words = control_vocabulary(tokenizer)  # the texts read as training reads them
+    prefix = tokenizer.apply_chat_template(protect(_chat(prompt), words), add_generation_prompt=True,
                                            tokenize=False)
     start = len(tokenizer(prefix, add_special_tokens=False)["input_ids"])
-    ids = tokenizer(prefix + reply + (tokenizer.eos_token or ""), add_special_tokens=False)
+    ids = tokenizer(prefix + protect(reply, words) + (tokenizer.eos_token or ""),
+                    add_special_tokens=False)
     return start, ids["input_ids"]
 
 

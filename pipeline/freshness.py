@@ -42,6 +42,7 @@ def _trained_current(ctx, manifest: str) -> bool:
 def evaluation_inputs(ctx) -> str:
     """What evaluate's figures depend on: its settings and sets, the judge, the policies it
     compares (trained ones are named by their input hashes) and the reward model."""
+    from .scoring import TEXT_VERSION
     from .stage_inputs import source_digest
     from .stages.evaluate import SETS, policies
     cfg = ctx.config
@@ -49,7 +50,7 @@ def evaluation_inputs(ctx) -> str:
     return content_hash(cfg.evaluate.model_dump(), cfg.seed, cfg.judge.model_dump(),
                         {s: source_digest(getattr(cfg.evaluate, s)) for s in SETS},
                         ctx.model_identity(cfg.models.judge), policies(ctx),
-                        rm["ids"] if rm and cfg.train_rm.enabled else None)
+                        rm["ids"] if rm and cfg.train_rm.enabled else None, TEXT_VERSION)
 
 
 STALE_NAMES = {"train-sft": "SL-CAI model", "train-rm": "reward model",

@@ -16,6 +16,7 @@ from .client import freeze
 from .errors import ConfigError
 from .models import resolve
 from .rewards import judge_reward
+from .scoring import protected, reward_function
 from .training import (base_model, batch_order, dpo_label_smoothing, fit, load_prefs,
                        load_tokenizer, lora_config, loss_curve, save_model, seed_everything,
                        train_seconds, trl_args)
@@ -59,13 +60,13 @@ def _meta(cfg, identity, **extra) -> dict:
             "lora": cfg.lora, **extra}
 
 
-def dpo_setup(ctx, path) -> tuple:
-    """(DPOConfig, training rows in their order): every setting DPO trains with, which
-    bench/train.py's like-for-like TRL script takes from here too."""
+def dpo_setup(ctx, path, tokenizer) -> tuple:
+    """(DPOConfig, training rows in their order, texts protected): every setting DPO trains
+    with, which bench/train.py's like-for-like TRL script takes from here too."""
     from trl import DPOConfig
     cfg = ctx.config.train_policy
     smoothing = dpo_label_smoothing(cfg, load_prefs(ctx, "train", ("p_chosen",)))  # cDPO
-    train, order = batch_order(load_prefs(ctx, "train"), cfg, ctx.config.seed)
+    train, order = batch_order(protected(load_prefs(ctx, "train"), tokenizer), cfg, ctx.config.seed)
     return trl_args(DPOConfig, cfg, path, ctx, beta=cfg.beta, label_smoothing=smoothing,
                     loss_type=list(cfg.loss_type), train_sampling_strategy=order), train
 
@@ -74,7 +75,7 @@ def train_dpo(ctx, path) -> dict:
     from trl import DPOTrainer
     cfg, base_dir, identity, tokenizer, model = _start(ctx)
     ref = _reference(cfg, base_dir)
-    args, train = dpo_setup(ctx, path)
+    args, train = dpo_setup(ctx, path, tokenizer)
     smoothing = args.label_smoothing
     trainer = DPOTrainer(model=model, ref_model=ref, args=args, train_dataset=train,
                          processing_class=tokenizer, peft_config=lora_config(cfg, "CAUSAL_LM"))
@@ -125,7 +126,7 @@ def train_kto(ctx, path) -> dict:
     cfg, base_dir, identity, tokenizer, model = _start(ctx)
     ref = _reference(cfg, base_dir)
     rows, good = kto_rows(ctx, cfg.kto_data)
-    weights = kto_weights(good, len(rows))
+    rows, weights = protected(rows, tokenizer), kto_weights(good, len(rows))
     # KTO's KL estimate pairs each example with its batch neighbours in a fixed order, so TRL
     # demands sequential sampling: the rows are shuffled once here instead.
     if cfg.shuffle:
@@ -143,7 +144,7 @@ def train_kto(ctx, path) -> dict:
 def train_orpo(ctx, path) -> dict:
     from trl.experimental.orpo import ORPOConfig, ORPOTrainer
     cfg, _, identity, tokenizer, model = _start(ctx)
-    train, order = batch_order(load_prefs(ctx, "train"), cfg, ctx.config.seed)
+    train, order = batch_order(protected(load_prefs(ctx, "train"), tokenizer), cfg, ctx.config.seed)
     # ORPO's beta is λ, the weight of the odds-ratio term beside the SFT loss on `chosen`.
     args = trl_args(ORPOConfig, cfg, path, ctx, beta=cfg.beta, train_sampling_strategy=order)
     trainer = ORPOTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
@@ -165,8 +166,8 @@ def train_online(ctx, path) -> dict:
         if freeze(messages) not in seen:
             seen.add(freeze(messages))
             rows.append({"prompt": messages})
-    prompts = Dataset.from_list(rows)
-    rewards = [r for r in (_rm_path(ctx) if "rm" in cfg.reward else None,
+    prompts = protected(Dataset.from_list(rows), tokenizer)
+    rewards = [r for r in (_rm_reward(ctx) if "rm" in cfg.reward else None,
                            judge_reward(ctx) if "judge" in cfg.reward else None) if r is not None]
     args = trl_args(config_cls, cfg, path, ctx, beta=cfg.beta,
                     num_generations=cfg.num_generations, max_completion_length=cfg.max_new_tokens,
@@ -179,6 +180,12 @@ def train_online(ctx, path) -> dict:
         cfg, identity, reward=list(cfg.reward), train_prompts=len(prompts),
         rewards=[{"step": r.get("step"), "reward": r["reward"], "kl": r.get("kl")}
                  for r in logs]), resumed)
+
+
+def _rm_reward(ctx):
+    """The reward model as a reward function that reads texts as cai trained it on them."""
+    from .device import pick_device
+    return reward_function(_rm_path(ctx), pick_device(ctx.config.models.device))
 
 
 def _rm_path(ctx) -> str:

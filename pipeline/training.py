@@ -1,5 +1,6 @@
 """What the training stages share: the base model, TRL arguments set from the device, LoRA,
-reward scoring, and saving a model directory atomically under the hash of its inputs.
+the rows handed to TRL (their texts protected: `pipeline.scoring`), and saving a model
+directory atomically under the hash of its inputs.
 
 TRL's defaults assume a GPU (bf16, gradient checkpointing); on CPU they fail or run many times
 slower, so they are set from the device here.
@@ -162,9 +163,10 @@ def input_hash(ctx, name: str, section, part: str | None = None) -> str:
     """A trained model is named by everything it was made from: the dataset, its settings, the
     weights it starts from, the seed, and what rewards it online (GRPO/RLOO). Two trainings
     of the same rows are one model, whatever part of the dataset they came from."""
+    from .scoring import TEXT_VERSION
     return content_hash(name, dataset_hash(ctx, name, part), section.model_dump(),
                         base_identity(ctx, tuned=name == "policy", rm=name == "rm"), ctx.config.seed,
-                        reward_inputs(ctx) if name == "policy" else None)
+                        reward_inputs(ctx) if name == "policy" else None, TEXT_VERSION)
 
 
 def reward_inputs(ctx) -> dict | None:
@@ -385,34 +387,6 @@ def _reload(model, staging: Path):
 
 def is_complete(path) -> bool:
     return path is not None and (Path(path) / MARKER).exists()
-
-
-def score_conversations(model, tokenizer, conversations, device: str,
-                        max_batch_tokens: int = 2048) -> list[float]:
-    """The reward model's score of each conversation (a list of chat messages), scored in
-    length-sorted, right-padded chunks: the model reads each row at its last non-pad token, as
-    it does in training, so a batched score equals the row's score alone (within float noise)
-    at a fraction of the time of one forward pass per conversation."""
-    import torch
-    from .backends.prefix_cache import by_token_budget
-    model.eval()
-    rows = [tokenizer(tokenizer.apply_chat_template(m, tokenize=False),
-                      add_special_tokens=False)["input_ids"] for m in conversations]
-    out = [0.0] * len(rows)
-    with torch.no_grad():
-        for chunk in by_token_budget([len(r) for r in rows], max_batch_tokens):
-            batch = tokenizer.pad({"input_ids": [rows[i] for i in chunk]}, padding_side="right",
-                                  return_tensors="pt").to(device)
-            for i, score in zip(chunk, model(**batch).logits[:, 0].tolist()):
-                out[i] = float(score)
-    return out
-
-
-def reward_scores(model, tokenizer, rows, device: str) -> list[tuple[float, float]]:
-    """(r(chosen), r(rejected)) for rows of conversational prompt/chosen/rejected."""
-    flat = score_conversations(model, tokenizer, [row["prompt"] + row[side] for row in rows
-                                                  for side in ("chosen", "rejected")], device)
-    return list(zip(flat[0::2], flat[1::2]))
 
 
 def pair_accuracy(scores) -> float | None:

@@ -200,7 +200,8 @@ def test_length_grouped_batches_keep_every_row_once_and_pad_less():
 def test_batched_reward_scores_equal_one_at_a_time(tiny_model_dir):
     import torch
     from transformers import AutoModelForSequenceClassification
-    from pipeline.training import load_tokenizer, score_conversations
+    from pipeline.scoring import score_conversations
+    from pipeline.training import load_tokenizer
     tokenizer = load_tokenizer(tiny_model_dir)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)

@@ -13,7 +13,7 @@ import hashlib
 import math
 from pathlib import Path
 
-from ..control_tokens import neutralise_messages, special_tokens
+from ..control_tokens import control_vocabulary, neutralise_messages
 from ..errors import BackendError, ConfigError
 from ..models import fingerprint
 from .base import ChoiceRequest, GenerationRequest, as_messages
@@ -66,7 +66,7 @@ class VLLMBackend:
             max_model_len=max_model_len,
         )
         self.tokenizer = self.llm.get_tokenizer()
-        self.specials = special_tokens(self.tokenizer)
+        self.specials = control_vocabulary(self.tokenizer)
 
     def _chats(self, requests) -> list[list[dict]]:
         # `LLM.chat` tokenizes the rendered template whole, so a control string in a prompt or

@@ -17,10 +17,10 @@ from ..ai_value import ai_value
 from ..errors import CaiError
 from ..stats import roc_auc
 from ..context import StageStats, timed
+from ..scoring import protected, reward_scores
 from ..training import (base_model, batch_order, correlation, load_prefs, load_tokenizer,
-                        lora_config, loss_curve, pair_accuracy, fit,
-                        reward_scores, save_model, seed_everything, train_seconds, training_stage,
-                        train_or_reuse, trl_args, with_margin)
+                        lora_config, loss_curve, pair_accuracy, fit, save_model, seed_everything,
+                        train_seconds, training_stage, train_or_reuse, trl_args, with_margin)
 
 KEYS = ("train_accuracy", "heldout_accuracy", "heldout_auc", "train_heldout_gap", "train_pairs")
 
@@ -100,9 +100,9 @@ def keep_lower_layers(model, depth: float):
         model.config.layer_types = model.config.layer_types[:n]
 
 
-def rm_setup(ctx, path, human_only: bool = False) -> tuple:
-    """(RewardConfig, training rows in their order): every setting the reward model trains
-    with, which bench/train.py's like-for-like TRL script takes from here too."""
+def rm_setup(ctx, path, tokenizer, human_only: bool = False) -> tuple:
+    """(RewardConfig, training rows in their order, texts protected): every setting the reward
+    model trains with, which bench/train.py's like-for-like TRL script takes from here too."""
     from trl import RewardConfig
     cfg = ctx.config.train_rm
     # With a `margin` column TRL's loss is -log σ(r_chosen − r_rejected − margin): pairs the
@@ -112,7 +112,7 @@ def rm_setup(ctx, path, human_only: bool = False) -> tuple:
         train = train.filter(lambda row: row["source"] == "human")
     train = train.remove_columns("source")
     train = with_margin(train) if cfg.use_margin else train
-    train, order = batch_order(train, cfg, ctx.config.seed)
+    train, order = batch_order(protected(train, tokenizer), cfg, ctx.config.seed)
     return trl_args(RewardConfig, cfg, path, ctx, train_sampling_strategy=order), train
 
 
@@ -128,7 +128,7 @@ def _train(ctx, path, stats, human_only: bool = False) -> dict:
     model.config.pad_token_id = tokenizer.pad_token_id
     keep_lower_layers(model, cfg.depth)
     float32_reward(model)
-    args, train = rm_setup(ctx, path, human_only)
+    args, train = rm_setup(ctx, path, tokenizer, human_only)
     test = load_prefs(ctx, "test")
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))

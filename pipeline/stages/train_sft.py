@@ -11,6 +11,7 @@ inputs, like every model.
 
 from ..context import StageStats, timed
 from ..errors import CaiError
+from ..scoring import protected
 from ..training import (base_model, batch_order, fit, load_tokenizer, lora_config, loss_curve,
                         save_model, seed_everything, sft_rows, train_seconds, training_stage,
                         trl_args)
@@ -44,7 +45,8 @@ def _train(ctx, path) -> dict:
                        "critique stage's drops); set train_sft.enabled=false to train the policy "
                        "from the base model")
     rows = load_from_disk(str(ctx.run_dir / "dataset" / "sft"))["train"]
-    rows, order = batch_order(rows.select_columns(["prompt", "completion"]), cfg, ctx.config.seed)
+    rows = protected(rows.select_columns(["prompt", "completion"]), tokenizer)
+    rows, order = batch_order(rows, cfg, ctx.config.seed)
     args = trl_args(SFTConfig, cfg, path, ctx, completion_only_loss=True,
                     train_sampling_strategy=order)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(base_dir), args=args,
