@@ -140,3 +140,10 @@ def test_a_cross_origin_form_post_from_another_port_is_refused_in_chromium(serve
     finally:
         evil.shutdown()
     assert _labels(served.cfg.run_dir) == []
+
+
+def test_a_store_damaged_while_serving_is_its_one_line_on_the_page(app_client):
+    client, tokens, run_dir = app_client
+    (run_dir / "cai.sqlite").write_bytes(b"")
+    response = client.get(f"/a/{tokens['ann']}/")
+    assert response.status_code == 503 and "the run store is damaged" in response.text

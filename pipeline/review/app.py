@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 from flask import Flask, abort, g, jsonify, redirect, render_template, request
 
+from ..errors import CaiError
 from ..store import Store
 from . import access
 from .agreement import decide, review_metrics
@@ -73,6 +74,11 @@ def create_app(run_dir, config, host: str = "127.0.0.1", allow_hosts=()) -> Flas
     def _forbidden(error):
         return render_template("forbidden.html", nonce=g.get("nonce", ""), annotator=None,
                                why=error.description), 403
+
+    @app.errorhandler(CaiError)
+    def _unusable(error):  # a store damaged (or locked) while serving: its one line, no trace
+        return render_template("forbidden.html", nonce=g.get("nonce", ""), annotator=None,
+                               why=str(error), title="The review cannot go on"), 503
 
     def page(template, **kw):
         return render_template(template, nonce=g.nonce, annotator=g.annotator, base=g.base,
