@@ -189,7 +189,8 @@ class Store:
 
     def manifest_reuse(self, stage: str) -> dict | None:
         row = self.db.execute("SELECT reuse FROM manifests WHERE stage=?", (stage,)).fetchone()
-        return self._loads(row[0], f"the manifest of {stage}", dict) if row and row[0] else None
+        return self._loads(row[0], f"the reuse record of {stage}", (dict, type(None))) \
+            if row and row[0] else None
 
     def set_manifest_reuse(self, stage: str, reuse: dict):
         with transaction(self.db):
@@ -340,6 +341,7 @@ def _open_writable(db: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
         store_health.check_connection(db, conn)
+        store_health.check_not_newer(db, conn)
     return conn
 
 

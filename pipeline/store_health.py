@@ -115,6 +115,18 @@ def checked(db: Path, conn: sqlite3.Connection):
         raise
 
 
+def check_not_newer(db: Path, conn: sqlite3.Connection):
+    """A store a newer cai migrated has columns this one would leave unset: it may be read,
+    not written."""
+    from .migrations import MIGRATIONS, _applied
+    ahead = sorted(str(m) for m in _applied(conn) - {fn.__name__ for fn in MIGRATIONS})
+    if ahead:
+        conn.close()
+        raise StoreDamaged(f"{db}: the run store was written by a newer cai (schema "
+                           f"{', '.join(ahead)}); this cai may read it (history, diff, plan) but "
+                           "not write it: upgrade cai, or use another --run-dir")
+
+
 def describe(exc: sqlite3.Error) -> str:
     return f"SQLite: {exc}"
 

@@ -186,14 +186,24 @@ def cases(files: dict, baseline_dir: Path) -> dict:
     return out
 
 
+SET_BY_CAI = ("iterations.current", "iterations.root")
+
+
 def run(run_dir: Path, files: dict, changes: dict, before=None) -> dict:
     """The data stages from scratch with `changes`; -> {stage: (fingerprint, outputs)}.
     `before(run_dir)` prepares the run directory (e.g. review labels) first."""
     run_dir.mkdir(parents=True, exist_ok=True)
     if before:
         before(run_dir)
-    overrides = {**base_overrides(files), **{k: _yaml(v) for k, v in changes.items()}}
-    stats = run_data_stages(small_config(run_dir, **overrides))
+    # keys cai sets for itself (no config may) are set the way cai sets them
+    internal = {k.split(".")[1]: v for k, v in changes.items() if k in SET_BY_CAI}
+    overrides = {**base_overrides(files), **{k: _yaml(v) for k, v in changes.items()
+                                            if k not in SET_BY_CAI}}
+    config = small_config(run_dir, **overrides)
+    if internal:
+        config = config.model_copy(update={"iterations": config.iterations.model_copy(
+            update=internal)})
+    stats = run_data_stages(config)
     out = {}
     with ReadOnlyStore(run_dir) as store:
         for stage in DATA_STAGES:

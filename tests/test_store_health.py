@@ -148,3 +148,16 @@ def test_a_healthy_store_needs_no_repair(small_store, tmp_path):
     code, out, _ = cai(run, "store", "repair")
     assert code == 0 and "nothing to repair" in out
     assert not [p for p in run.iterdir() if "damaged" in p.name]
+
+
+def test_a_store_a_newer_cai_wrote_is_read_not_written(small_store, tmp_path, fake_backend):
+    run = tmp_path / "run"
+    shutil.copytree(small_store, run)
+    with closing(sqlite3.connect(run / "cai.sqlite")) as conn, conn:
+        conn.execute("INSERT INTO _migrations VALUES ('_m999_from_the_future', 0)")
+    before = (run / "cai.sqlite").read_bytes()
+    code, _, err = cai(run, "run", "--to", "generate")
+    assert code == 2 and "written by a newer cai (schema _m999_from_the_future)" in err
+    assert err.count("\n") == 1 and (run / "cai.sqlite").read_bytes() == before
+    code, out, _ = cai(run, "history")
+    assert code == 0 and "finished" in out
