@@ -50,7 +50,9 @@ def take_lock(run_dir: Path):
 
 
 class Store:
-    def __init__(self, run_dir, *, lock: bool = True):
+    def __init__(self, run_dir, *, lock: bool = True, pages: bool = True):
+        """`pages`: read every page at open (quick_check, up to 64 MB); the review page, which
+        opens the store once per request, checks them once when it starts."""
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = None
@@ -59,7 +61,7 @@ class Store:
         if lock:
             self._lock_file = take_lock(self.run_dir)
         try:
-            self.db = _open_writable(self.run_dir / DB_NAME)
+            self.db = _open_writable(self.run_dir / DB_NAME, pages)
         except BaseException:
             self.close()
             raise
@@ -328,7 +330,7 @@ class Store:
         self.db.execute("VACUUM")
 
 
-def _open_writable(db: Path) -> sqlite3.Connection:
+def _open_writable(db: Path, pages: bool = True) -> sqlite3.Connection:
     """The store for writing, checked; a new one is made whole under a temporary name first,
     so an empty or half-made file under the store's name is always damage, never a new store."""
     store_health.check_file(db)
@@ -340,7 +342,7 @@ def _open_writable(db: Path) -> sqlite3.Connection:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         migrate(conn)
-        store_health.check_connection(db, conn)
+        store_health.check_connection(db, conn, pages)
         store_health.check_not_newer(db, conn)
     return conn
 

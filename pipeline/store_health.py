@@ -49,30 +49,41 @@ def findings(result: list[str], most: int) -> str:
 
 def file_problem(db: Path) -> str | None:
     """What is wrong with the store file as a file, without SQLite; None if nothing is (or it
-    does not exist yet)."""
+    does not exist yet). Only what no live writer can make true for a moment: a store is made
+    whole before it gets its name, and its first page is written first."""
     if not db.exists() and not db.is_symlink():
         return None
     if not db.is_file():
         return "it is not a regular file" if db.exists() else "it is a dangling link"
-    size = db.stat().st_size
-    if size == 0:
-        return "it is empty (0 bytes)"
     with open(db, "rb") as f:
         head = f.read(100)
+    if not head:
+        return "it is empty (0 bytes)"
     if len(head) < 100 or not head.startswith(HEADER):
         return "it is not a SQLite database: its header is wrong"
+    return None
+
+
+def size_problem(db: Path) -> str | None:
+    """Whether the file is shorter than its header says: what SQLite's "malformed" means for a
+    store cut short. Asked once SQLite has found damage (or by `cai store check`), never as a
+    check of its own: a checkpoint running in another connection writes the header first."""
+    try:
+        size = db.stat().st_size
+        with open(db, "rb") as f:
+            head = f.read(100)
+        wal = db.with_name(db.name + "-wal")
+        log = wal.stat().st_size if wal.exists() else 0
+    except OSError:
+        return None
+    if len(head) < 100 or log:  # a log holding frames replays what the file lacks
+        return None
     page = int.from_bytes(head[16:18], "big")
     page = 65536 if page == 1 else page
-    if page < 512 or page & (page - 1):
-        return f"its header names an impossible page size ({page})"
     pages, counter, valid_for = (int.from_bytes(head[i:i + 4], "big") for i in (28, 24, 92))
-    wal = db.with_name(db.name + "-wal")
-    # With a write-ahead log holding frames, a checkpoint cut short may have written a header
-    # ahead of the pages; the log replays them, so the size is only judged without one.
-    no_log = not wal.exists() or wal.stat().st_size == 0
-    if no_log and counter == valid_for and pages and size < pages * page:
+    if counter == valid_for and pages and size < pages * page:
         return f"it is cut short: {size:,} bytes of the {pages * page:,} its header names"
-    if no_log and size % page:
+    if page and size % page:
         return f"it ends inside a page ({size:,} bytes, pages of {page:,})"
     return None
 
@@ -83,12 +94,12 @@ def check_file(db: Path):
         raise damaged(db, problem)
 
 
-def check_connection(db: Path, conn: sqlite3.Connection):
+def check_connection(db: Path, conn: sqlite3.Connection, pages: bool = True):
     """The open store's pages (quick_check where cheap) and schema; raises StoreDamaged."""
-    if db.stat().st_size <= QUICK_CHECK_MAX:
+    if pages and db.stat().st_size <= QUICK_CHECK_MAX:
         result = [row[0] for row in conn.execute("PRAGMA quick_check(3)")]
         if result != ["ok"]:
-            raise damaged(db, "SQLite's check: " + findings(result, 2))
+            raise damaged(db, size_problem(db) or "SQLite's check: " + findings(result, 2))
     from .migrations import _applied
     tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     applied = _applied(conn)
@@ -109,7 +120,7 @@ def checked(db: Path, conn: sqlite3.Connection):
         conn.close()
         if not is_damage(exc):
             raise
-        raise damaged(db, describe(exc)) from None
+        raise damaged(db, size_problem(db) or describe(exc)) from None
     except BaseException:
         conn.close()
         raise

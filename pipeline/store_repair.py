@@ -38,7 +38,7 @@ def check(run_dir) -> tuple[bool, list[str]]:
     db = Path(run_dir) / "cai.sqlite"
     if not db.exists() and not db.is_symlink():
         return True, [f"{db}: no store here yet"]
-    problem = store_health.file_problem(db)
+    problem = store_health.file_problem(db) or store_health.size_problem(db)
     if not _is_sqlite(db):
         return False, [f"{db}: damaged: {problem}; nothing in it is readable", _advice(run_dir)]
     lines, healthy = [f"{db}: {db.stat().st_size:,} bytes"], problem is None

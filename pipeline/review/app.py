@@ -42,7 +42,7 @@ def create_app(run_dir, config, host: str = "127.0.0.1", allow_hosts=()) -> Flas
         token = (request.view_args or {}).get("token")
         if token is None:
             return None
-        g.store = Store(run_dir, lock=False)
+        g.store = Store(run_dir, lock=False, pages=False)  # `cai review` checked them at start
         who = g.store.annotator_of(access.token_hash(token))
         if who is None:
             abort(403, "this link is not valid here")
