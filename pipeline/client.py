@@ -53,8 +53,14 @@ class ModelClient:
     logprobs: bool = True     # the backend scores choices by log-probabilities (else: votes)
     structured: bool = False  # the backend enforces answer schemas (JSON-schema output)
     shared: object = None     # the call cache shared across run directories (SharedCalls)
+    engine: object = None     # who answers the misses (`pipeline.engines`; None: this process)
     stats: CallStats = field(default_factory=CallStats)
     _backend: object = None
+
+    def __post_init__(self):
+        if self.engine is None:
+            from .engines.local import LocalEngine
+            self.engine = LocalEngine()
 
     @property
     def backend(self):
@@ -135,18 +141,31 @@ class ModelClient:
         return max(self.batch_size, getattr(backend, "batch_size", 0))
 
     def _call_backend(self, kind, todo: dict, results: dict, desc: str):
-        batches = in_batches(list(todo.items()), self.batch_size_for(self.backend),
-                             lambda kv: kv[1])
+        """The misses, in batches, through the run's engine (`pipeline.engines`): each answered
+        batch is stored (one transaction) as it comes back."""
+        size = self.batch_size if self.engine.name != "local" else self.batch_size_for(self.backend)
+        batches = in_batches(list(todo.items()), size, lambda kv: kv[1])
         with tqdm(total=len(todo), desc=desc, unit="call", leave=False) as bar:
-            for batch in batches:
-                rows = self._call_batch(kind, batch)
+            for rows in self.engine.answer(self, kind, batches):
                 self.store.put_calls(rows)
                 if self.shared is not None:
                     self.shared.put(rows)
                 for row in rows:
                     results[row["key"]] = self._from_store(row["key"], row)
-                bar.update(len(batch))
+                bar.update(len(rows))
                 self._stop_if_down(rows)
+
+    def call_batch(self, kind, batch) -> list[dict]:
+        """One batch through this process's backend (the local engine)."""
+        rows, seconds = answer_batch(self.backend, self.spec, kind, batch)
+        self.count(rows, seconds)
+        return rows
+
+    def count(self, rows: list[dict], seconds: float):
+        """An answered batch in the call statistics, wherever it was answered."""
+        self.stats.failed += sum(r["error"] is not None for r in rows)
+        self.stats.seconds += seconds
+        self.stats.calls += len(rows)
 
     def _stop_if_down(self, rows: list[dict]):
         """Most of a batch failing transiently is a server that is down or overloaded, not a
@@ -158,36 +177,34 @@ class ModelClient:
                                f"({down[0].removeprefix(TRANSIENT)}); finished work is saved, "
                                "rerun when the server answers")
 
-    def _call_batch(self, kind, batch) -> list[dict]:
-        """One backend call. A request the backend reports failed (`RequestFailed`) is stored
-        with its reason; an exception fails the whole batch, so it is the backend's fault, not
-        the requests': the run stops with one line and the batch is not stored."""
-        reqs = [r for _, r in batch]
-        start = time.perf_counter()
-        try:
-            if kind == "generate":
-                answers, field = self.backend.generate(reqs), "text"
-            else:
-                answers, field = self.backend.choice_logprobs(reqs), "logprobs"
-        except CaiError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - any engine error; the message names it
-            raise BackendError(f"model '{self.spec}' failed on a batch of {len(reqs)} requests: "
-                               f"{_reason(exc)}; finished work is saved, rerun to resume "
-                               "(a smaller models.batch_size may help)") from exc
-        failed = [isinstance(a, RequestFailed) for a in answers]
-        outs = [None if f else {field: a} for a, f in zip(answers, failed)]
-        errors = [(TRANSIENT if a.transient else "") + a.reason if f else None
-                  for a, f in zip(answers, failed)]
-        self.stats.failed += sum(failed)
-        self.stats.seconds += time.perf_counter() - start
-        self.stats.calls += len(reqs)
-        return [{"key": k, "model": self.spec, "kind": kind, "request": _request_json(r),
-                 "response": out, "error": err}
-                for (k, r), out, err in zip(batch, outs, errors)]
-
-
 TRANSIENT = "transient: "  # how a stored failure says it was the server's, at that moment
+
+
+def answer_batch(backend, spec: str, kind: str, batch) -> tuple[list[dict], float]:
+    """One backend call, as stored rows, and its seconds. A request the backend reports failed
+    (`RequestFailed`) is stored with its reason; an exception fails the whole batch, so it is
+    the backend's fault, not the requests': the run stops with one line and the batch is not
+    stored."""
+    reqs = [r for _, r in batch]
+    start = time.perf_counter()
+    try:
+        if kind == "generate":
+            answers, field = backend.generate(reqs), "text"
+        else:
+            answers, field = backend.choice_logprobs(reqs), "logprobs"
+    except CaiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any engine error; the message names it
+        raise BackendError(f"model '{spec}' failed on a batch of {len(reqs)} requests: "
+                           f"{_reason(exc)}; finished work is saved, rerun to resume "
+                           "(a smaller models.batch_size may help)") from exc
+    failed = [isinstance(a, RequestFailed) for a in answers]
+    outs = [None if f else {field: a} for a, f in zip(answers, failed)]
+    errors = [(TRANSIENT if a.transient else "") + a.reason if f else None
+              for a, f in zip(answers, failed)]
+    return [{"key": k, "model": spec, "kind": kind, "request": _request_json(r),
+             "response": out, "error": err}
+            for (k, r), out, err in zip(batch, outs, errors)], time.perf_counter() - start
 
 
 def is_transient(error: str | None) -> bool:

@@ -17,7 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, create_mode
 from constitution.limits import MAX_DEPTH, too_deep
 
 from .config_eval import EvaluateConfig
-from .config_loops import IterationsConfig, ReviewConfig
+from .config_loops import IterationsConfig, RayConfig, ReviewConfig
 from .config_train import (TRAIN_KNOBS, TRAIN_STAGES, Section, SharedTrainConfig,  # noqa: F401
                            TrainConfig, TrainPolicyConfig, TrainRMConfig, TrainSFTConfig)
 from .errors import ConfigError
@@ -287,6 +287,10 @@ class RunConfig(Section):
     evaluate: EvaluateConfig = EvaluateConfig()
     review: ReviewConfig = ReviewConfig()
     iterations: IterationsConfig = IterationsConfig()
+    engine: Literal["local", "ray"] = Field("local", description=(
+        "who answers the model calls a stage needs: this process (local) or a pool of Ray "
+        "actors (ray; extra `cai[ray]`); the dataset is the same either way"))
+    ray: RayConfig = RayConfig()
 
     @model_validator(mode="before")
     @classmethod

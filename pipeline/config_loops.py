@@ -1,4 +1,5 @@
-"""Config sections of the loops around a run: people reviewing it, and iterations of it."""
+"""Config sections of the loops around a run: people reviewing it, iterations of it, and the
+engine its model calls run on."""
 
 from typing import Literal
 
@@ -54,3 +55,14 @@ class IterationsConfig(Section):
             return value
         raise ValueError("is set by cai for each iteration, not by a config or --set (use "
                          "iterations.count, and `--iteration K` on history and diff)")
+
+
+class RayConfig(Section):
+    address: str | None = Field(None, description=(
+        "`engine: ray`: the Ray cluster to join ('auto', 'ray://host:10001'); null starts a "
+        "local one"))
+    actors: int = Field(2, ge=1, le=4096, description=(
+        "`engine: ray`: actors answering model calls, each holding its own backend"))
+    num_cpus: float = Field(1.0, gt=0, le=1024, description="`engine: ray`: CPUs each actor reserves")
+    num_gpus: float = Field(0.0, ge=0, le=64, description=(
+        "`engine: ray`: GPUs each actor reserves (1 for a transformers or vLLM model per GPU)"))

@@ -59,6 +59,7 @@ class RunContext:
         self._clients: dict[str, ModelClient] = {}
         self._backends: dict[str, object] = {}
         self._shared = None  # opened on the first client
+        self._run_engine = None  # made on the first client
         self._identities: dict[str, dict] = {}
 
     @property
@@ -79,8 +80,15 @@ class RunContext:
                 m.batch_size, m.retry_failed, self.dry_run,
                 logprobs=has_logprobs(spec, self.config),
                 structured=kind == "openai" and self.config.openai.structured,
-                shared=self._shared_calls())
+                shared=self._shared_calls(), engine=self._engine())
         return self._clients[spec]
+
+    def _engine(self):
+        """The run's engine (`pipeline.engines`), made once: a Ray cluster is joined once."""
+        if self._run_engine is None:
+            from .engines import engine_for
+            self._run_engine = engine_for(self.config)
+        return self._run_engine
 
     def _shared_calls(self):
         """The call cache shared across run directories (None when `models.shared_cache` is off)."""
