@@ -17,6 +17,11 @@
 3. The client's own ceiling: `openai:` against a server that only sleeps 100 ms per request
    (tests/drivers/sleep_server.py, asyncio, no model) at concurrency 1 to 256, and the generate
    stage vs the raw backend there at concurrency 64 (512 requests).
+4. Engines: the generate stage against that sleep-only server, 4,096 requests, `engine: local`
+   (this process, concurrency 64) vs `engine: ray` with 1, 2 and 4 actors (each an `openai:`
+   client of concurrency 64) on a local Ray cluster of 4 CPUs; wall seconds of the stage
+   (actor start-up included), requests per second and the ratio to local.
+   `--only engines` runs this table alone.
 """
 
 import contextlib
@@ -124,12 +129,59 @@ def overhead_row(name, spec, url, prompts, n=128, concurrency=16):
     return name, n, raw_secs, pipe_secs
 
 
+def engine_rows(url: str, prompts, n: int = 4096, concurrency: int = 64) -> list:
+    """The generate stage on the sleep-only server, this process alone vs 1, 2 and 4 actors."""
+    import ray
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"PYTHONPATH": str(ROOT)}})
+    rows = []
+    try:
+        for engine, actors in (("local", 1), ("ray", 1), ("ray", 2), ("ray", 4)):
+            secs = stage_seconds(url, prompts, n, concurrency, engine, actors)
+            rows.append((engine, actors, n, secs))
+    finally:
+        ray.shutdown()
+    return rows
+
+
+def stage_seconds(url, prompts, n, concurrency, engine: str, actors: int) -> float:
+    from pipeline.context import RunContext
+    from pipeline.stages import STAGES
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        rows = [{"id": f"p{i}", "prompt": f"{p} ({i})"} for i, p in enumerate((prompts * n)[:n])]
+        (tmp / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        cfg = config(tmp / "run", "openai:sleepy", url, concurrency, tmp / "prompts.jsonl", n)
+        cfg = cfg.model_copy(update={"engine": engine, "ray": cfg.ray.model_copy(
+            update={"actors": actors})})
+        with RunContext(cfg) as ctx:
+            start = time.perf_counter()
+            stats = STAGES["generate"](ctx)
+            secs = time.perf_counter() - start
+        assert stats.calls == n
+    return secs
+
+
+def print_engines(rows):
+    print(f"generate stage vs a server that sleeps 100 ms per request: engines side by side")
+    print(f"{'engine':<8} {'actors':>6} {'requests':>8} {'seconds':>8} {'req/s':>7} {'vs local':>9}")
+    local = rows[0][2] / rows[0][3]
+    for engine, actors, n, secs in rows:
+        print(f"{engine:<8} {actors if engine == 'ray' else '-':>6} {n:>8} {secs:8.2f} "
+              f"{n / secs:7.1f} {n / secs / local:8.2f}x")
+
+
 def main():
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # server and client share 2 cores
     from pipeline.runner import quiet_libraries
     from pipeline.sources import load_prompts
     from pipeline.tiny import tiny_model
     quiet_libraries()
+    if sys.argv[1:] == ["--only", "engines"]:
+        prompts = [p["prompt"] for p in load_prompts("builtin:redteam")[:32]]
+        with serve_sleep(0.1) as url:
+            print_engines(engine_rows(url, prompts))
+        return
     tmp = Path(tempfile.mkdtemp(prefix="cai-bench-backends-"))
     model = tiny_model(tmp / "tiny")
     prompts = [p["prompt"] for p in load_prompts("builtin:redteam")[:32]]
@@ -159,6 +211,9 @@ def main():
     print(f"{'concurrency':>12} {'requests':>9} {'req/s':>8} {'vs sequential':>14}")
     for c, n, rate in ceiling:
         print(f"{c:>12} {n:>9} {rate:8.1f} {rate / 10:13.1f}x")
+    print()
+    with serve_sleep(0.1) as url:
+        print_engines(engine_rows(url, prompts))
 
 
 @contextlib.contextmanager

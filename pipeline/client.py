@@ -143,8 +143,7 @@ class ModelClient:
     def _call_backend(self, kind, todo: dict, results: dict, desc: str):
         """The misses, in batches, through the run's engine (`pipeline.engines`): each answered
         batch is stored (one transaction) as it comes back."""
-        size = self.batch_size if self.engine.name != "local" else self.batch_size_for(self.backend)
-        batches = in_batches(list(todo.items()), size, lambda kv: kv[1])
+        batches = in_batches(list(todo.items()), self.engine.batch_size(self), lambda kv: kv[1])
         with tqdm(total=len(todo), desc=desc, unit="call", leave=False) as bar:
             for rows in self.engine.answer(self, kind, batches):
                 self.store.put_calls(rows)

@@ -38,6 +38,11 @@ def request_seed(seed: int, sample: int) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{sample}".encode()).digest()[:4], "big") >> 1
 
 
+
+def batch_size(settings) -> int:
+    """Requests per batch for a server: enough to keep `concurrency` of them in flight."""
+    return max(64, 8 * settings.concurrency)
+
 class OpenAIBackend:
     def __init__(self, model: str, settings):
         import openai  # noqa: F401 - fail here, at load, if the package is missing
@@ -50,7 +55,7 @@ class OpenAIBackend:
         self.stats = {"requests": 0, "retries": 0, "failed": 0}
         # Requests handed over per batch (the client writes the store once per batch): enough
         # that the idle slots while a batch drains are a small share of its time.
-        self.batch_size = max(64, 8 * settings.concurrency)
+        self.batch_size = batch_size(settings)
 
     # -- the Backend interface --------------------------------------------------------------
     def generate(self, requests) -> list:

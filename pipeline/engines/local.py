@@ -5,6 +5,9 @@ batching and concurrency inside a batch)."""
 class LocalEngine:
     name = "local"
 
+    def batch_size(self, client) -> int:
+        return client.batch_size_for(client.backend)
+
     def answer(self, client, kind: str, batches):
         """Yield the stored rows of each batch as the client's backend answers it."""
         for batch in batches:

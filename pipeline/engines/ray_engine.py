@@ -38,6 +38,19 @@ class RayEngine:
             env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
             self.ray.init(address=self.settings.address, log_to_driver=False,
                           include_dashboard=False, runtime_env={"env_vars": env} if env else None)
+        # the client's own bar counts the calls; Ray Data's progress lines would bury it
+        import logging
+        logging.getLogger("ray.data").setLevel(logging.WARNING)
+        self.ray.data.DataContext.get_current().enable_progress_bars = False
+
+    def batch_size(self, client) -> int:
+        """Requests per batch, decided without loading the backend here: a server's batches
+        keep its concurrency busy (as the local engine's do), a model's are models.batch_size."""
+        from ..backends import parse_spec
+        if parse_spec(client.spec)[0] == "openai":
+            from ..backends.openai_backend import batch_size
+            return max(client.batch_size, batch_size(self.config.openai))
+        return client.batch_size
 
     def answer(self, client, kind: str, batches):
         """Yield the stored rows of each batch as an actor answers it (in the order they finish:
@@ -53,7 +66,7 @@ class RayEngine:
         items = [{"batch": pickle.dumps(b)} for b in batches]
         ds = ray.data.from_items(items, override_num_blocks=len(items))
         answered = ds.map_batches(
-            Answerer, batch_size=1, concurrency=min(s.actors, len(items)),
+            Answerer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(s.actors, len(items))),
             fn_constructor_args=(client.spec, model, self.config, factory, kind),
             num_cpus=s.num_cpus, num_gpus=s.num_gpus)
         try:
