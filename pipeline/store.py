@@ -170,9 +170,13 @@ class Store:
         not only their ids, so a record recomputed under its id changes what later stages see."""
         ids_json, meta_json = dumps(list(ids)), dumps(meta)
         h = hashlib.sha256(f"{ids_json}\n{meta_json}".encode())
-        data = self.stored_data(set(ids))
-        for rid in sorted(data):
-            h.update(f"\n{rid}\t{data[rid]}".encode())
+        unique = sorted(set(ids))
+        for i in range(0, len(unique), 5000):  # a chunk at a time: 1M records' texts never at once
+            chunk = unique[i:i + 5000]
+            data = self.stored_data(chunk)
+            for rid in chunk:
+                if rid in data:
+                    h.update(f"\n{rid}\t{data[rid]}".encode())
         digest = h.hexdigest()[:20]
         with transaction(self.db):
             self.db.execute("INSERT OR REPLACE INTO manifests (stage, ids, meta, updated, digest, run) "
