@@ -19,7 +19,7 @@
    stage vs the raw backend there at concurrency 64 (512 requests).
 4. Engines: the generate stage against that sleep-only server, 4,096 requests, `engine: local`
    (this process, concurrency 64) vs `engine: ray` with 1, 2 and 4 actors (each an `openai:`
-   client of concurrency 64) on a local Ray cluster of 4 CPUs; wall seconds of the stage
+   client of concurrency 64, kept for the run) on a local Ray cluster of 4 CPUs; wall seconds of the stage
    (actor start-up included), requests per second and the ratio to local.
    `--only engines` runs this table alone.
 """

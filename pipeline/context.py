@@ -136,8 +136,12 @@ class RunContext:
         for c in self._clients.values():
             c._backend = None
         self._backends.clear()
+        if self._run_engine is not None:
+            self._run_engine.close()
 
     def close(self):
+        if self._run_engine is not None:
+            self._run_engine.close()
         self.store.close()
         if self._shared:
             self._shared.close()

@@ -136,3 +136,14 @@ def test_a_driver_killed_mid_stage_resumes_asking_only_what_is_missing(cluster, 
 
 def _stored_some(run_dir) -> bool:
     return (run_dir / "cai.sqlite").exists() and _calls(run_dir) >= 4
+
+
+def test_the_tiny_model_in_ray_actors_makes_the_same_dataset(cluster, tmp_path, tiny_model_dir):
+    """A real backend in the actors: each loads the tiny transformers model itself."""
+    spec = f"transformers:{tiny_model_dir}"
+    keys = {"ray.actors": 2, "models.batch_size": 4, "prompts.limit": 3}
+    for engine in ("local", "ray"):
+        run_stages(small_config(tmp_path / engine, policy=spec, judge=spec, engine=engine, **keys),
+                   DATA_STAGES, echo=lambda s: None)
+    assert _dataset(tmp_path / "ray") == _dataset(tmp_path / "local") != {}
+    assert _calls(tmp_path / "ray") == _calls(tmp_path / "local") > 0

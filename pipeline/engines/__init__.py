@@ -6,12 +6,9 @@ which yields the stored rows of each batch as it is answered. The client alone w
 (the driver, under the run lock), so an engine never decides what is cached or named.
 
 - `local` (default): this process calls the backend batch by batch (`local.py`);
-- `ray`: the batches become a Ray Dataset mapped by a pool of actors, each holding its own
-  backend (`ray_engine.py`, the optional extra `cai[ray]`).
+- `ray`: the batches go to a pool of Ray actors per model, each holding its own backend for
+  the run (`ray_engine.py`, the optional extra `cai[ray]`).
 """
-
-ENGINES = ("local", "ray")
-
 
 def engine_for(config):
     """The engine a run config names."""

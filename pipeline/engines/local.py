@@ -8,6 +8,9 @@ class LocalEngine:
     def batch_size(self, client) -> int:
         return client.batch_size_for(client.backend)
 
+    def close(self):
+        pass
+
     def answer(self, client, kind: str, batches):
         """Yield the stored rows of each batch as the client's backend answers it."""
         for batch in batches:

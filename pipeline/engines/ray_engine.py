@@ -1,16 +1,18 @@
-"""The Ray engine (`engine: ray`, extra `cai[ray]`): the batches a stage still needs become a
-Ray Dataset, mapped by a pool of actors (Ray Data's `map_batches` with a callable class), each
-holding one backend of its own: a transformers or vLLM model on its GPU, or an OpenAI-compatible
-client with its own concurrency. Answers stream back to the driver, which alone writes the
-store, batch by batch, as they arrive.
+"""The Ray engine (`engine: ray`, extra `cai[ray]`): the batches a stage still needs are
+answered by a pool of Ray actors per model (`ray.util.ActorPool`), each holding one backend of
+its own, loaded once for the run: a transformers or vLLM model on the GPU it reserves, or an
+OpenAI-compatible client with its own concurrency. Answers stream back to the driver as they
+finish, and the driver alone writes the store, batch by batch.
 
-Faults: an actor that dies is restarted by Ray and its batch asked again (Ray Data's actor
-pools restart actors and retry their tasks by default); a driver that dies loses only the
-batches in flight, and `cai run` again asks only keys the store lacks; a request the server
-fails stays that request's stored failure. `ray.address` joins a running cluster; without one,
-a local cluster is started.
+Actors live for the run (a model is not reloaded for every call a stage makes) and are
+released before training, which wants their memory, and when the run ends. Faults: an actor
+that dies is restarted by Ray and the call it was answering asked again (`max_restarts`,
+`max_task_retries`); a driver that dies loses only the batches in flight, and `cai run` again
+asks only keys the store lacks; a request the server fails stays that request's stored
+failure. `ray.address` joins a running cluster; without one, a local cluster is started.
 """
 
+import logging
 import os
 import pickle
 
@@ -28,6 +30,7 @@ class RayEngine:
         except ImportError:
             raise ConfigError(MISSING) from None
         self.ray, self.settings, self.config = ray, config.ray, config
+        self.pools: dict[str, tuple] = {}  # model spec -> (actors, ActorPool)
 
     def _start(self):
         """Join `ray.address` (or a cluster this process started already), else start a local
@@ -37,11 +40,8 @@ class RayEngine:
             # by the actors too (on a local cluster; a remote one needs it installed)
             env = {"PYTHONPATH": os.environ["PYTHONPATH"]} if os.environ.get("PYTHONPATH") else {}
             self.ray.init(address=self.settings.address, log_to_driver=False,
-                          include_dashboard=False, runtime_env={"env_vars": env} if env else None)
-        # the client's own bar counts the calls; Ray Data's progress lines would bury it
-        import logging
-        logging.getLogger("ray.data").setLevel(logging.WARNING)
-        self.ray.data.DataContext.get_current().enable_progress_bars = False
+                          include_dashboard=False, runtime_env={"env_vars": env} if env else None,
+                          logging_level=logging.WARNING)
 
     def batch_size(self, client) -> int:
         """Requests per batch, decided without loading the backend here: a server's batches
@@ -55,46 +55,60 @@ class RayEngine:
     def answer(self, client, kind: str, batches):
         """Yield the stored rows of each batch as an actor answers it (in the order they finish:
         the client files every answer under its key)."""
-        from ..backends import BACKENDS, parse_spec
-        ray, s = self.ray, self.settings
         if not batches:
             return
-        self._start()
-        kind_of_model, model = parse_spec(client.spec)
-        # the factory itself travels (pickled), so a backend registered here loads there too
-        factory = BACKENDS[kind_of_model]
-        items = [{"batch": pickle.dumps(b)} for b in batches]
-        ds = ray.data.from_items(items, override_num_blocks=len(items))
-        answered = ds.map_batches(
-            Answerer, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(s.actors, len(items))),
-            fn_constructor_args=(client.spec, model, self.config, factory, kind),
-            num_cpus=s.num_cpus, num_gpus=s.num_gpus)
+        pool = self._pool(client.spec)
         try:
-            for row in answered.iter_rows():
-                rows, seconds = pickle.loads(row["rows"])
+            for out in pool.map_unordered(lambda actor, b: actor.answer.remote(kind, b),
+                                          [pickle.dumps(b) for b in batches]):
+                rows, seconds = pickle.loads(out)
                 client.count(rows, seconds)
                 yield rows
-        except ray.exceptions.RayError as exc:
+        except self.ray.exceptions.RayError as exc:
+            self._release(client.spec)
             raise BackendError(f"model '{client.spec}' failed on the Ray engine: "
-                               f"{_first_line(exc)}; finished work is saved, rerun to resume") from None
+                               f"{_last_line(exc)}; finished work is saved, rerun to resume") from None
+        except BaseException:  # the stage stopped mid-way: the pool's pending calls are void
+            self._release(client.spec)
+            raise
+
+    def _pool(self, spec: str):
+        from ray.util import ActorPool
+
+        from ..backends import BACKENDS, parse_spec
+        if spec not in self.pools:
+            self._start()
+            kind, model = parse_spec(spec)
+            # the factory itself travels (pickled), so a backend registered here loads there too
+            remote = self.ray.remote(Answerer).options(
+                num_cpus=self.settings.num_cpus, num_gpus=self.settings.num_gpus,
+                max_restarts=-1, max_task_retries=-1)  # a dead actor is replaced, its call retried
+            actors = [remote.remote(spec, model, self.config, BACKENDS[kind])
+                      for _ in range(self.settings.actors)]
+            self.pools[spec] = (actors, ActorPool(actors))
+        return self.pools[spec][1]
+
+    def _release(self, spec: str):
+        for actor in self.pools.pop(spec, ((), None))[0]:
+            self.ray.kill(actor)
+
+    def close(self):
+        """Let the actors and their models go (before training, and at the end of a run)."""
+        for spec in list(self.pools):
+            self._release(spec)
 
 
 class Answerer:
-    """A Ray Data actor: one backend, loaded once, answering one client batch per call."""
+    """A Ray actor: one backend, loaded once, answering one client batch per call."""
 
-    def __init__(self, spec: str, model: str, config, factory, kind: str):
-        self.spec, self.kind = spec, kind
-        self.backend = factory(model, config)
+    def __init__(self, spec: str, model: str, config, factory):
+        self.spec, self.backend = spec, factory(model, config)
 
-    def __call__(self, batch: dict) -> dict:
+    def answer(self, kind: str, payload: bytes) -> bytes:
         from ..client import answer_batch
-        out = []
-        for payload in batch["batch"]:
-            rows, seconds = answer_batch(self.backend, self.spec, self.kind, pickle.loads(payload))
-            out.append(pickle.dumps((rows, seconds)))
-        return {"rows": out}
+        return pickle.dumps(answer_batch(self.backend, self.spec, kind, pickle.loads(payload)))
 
 
-def _first_line(exc: Exception) -> str:
+def _last_line(exc: Exception) -> str:
     lines = [x for x in str(exc).splitlines() if x.strip()]
     return lines[-1].strip() if lines else type(exc).__name__
