@@ -163,7 +163,7 @@ def stage_seconds(url, prompts, n, concurrency, engine: str, actors: int) -> flo
 
 
 def print_engines(rows):
-    print(f"generate stage vs a server that sleeps 100 ms per request: engines side by side")
+    print("generate stage vs a server that sleeps 100 ms per request: engines side by side")
     print(f"{'engine':<8} {'actors':>6} {'requests':>8} {'seconds':>8} {'req/s':>7} {'vs local':>9}")
     local = rows[0][2] / rows[0][3]
     for engine, actors, n, secs in rows:
