@@ -147,3 +147,20 @@ def test_the_tiny_model_in_ray_actors_makes_the_same_dataset(cluster, tmp_path, 
                    DATA_STAGES, echo=lambda s: None)
     assert _dataset(tmp_path / "ray") == _dataset(tmp_path / "local") != {}
     assert _calls(tmp_path / "ray") == _calls(tmp_path / "local") > 0
+
+
+class Broken(FakeBackend):
+    def generate(self, requests):
+        raise RuntimeError("CUDA error: device-side assert triggered")
+
+
+def test_a_backend_failing_in_an_actor_stops_the_run_in_one_line(cluster, tmp_path, monkeypatch):
+    from pipeline.errors import BackendError
+    monkeypatch.setitem(backends.BACKENDS, "fake", lambda model, config: Broken(model))
+    cfg = small_config(tmp_path, engine="ray", **{"ray.actors": 2})
+    with pytest.raises(BackendError) as e:
+        run_stages(cfg, ["generate"], echo=lambda s: None)
+    message = str(e.value)
+    assert "\n" not in message and "fake:policy" in message
+    assert "RuntimeError: CUDA error: device-side assert triggered" in message
+    assert not (tmp_path / "cai.sqlite").exists() or _calls(tmp_path) == 0
