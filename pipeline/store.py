@@ -90,7 +90,9 @@ class Store:
 
     def _select_in(self, sql: str, keys):
         for cursor in self._in_chunks(sql, keys):
-            yield from cursor
+            # a chunk's rows as a list: a generator left mid-way (a damaged row stopped the
+            # reader) then holds no cursor that would fail on the closed store when collected
+            yield from cursor.fetchall()
 
     def _change_in(self, sql: str, keys, *params) -> int:
         with transaction(self.db):

@@ -164,3 +164,17 @@ def test_a_backend_failing_in_an_actor_stops_the_run_in_one_line(cluster, tmp_pa
     assert "\n" not in message and "fake:policy" in message
     assert "RuntimeError: CUDA error: device-side assert triggered" in message
     assert not (tmp_path / "cai.sqlite").exists() or _calls(tmp_path) == 0
+
+
+def test_each_actor_gets_its_share_of_the_servers():
+    from pipeline.config import load_config
+    from pipeline.engines.ray_engine import share
+    urls = [f"http://gpu{k}:8000/v1" for k in range(5)]
+    cfg = load_config(None, [f"openai.base_urls=[{','.join(urls)}]"])
+    shares = [share(cfg, i, 2).openai.base_urls for i in range(2)]
+    assert shares == [urls[0::2], urls[1::2]]  # every server once, no two actors on one
+    few = [share(cfg, i, 8).openai.base_urls for i in range(8)]
+    assert all(sorted(s) == urls for s in few) and len({s[0] for s in few}) == 5
+    own = load_config(None, [f"openai.model_base_urls={{judge: [{','.join(urls[:2])}]}}"])
+    assert [share(own, i, 2, "judge").openai.model_base_urls["judge"] for i in range(2)] == \
+        [urls[:1], urls[1:2]]

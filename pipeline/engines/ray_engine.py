@@ -83,8 +83,9 @@ class RayEngine:
             remote = self.ray.remote(Answerer).options(
                 num_cpus=self.settings.num_cpus, num_gpus=self.settings.num_gpus,
                 max_restarts=-1, max_task_retries=-1)  # a dead actor is replaced, its call retried
-            actors = [remote.remote(spec, model, self.config, BACKENDS[kind])
-                      for _ in range(self.settings.actors)]
+            n = self.settings.actors
+            actors = [remote.remote(spec, model, share(self.config, i, n, model), BACKENDS[kind])
+                      for i in range(n)]
             self.pools[spec] = (actors, ActorPool(actors))
         return self.pools[spec][1]
 
@@ -96,6 +97,20 @@ class RayEngine:
         """Let the actors and their models go (before training, and at the end of a run)."""
         for spec in list(self.pools):
             self._release(spec)
+
+
+def share(config, i: int, n: int, model: str = ""):
+    """Actor i's config: with at least n servers for `model` (`openai.model_base_urls`, else
+    `openai.base_urls`), every n-th of them from the i-th (a share of its own); with fewer, all
+    of them, from the i-th round-robin."""
+    o = config.openai
+    urls = list(o.model_base_urls.get(model) or o.base_urls)
+    if not urls:
+        return config
+    mine = urls[i::n] if len(urls) >= n else urls[i % len(urls):] + urls[:i % len(urls)]
+    update = {"model_base_urls": {**o.model_base_urls, model: mine}} if model in \
+        o.model_base_urls else {"base_urls": mine}
+    return config.model_copy(update={"openai": o.model_copy(update=update)})
 
 
 class Answerer:
