@@ -1,4 +1,5 @@
-"""`engine: ray` against `engine: local`: the same dataset byte for byte, an actor killed
+"""`engine: ray` against `engine: local`: the same dataset byte for byte (the fake backend,
+the tiny transformers model, `openai:` clients against the test server), an actor killed
 mid-stage changes nothing, and a driver killed mid-stage resumes asking only what the store
 lacks. On a local Ray cluster of 4 CPUs (with 2, Ray Data's actor pool can deadlock on 2 cores);
 skipped only where the `ray` extra is not installed (the dev extra installs it)."""
@@ -19,6 +20,7 @@ from pipeline import backends
 from pipeline.runner import run_stages
 from pipeline.stages import DATA_STAGES
 from pipeline.store import Store
+from test_openai_backend import server  # noqa: F401 - the fixture: the test OpenAI server
 
 ray = pytest.importorskip("ray")
 
@@ -178,3 +180,14 @@ def test_each_actor_gets_its_share_of_the_servers():
     own = load_config(None, [f"openai.model_base_urls={{judge: [{','.join(urls[:2])}]}}"])
     assert [share(own, i, 2, "judge").openai.model_base_urls["judge"] for i in range(2)] == \
         [urls[:1], urls[1:2]]
+
+
+def test_openai_clients_in_ray_actors_make_the_same_dataset(cluster, server, tmp_path):
+    """The `openai:` backend in the actors against the real test server (the tiny model)."""
+    from test_openai_backend import _config, _faults
+    _faults(server, 0.0)
+    for engine in ("local", "ray"):
+        run_stages(_config(tmp_path / engine, server, engine=engine, **{"ray.actors": 2}),
+                   DATA_STAGES, echo=lambda s: None)
+    assert _dataset(tmp_path / "ray") == _dataset(tmp_path / "local") != {}
+    assert _calls(tmp_path / "ray") == _calls(tmp_path / "local") > 0
