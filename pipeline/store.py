@@ -99,15 +99,12 @@ class Store:
             return sum(c.rowcount for c in self._in_chunks(sql, keys, *params))
 
     def _loads(self, text, where: str, kind=(dict, list)):
-        """A JSON column, or one line naming the damaged row: a byte flipped inside a page
-        can leave SQLite's structure sound and the text not JSON."""
+        """A JSON column, or one line naming the damaged row (`store_health.cai_json`)."""
         try:
-            value = json.loads(text)
-        except (TypeError, ValueError):
-            value = None
-        if not isinstance(value, kind):
-            raise store_health.damaged(self.run_dir / DB_NAME, f"{where} is not the JSON cai wrote")
-        return value
+            return store_health.cai_json(text, kind)
+        except ValueError:
+            raise store_health.damaged(self.run_dir / DB_NAME,
+                                       f"{where} is not the JSON cai wrote") from None
 
     def get_calls(self, keys) -> dict:
         """key -> {"response": ..., "error": ...} for the keys already stored."""

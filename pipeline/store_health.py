@@ -7,6 +7,7 @@ QUICK_CHECK_MAX, the schema this cai knows). `cai store check` runs the full int
 `cai store repair` (`pipeline.store_repair`) salvages what can be read into a fresh store.
 """
 
+import json
 import sqlite3
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,6 +33,19 @@ def opened(db: Path):
 
 def last_opened() -> Path | None:
     return _last_opened[0] if _last_opened else None
+
+
+def cai_json(text, kind):
+    """A JSON column's value, if it is what cai writes there (`kind`: its type or types); else
+    ValueError: a byte flipped inside a page can leave SQLite's structure sound and the text
+    not JSON."""
+    try:
+        value = json.loads(text)
+    except (TypeError, ValueError):
+        raise ValueError("not JSON") from None
+    if not isinstance(value, kind):
+        raise ValueError(f"not {kind}")
+    return value
 
 
 def damaged(db, what: str) -> StoreDamaged:

@@ -21,12 +21,14 @@ from . import store_health
 from .migrations import MIGRATIONS, _applied, migrate, transaction
 
 # table -> its JSON columns and the type each holds (None: the column may be NULL)
+# table -> its JSON columns and what each holds, as `Store` reads them (None: may be NULL)
+NULLABLE = type(None)
 JSON_COLUMNS = {
     "calls": {"request": dict, "response": None},
     "records": {"data": dict},
     "manifests": {"ids": list, "meta": dict, "reuse": None},
     "artifacts": {"meta": dict},
-    "runs": {"summary": None},
+    "runs": {"summary": (dict, NULLABLE)},
     "review_items": {"data": dict},
     "review_labels": {},
     "review_annotators": {},
@@ -122,13 +124,8 @@ def _salvage(db: Path) -> tuple[dict, list[str]]:
 
 
 def _is_sqlite(db: Path) -> bool:
-    if not db.is_file():
-        return False
-    try:
-        with open(db, "rb") as f:
-            return f.read(16) == store_health.HEADER
-    except OSError:
-        return False
+    """A regular file with a SQLite header: something SQLite can read rows of."""
+    return db.is_file() and store_health.file_problem(db) is None
 
 
 def _open_copy(db: Path, tmp) -> sqlite3.Connection:
@@ -170,17 +167,16 @@ def _salvage_table(conn, table: str) -> tuple[list[dict], str | None, int]:
 
 
 def _json_ok(table: str, row: dict) -> bool:
+    """Every JSON column of the row is what cai writes there (NULL where it may be)."""
     for column, kind in JSON_COLUMNS[table].items():
         text = row.get(column)
-        if text is None and kind is None:
-            continue
+        if text is None:
+            if kind is None or isinstance(kind, tuple) and NULLABLE in kind:
+                continue
+            return False
         try:
-            value = json.loads(text)
-        except (TypeError, ValueError):
-            return False
-        if kind is not None and not isinstance(value, kind):
-            return False
-        if kind is None and table == "runs" and not isinstance(value, dict):
+            store_health.cai_json(text, object if kind is None else kind)
+        except ValueError:
             return False
     return True
 
