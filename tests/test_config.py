@@ -142,3 +142,18 @@ def test_a_dumped_config_loads_again(tmp_path):
     f = tmp_path / "dumped.yaml"
     f.write_text(yaml.safe_dump(dumped))
     assert load_config(f).iterations.count == 3
+
+
+def test_each_ray_actor_gets_its_share_of_the_servers():
+    """No Ray needed: how `engine: ray` splits `openai:` servers among its actors."""
+    from pipeline.config import load_config
+    from pipeline.engines.ray_engine import share
+    urls = [f"http://gpu{k}:8000/v1" for k in range(5)]
+    cfg = load_config(None, [f"openai.base_urls=[{','.join(urls)}]"])
+    shares = [share(cfg, i, 2).openai.base_urls for i in range(2)]
+    assert shares == [urls[0::2], urls[1::2]]  # every server once, no two actors on one
+    few = [share(cfg, i, 8).openai.base_urls for i in range(8)]
+    assert all(sorted(s) == urls for s in few) and len({s[0] for s in few}) == 5
+    own = load_config(None, [f"openai.model_base_urls={{judge: [{','.join(urls[:2])}]}}"])
+    assert [share(own, i, 2, "judge").openai.model_base_urls["judge"] for i in range(2)] == \
+        [urls[:1], urls[1:2]]
