@@ -1,12 +1,13 @@
 """The dataset card (README.md of an export): provenance, counts and the constitution version."""
 
-from collections import Counter
 
 
-def dataset_card(ctx, train, test, sft, kto, ai, blend_meta, calibration, digest) -> str:
+def dataset_card(ctx, n: dict, blend_meta, calibration, digest) -> str:
+    """`n`: how many rows each split has ('train', 'test', 'ai', 'sft', 'kto'), and of them
+    'ai_counted' (weight > 0), 'sft_revised', 'kto_desirable', 'train_kinds' and
+    'principles_used' (SFT rows per principle)."""
     cfg, c = ctx.config, ctx.constitution
-    by_kind = Counter(r["kind"] for r in train)
-    used = Counter(p for r in sft for p in r["principles"])
+    by_kind, used = n.get("train_kinds", {}), n.get("principles_used", {})
     composition = blend_meta.get("composition") or {}
     lines = [
         "---", "license: other", "tags: [cai, constitutional-ai, rlaif, preference, dpo]",
@@ -29,13 +30,14 @@ def dataset_card(ctx, train, test, sft, kto, ai, blend_meta, calibration, digest
         f"- human calibration slice: `{cfg.calibration.source}`", "",
         "## Composition", "",
         "| split | rows |", "|---|---|",
-        f"| prefs/train | {len(train)} ("
+        f"| prefs/train | {n.get('train', 0)} ("
         + ", ".join(f"{k} {v}" for k, v in sorted(by_kind.items())) + ") |",
-        f"| prefs/test (held-out human) | {len(test)} |",
-        f"| prefs/ai (every AI pair made, used or not) | {len(ai)} "
-        f"({sum((r['weight'] or 0) > 0 for r in ai)} with weight > 0) |",
-        f"| sft/train | {len(sft)} ({sum(r['revised'] for r in sft)} revised) |",
-        f"| kto/train (judge verdicts) | {len(kto)} ({sum(r['label'] for r in kto)} no violation) |",
+        f"| prefs/test (held-out human) | {n.get('test', 0)} |",
+        f"| prefs/ai (every AI pair made, used or not) | {n.get('ai', 0)} "
+        f"({n.get('ai_counted', 0)} with weight > 0) |",
+        f"| sft/train | {n.get('sft', 0)} ({n.get('sft_revised', 0)} revised) |",
+        f"| kto/train (judge verdicts) | {n.get('kto', 0)} ({n.get('kto_desirable', 0)} no "
+        "violation) |",
         "",
         f"{effective_line(composition)} Per-source factors {composition.get('weights')}, "
         f"at most {cfg.blend.max_pairs_per_prompt} AI pairs per prompt; dropped while blending: "
@@ -49,7 +51,7 @@ def dataset_card(ctx, train, test, sft, kto, ai, blend_meta, calibration, digest
         "pair once, with `weight` = the trust its principles earned on human pairs × its "
         "calibrated confidence, `trust`, `p_raw` (the judge's uncalibrated probability) and "
         "`principle`: weigh by that column if you train on it.", "",
-        *_trust_lines(ai, sft, kto, cfg.calibration.use_trust),
+        *_trust_lines(n, cfg.calibration.use_trust),
     ]
     lines += calibration_lines(calibration)
     lines += ["", "## Principles used (SFT rows, all rounds)", "", "| principle | version | uses |",
@@ -62,16 +64,17 @@ def dataset_card(ctx, train, test, sft, kto, ai, blend_meta, calibration, digest
     return "\n".join(lines)
 
 
-def _trust_lines(ai, sft, kto, gated: bool) -> list[str]:
+def _trust_lines(n: dict, gated: bool) -> list[str]:
     """Why AI output counted as much as it did, in the card's words."""
-    counted = sum((r["weight"] or 0) > 0 for r in ai)
+    counted = n.get("ai_counted", 0)
     if not gated:
         return ["**Not trust-gated** (`calibration.use_trust: false`): every AI pair weighs its "
                 "raw confidence, and SL-CAI and KTO rows use every judge verdict.", ""]
     why = ("" if counted else " (no principle's judge earned trust on the human pairs, so none "
            "reached training)")
-    return [f"{counted} of {len(ai)} AI pairs counted{why}; SL-CAI rows ({len(sft)}) and KTO "
-            f"verdicts ({len(kto)}) are kept only where their principles earned trust.", ""]
+    return [f"{counted} of {n.get('ai', 0)} AI pairs counted{why}; SL-CAI rows ({n.get('sft', 0)}) "
+            f"and KTO verdicts ({n.get('kto', 0)}) are kept only where their principles earned "
+            "trust.", ""]
 
 
 def effective_line(c: dict | None) -> str:

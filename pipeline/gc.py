@@ -18,7 +18,12 @@ def collect_garbage(store, keep_runs: int | None = None) -> dict:
     finished = [r for r in store.list_runs() if r["status"] == "finished"]
     kept_runs = finished[-keep_runs:] if keep_runs else finished
     snapshots = [r["summary"].get("manifests", {}) for r in kept_runs] + [manifest_ids(store)]
-    keep_ids = {i for snap in snapshots for ids in snap.values() for i in ids}
+    # An id list no run names (a stage killed mid-way, a manifest a stage rewrote in one run)
+    # goes; those of runs not kept stay, ids only, so `cai diff` can say what gc took.
+    everyone = [(r["summary"] or {}).get("manifests", {}) for r in store.list_runs()] + snapshots
+    store.delete_lists_except(_lists(everyone))
+    keep_ids = store.listed_record_ids(_lists(snapshots)) | {
+        i for snap in snapshots for ref in snap.values() if not isinstance(ref, str) for i in ref}
     for chain in store.get_records([i for i in keep_ids if i.startswith("chain-")]).values():
         for r in chain["rounds"]:
             keep_ids.update(x for x in (r.get("critique_id"), r.get("revision_id")) if x)
@@ -42,6 +47,10 @@ def collect_garbage(store, keep_runs: int | None = None) -> dict:
         store.delete_artifact(art["name"], art["input_hash"])
     store.vacuum()
     return removed
+
+
+def _lists(snapshots: list[dict]) -> set:
+    return {ref for snap in snapshots for ref in snap.values() if isinstance(ref, str)}
 
 
 def _reused(kept_runs: list[dict]) -> dict:

@@ -15,21 +15,30 @@ SNAPSHOT_STAGES = ("generate", "critique", "label", "calibrate", "pairs", "blend
 
 
 def manifest_ids(store) -> dict:
-    """The ids each stage's current manifest lists (plus the held-out human pairs)."""
+    """What each stage's current manifest lists: the name of its id list in the store (a run of
+    a million records keeps names, not ids), or the ids themselves for the short lists a
+    manifest's meta holds (the held-out human pairs, the human pairs judged)."""
     stages = {}
     for stage in SNAPSHOT_STAGES:
-        m = store.get_manifest(stage)
-        stages[stage] = m["ids"] if m else []
-        if stage == "blend" and m:
-            stages["blend-heldout"] = m["meta"].get("heldout", [])
-        if stage == "label" and m:
-            stages["label-calibration"] = m["meta"].get("calibration_ids", [])
+        name, count = store.manifest_list(stage)
+        stages[stage] = name if name is not None else (store.get_manifest(stage) or {}).get("ids", [])
+        meta = store.manifest_meta(stage) if stage in ("blend", "label") else None
+        if stage == "blend" and meta is not None:
+            stages["blend-heldout"] = meta.get("heldout", [])
+        if stage == "label" and meta is not None:
+            stages["label-calibration"] = meta.get("calibration_ids", [])
     evaluated = store.get_manifest("evaluate")
     if evaluated:  # evaluation results kept in the store: reward scores and KL per policy
         meta = evaluated["meta"]
         stages["evaluate-stored"] = [r["stored"] for part in ("reward", "kl")
                                      for r in (meta.get(part) or {}).values() if r.get("stored")]
     return stages
+
+
+def listed(store, ref) -> list:
+    """The ids a snapshot names: a list of them, or the name of an id list in the store (an
+    empty list where `cai gc` has dropped it)."""
+    return store.list_ids(ref) if isinstance(ref, str) else list(ref or [])
 
 
 def snapshot(store, metrics: dict) -> dict:
@@ -51,7 +60,9 @@ def history_lines(store) -> list[str]:
              f"{'pairs':>5}  {'calls':>6}  {'seconds':>8}"]
     for r in store.list_runs():
         s = r["summary"]
-        pairs = len(s.get("manifests", {}).get("pairs", [])) if s.get("manifests") else "-"
+        ref = s.get("manifests", {}).get("pairs", [])
+        pairs = (store.list_count(ref) if isinstance(ref, str) else len(ref)) \
+            if s.get("manifests") else "-"
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r["started"]))
         lines.append(f"{r['id']:>4}  {started:<19}  {r['status']:<11}  "
                      f"{(r['constitution_version'] or '-'):<16}  {(r['config_hash'] or '-')[:8]:<8}  "
@@ -115,7 +126,7 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
 
 def _pairs(store, run) -> tuple[dict, int]:
     """(identity -> pair, how many of the run's pairs `cai gc` has collected since)."""
-    ids = run["summary"]["manifests"]["pairs"]
+    ids = listed(store, run["summary"]["manifests"]["pairs"])
     found = store.get_records(ids)
     return {_identity(p): p for p in found.values()}, len(set(ids) - set(found))
 

@@ -112,10 +112,35 @@ def _m007_review_access(db):
     _add_column(db, "review_items", "retired REAL")
 
 
+def _m008_id_lists(db):
+    # A manifest's ids live in rows (a million ids are never one JSON value): lists named by
+    # their content, shared by the manifests and the run history that name them. Manifests
+    # written before move their inline ids into lists here.
+    import hashlib
+    import json
+    _script(db, """
+        CREATE TABLE IF NOT EXISTS id_lists (
+            list TEXT NOT NULL, pos INTEGER NOT NULL, id TEXT NOT NULL, PRIMARY KEY (list, pos))
+        """)
+    _add_column(db, "manifests", "list TEXT")
+    _add_column(db, "manifests", "count INTEGER")
+    for stage, ids_json in db.execute("SELECT stage, ids FROM manifests WHERE list IS NULL").fetchall():
+        try:
+            ids = json.loads(ids_json)
+        except ValueError:
+            continue  # damage: `cai store check` reports it, repair drops the manifest
+        text = json.dumps(ids, ensure_ascii=False, sort_keys=True)
+        name = "ids-" + hashlib.sha256(text.encode()).hexdigest()[:20]
+        db.executemany("INSERT OR IGNORE INTO id_lists VALUES (?, ?, ?)",
+                       [(name, i, rid) for i, rid in enumerate(ids)])
+        db.execute("UPDATE manifests SET ids='[]', list=?, count=? WHERE stage=?",
+                   (name, len(ids), stage))
+
+
 # Append-only: a new schema change is a new function at the end; an old one never changes what
 # it makes.
 MIGRATIONS = [_m001_initial, _m002_call_last_run, _m003_review, _m004_manifest_digest,
-              _m005_call_stage, _m006_manifest_run, _m007_review_access]
+              _m005_call_stage, _m006_manifest_run, _m007_review_access, _m008_id_lists]
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -21,6 +21,7 @@ from constitution import assign_principle
 from .client import PLACEHOLDER
 from .context import RunContext, StageStats
 from .errors import CaiError
+from .history import listed
 from .stage_reuse import run_stage
 from .stages import DATA_STAGES, STAGES
 from .store import copy_store
@@ -155,7 +156,8 @@ def _last_snapshot(store) -> dict:
 
 def _generate_reasons(ctx) -> dict:
     prev = _last_snapshot(ctx.store)
-    old_prompts = {r["prompt_id"] for r in ctx.store.get_records(prev.get("generate", [])).values()}
+    old = ctx.store.get_records(listed(ctx.store, prev.get("generate")))
+    old_prompts = {r["prompt_id"] for r in old.values()}
     why = Counter()
     for r in ctx.store.get_records(ctx.store.get_manifest("generate")["ids"]).values():
         if r["text"].startswith(PLACEHOLDER):
@@ -166,7 +168,7 @@ def _generate_reasons(ctx) -> dict:
 
 def _critique_reasons(ctx) -> dict:
     prev = {c["response_id"]: c for c in ctx.store.get_records(
-        _last_snapshot(ctx.store).get("critique", [])).values()}
+        listed(ctx.store, _last_snapshot(ctx.store).get("critique"))).values()}
     principles = ctx.constitution.select(ctx.config.critique.tags)
     versions = {p.id: p.version for p in principles}
     why = Counter()
@@ -186,7 +188,8 @@ def _label_reasons(ctx, known: set) -> dict:
     if not label:
         return {}
     previous = _last_snapshot(ctx.store)
-    stored = ctx.store.get_records(previous.get("label", []) + previous.get("label-calibration", []))
+    stored = ctx.store.get_records(listed(ctx.store, previous.get("label"))
+                                     + listed(ctx.store, previous.get("label-calibration")))
     key = lambda c: (c["prompt_id"], c["first_id"], c["second_id"])  # noqa: E731
     old = {key(c): c for c in stored.values()}
     why = Counter()

@@ -18,8 +18,10 @@ from .stages.calibrate import current_fit
 def collect(ctx, stage_stats) -> dict:
     stale = stale_stages(ctx)
     # A model trained on an earlier dataset (or with other settings) is left out, and named.
-    m = {s: None if s in stale else ctx.store.get_manifest(s) for s in [*STAGES, "train-rm-human"]}
-    meta = {s: (v or {}).get("meta", {}) for s, v in m.items()}
+    # metas and counts only: a stage's ids (a million of them) are not needed here
+    m = {s: None if s in stale else ctx.store.manifest_meta(s) for s in [*STAGES, "train-rm-human"]}
+    meta = {s: v or {} for s, v in m.items()}
+    count = {s: 0 if m[s] is None else ctx.store.manifest_list(s)[1] for s in m}
     return {
         "run": ctx.store.run_id,
         "meta": run_meta(ctx),
@@ -29,15 +31,13 @@ def collect(ctx, stage_stats) -> dict:
         "constitution": {"name": ctx.constitution.name, "version": ctx.constitution.version,
                          "content_version": ctx.constitution.content_version},
         "models": ctx.config.models.model_dump(),
-        "counts": {"responses": len((m["generate"] or {}).get("ids", [])),
-                   "chains": len((m["critique"] or {}).get("ids", [])),
-                   "comparisons": len((m["label"] or {}).get("ids", [])),
-                   "ai_pairs": len((m["pairs"] or {}).get("ids", [])),
+        "counts": {"responses": count["generate"], "chains": count["critique"],
+                   "comparisons": count["label"], "ai_pairs": count["pairs"],
                    "blend": meta["blend"].get("composition"),
                    "sft": meta["export"].get("sft"), "ai_export": meta["export"].get("ai"),
                    "trust_gated": meta["export"].get("trust_gated")},
-        "judge_agreement": current_fit(ctx)[1] if m["calibrate"] else None,
-        "dataset": (m["export"] or {"ids": [None]})["ids"][0],
+        "judge_agreement": current_fit(ctx)[1] if m["calibrate"] is not None else None,
+        "dataset": ctx.store.get_manifest("export")["ids"][0] if m["export"] is not None else None,
         "sft": {k: meta["train-sft"].get(k) for k in ("path", "train_rows", "final_loss")},
         "reward_model": {k: meta["train-rm"].get(k) for k in
                          ("path", "train_pairs", "train_accuracy", "train_accuracy_pairs",
@@ -72,8 +72,9 @@ def _ai_value(meta: dict, seed: int) -> dict | None:
 
 def sample_pairs(store, n: int = 6) -> list[dict]:
     """A few preference pairs with why they were made (the critiques, or the judge's P)."""
-    manifest = store.get_manifest("pairs")
-    pairs = list(store.get_records(manifest["ids"][:n]).values()) if manifest else []
+    first = next(store.manifest_pages("pairs", n), []) if store.manifest_meta("pairs") is not None \
+        else []
+    pairs = list(store.get_records(first).values())
     out = []
     for p in pairs:
         prov = p.get("provenance", {})

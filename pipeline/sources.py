@@ -58,18 +58,26 @@ class BadRows:
 
 def read_rows(source: str, bad: BadRows | None = None) -> list[tuple[str, dict]]:
     """(where, row) for every readable row of a source; `where` is 'file:line' for messages."""
+    return list(iter_rows(source, bad))
+
+
+def iter_rows(source: str, bad: BadRows | None = None):
+    """`read_rows` one row at a time: a JSONL file of millions of prompts is never held whole."""
     bad = bad or BadRows()
     if source.startswith("builtin:"):
         name, part = builtin_part(source)
         rows = _read_jsonl(BUILTIN[name], bad)
-        return rows if part is None else [(w, r) for w, r in rows if split_of(r) == part]
+        yield from (rows if part is None else ((w, r) for w, r in rows if split_of(r) == part))
+        return
     try:
         path = Path(source).expanduser()
         if path.is_dir():
-            return _read_datasets_dir(path)
-        if not path.is_file():
+            rows = _read_datasets_dir(path)
+        elif not path.is_file():
             raise DataError(f"{source}: no such file or directory")
-        return _read_csv(path) if path.suffix == ".csv" else _read_jsonl(path, bad)
+        else:
+            rows = _read_csv(path) if path.suffix == ".csv" else _read_jsonl(path, bad)
+        yield from rows
     except (OSError, ValueError) as exc:  # unreadable, or a path with a NUL byte
         raise DataError(f"{source!r}: cannot read ({exc})") from None
 
@@ -100,7 +108,6 @@ def split_of(row: dict) -> str:
 
 
 def _read_jsonl(path: Path, bad: BadRows):
-    rows = []
     with open(path, "rb") as f:
         for n, raw in enumerate(f, 1):
             where = f"{path}:{n}"
@@ -119,8 +126,7 @@ def _read_jsonl(path: Path, bad: BadRows):
             if not isinstance(row, dict):
                 bad(where, "not_an_object", "expected a JSON object per line")
                 continue
-            rows.append((where, row))
-    return rows
+            yield where, row
 
 
 def _read_csv(path: Path):
@@ -192,9 +198,18 @@ def load_prompts(source: str, field: str = "prompt", id_field: str = "id",
     With a seed, the order is a deterministic shuffle (evaluation sets are sorted by type, so
     the first N alone would be unrepresentative); without one, file order is kept.
     """
+    prompts = list(iter_prompts(source, field, id_field, bad))
+    if seed is not None:
+        prompts.sort(key=lambda p: content_hash(seed, p["id"]))
+    return prompts[:limit] if limit else prompts
+
+
+def iter_prompts(source: str, field: str = "prompt", id_field: str = "id",
+                 bad: BadRows | None = None):
+    """`load_prompts` in file order, one at a time (the ids seen are all it keeps)."""
     bad = bad or BadRows()
-    prompts, seen = [], set()
-    for where, row in read_rows(source, bad):
+    seen = set()
+    for where, row in iter_rows(source, bad):
         text = _text(where, row, field, bad)
         if text is None:
             continue
@@ -208,12 +223,9 @@ def load_prompts(source: str, field: str = "prompt", id_field: str = "id",
             bad(where, "bad_kind", f"kind must be 'red-team' or 'benign', got {kind!r}"[:200])
         else:
             seen.add(pid)
-            prompts.append({"id": pid, "prompt": text, **({"kind": kind} if kind else {})})
-    if not prompts:
+            yield {"id": pid, "prompt": text, **({"kind": kind} if kind else {})}
+    if not seen:
         raise _nothing_left(source, "prompts", bad)
-    if seed is not None:
-        prompts.sort(key=lambda p: content_hash(seed, p["id"]))
-    return prompts[:limit] if limit else prompts
 
 
 def norm(text: str) -> str:

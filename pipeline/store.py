@@ -5,8 +5,9 @@ One SQLite file per run directory (WAL mode), holding
              failures are stored too, with their reason;
 - records:   every stage record (response, critique, revision, pair, judgement...), keyed by a hash
              of what it was made from; one recomputed under its id replaces the stored one;
-- manifests: per stage, the ids of the records it produced last and its metadata, written last
-             ("mark done"), so a later stage reads exactly the current outputs of the one before;
+- manifests: per stage, the ids of the records it produced last (an id list, `id_lists`) and
+             its metadata, written last ("mark done"), so a later stage reads exactly the current
+             outputs of the one before (`pipeline.store_manifests`);
 - artifacts: exported datasets and trained models, keyed by the hash of their inputs.
 
 One writer at a time: opening a store takes an exclusive lock on `<run_dir>/.lock`. The
@@ -16,7 +17,6 @@ process killed inside one leaves the store as it was before it. Schema: `pipelin
 """
 
 import fcntl
-import hashlib
 import json
 import os
 import sqlite3
@@ -27,6 +27,7 @@ from pathlib import Path
 from . import store_health
 from .errors import RunLocked
 from .migrations import MIGRATIONS, migrate, transaction  # noqa: F401 - where tests take them
+from .store_manifests import Manifests, _DroppedWriter
 
 DB_NAME = "cai.sqlite"
 
@@ -49,7 +50,7 @@ def take_lock(run_dir: Path):
     return f
 
 
-class Store:
+class Store(Manifests):
     def __init__(self, run_dir, *, lock: bool = True, pages: bool = True):
         """`pages`: read every page at open (quick_check, up to 64 MB); the review page, which
         opens the store once per request, checks them once when it starts."""
@@ -142,13 +143,17 @@ class Store:
         id it already has replaces the stored one where its data differ: an id names what a
         record was made from, and a computation that changed without changing those inputs (a
         cai upgrade, a setting outside the id) must not leave the old answer in place."""
-        now = time.time()
         with transaction(self.db):
-            self.db.executemany(
-                "INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
-                "kind=excluded.kind, data=excluded.data, created=excluded.created "
-                "WHERE records.data IS NOT excluded.data OR records.kind IS NOT excluded.kind",
-                [(rid, kind, dumps(data), now) for rid, kind, data in records])
+            self._insert_records(records)
+
+    def _insert_records(self, records):
+        """`put_records` inside a transaction the caller holds."""
+        now = time.time()
+        self.db.executemany(
+            "INSERT INTO records VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET "
+            "kind=excluded.kind, data=excluded.data, created=excluded.created "
+            "WHERE records.data IS NOT excluded.data OR records.kind IS NOT excluded.kind",
+            [(rid, kind, dumps(data), now) for rid, kind, data in records])
 
     def stored_data(self, ids) -> dict:
         """id -> the record's stored JSON text, as `put_records` would write it."""
@@ -163,55 +168,10 @@ class Store:
             return self.db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
         return self.db.execute("SELECT COUNT(*) FROM records WHERE kind=?", (kind,)).fetchone()[0]
 
-    # -- manifests: a stage's current outputs, written last --------------------------------------
-    def put_manifest(self, stage: str, ids: list, meta: dict):
-        """A stage's current outputs, marked done. The digest covers the records' contents,
-        not only their ids, so a record recomputed under its id changes what later stages see."""
-        ids_json, meta_json = dumps(list(ids)), dumps(meta)
-        h = hashlib.sha256(f"{ids_json}\n{meta_json}".encode())
-        unique = sorted(set(ids))
-        for i in range(0, len(unique), 5000):  # a chunk at a time: 1M records' texts never at once
-            chunk = unique[i:i + 5000]
-            data = self.stored_data(chunk)
-            for rid in chunk:
-                if rid in data:
-                    h.update(f"\n{rid}\t{data[rid]}".encode())
-        digest = h.hexdigest()[:20]
-        with transaction(self.db):
-            self.db.execute("INSERT OR REPLACE INTO manifests (stage, ids, meta, updated, digest, run) "
-                            "VALUES (?, ?, ?, ?, ?, ?)",
-                            (stage, ids_json, meta_json, time.time(), digest, self.run_id))
-
-    def manifest_digest(self, stage: str) -> str | None:
-        """The digest of a stage's current manifest (None: no manifest, or one from before
-        digests were kept)."""
-        row = self.db.execute("SELECT digest FROM manifests WHERE stage=?", (stage,)).fetchone()
-        return row[0] if row else None
-
-    def manifest_runs(self) -> dict:
-        """stage -> the run that wrote its current manifest (None: before runs were recorded)."""
-        return dict(self.db.execute("SELECT stage, run FROM manifests ORDER BY stage"))
-
-    def manifest_reuse(self, stage: str) -> dict | None:
-        row = self.db.execute("SELECT reuse FROM manifests WHERE stage=?", (stage,)).fetchone()
-        return self._loads(row[0], f"the reuse record of {stage}", (dict, type(None))) \
-            if row and row[0] else None
-
-    def set_manifest_reuse(self, stage: str, reuse: dict):
-        with transaction(self.db):
-            self.db.execute("UPDATE manifests SET reuse=? WHERE stage=?", (dumps(reuse), stage))
-
     def review_state(self) -> list:
         """How many human labels `cai review` holds and the newest: what a stage reading them
         depends on (labels are append-only)."""
         return list(self.db.execute("SELECT COUNT(*), MAX(seq) FROM review_labels").fetchone())
-
-    def get_manifest(self, stage: str):
-        row = self.db.execute("SELECT ids, meta FROM manifests WHERE stage=?", (stage,)).fetchone()
-        if row is None:
-            return None
-        return {"ids": self._loads(row[0], f"the manifest of {stage}", list),
-                "meta": self._loads(row[1], f"the manifest of {stage}", dict)}
 
     # -- artifacts: exports and models named by the hash of their inputs -------------------------
     def put_artifact(self, name: str, input_hash: str, path, meta: dict):
@@ -427,7 +387,11 @@ class FollowerStore(Store):
     def _drop(self, *args, **kwargs):
         return None
 
-    put_calls = touch_calls = put_records = put_manifest = put_artifact = _drop
+    put_calls = touch_calls = put_records = put_artifact = _drop
+
+    def manifest_writer(self, stage: str):
+        return _DroppedWriter(self, stage)
+
     set_manifest_reuse = _drop
     put_review_items = put_review_label = set_review_queue = put_annotator = _drop
     finish_run = delete_artifact = vacuum = _drop

@@ -21,7 +21,8 @@ QUICK_CHECK_MAX = 64 << 20
 # table -> the migration that makes it: a table missing after its migration ran is damage
 MADE_BY = {"calls": "_m001_initial", "records": "_m001_initial", "manifests": "_m001_initial",
            "artifacts": "_m001_initial", "runs": "_m001_initial", "review_items": "_m003_review",
-           "review_labels": "_m003_review", "review_annotators": "_m007_review_access"}
+           "review_labels": "_m003_review", "review_annotators": "_m007_review_access",
+           "id_lists": "_m008_id_lists"}
 
 # The last store opened: a damage SQLite only finds later, mid-query, is reported with its file.
 _last_opened: list[Path] = []

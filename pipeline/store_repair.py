@@ -32,6 +32,7 @@ JSON_COLUMNS = {
     "review_items": {"data": dict},
     "review_labels": {},
     "review_annotators": {},
+    "id_lists": {},
 }
 
 
@@ -183,9 +184,15 @@ def _json_ok(table: str, row: dict) -> bool:
 
 def _drop_broken_manifests(salvaged: dict) -> list[str]:
     have = {r["id"] for r in salvaged.get("records", [])}
+    lists = {}
+    for row in salvaged.get("id_lists", []):
+        lists.setdefault(row["list"], set()).add((row["pos"], row["id"]))
     dropped, kept = [], []
     for m in salvaged.get("manifests", []):
-        (kept if set(json.loads(m["ids"])) <= have else dropped).append(m)
+        listed = lists.get(m.get("list"), set())
+        whole = m.get("list") is None or len({pos for pos, _ in listed}) == m.get("count")
+        ids = {i for _, i in listed} if m.get("list") else set(json.loads(m["ids"]))
+        (kept if whole and ids <= have else dropped).append(m)
     salvaged["manifests"] = kept
     return sorted(m["stage"] for m in dropped)
 

@@ -9,7 +9,8 @@ from pipeline.context import RunContext, StageStats
 from pipeline.errors import CaiError
 from pipeline.probability import both_orders
 from pipeline.runner import run_stages
-from pipeline.stages.blend import _sampled, _select
+from pipeline.spill import Spill
+from pipeline.stages.blend import KEPT, _sampled, _select
 from pipeline.training import check_agreement
 from conftest import small_config
 
@@ -156,8 +157,10 @@ def test_blend_dedupes_caps_per_prompt_and_weights_sources():
     pairs = [_pair("a", "Q1", "x", 0.9), _pair("b", "q1 ", "x", 0.7),  # same pair, same prompt
              _pair("c", "Q1", "y", 0.6), _pair("d", "Q1", "z", 0.95),
              _pair("e", "held", "x"), _pair("f", "Q2", "x")]
-    kept = _select(pairs, {"held"}, BlendConfig(max_pairs_per_prompt=2), stats)
-    assert [pid for pid, _ in kept] == ["a", "d", "f"]  # Q1: the two most confident
+    with Spill(KEPT) as spill:
+        _select([pairs[:2], pairs[2:]], {"held"}, BlendConfig(max_pairs_per_prompt=2), stats, spill)
+        kept = [pid for pid, *_ in spill.sorted("id")]
+    assert kept == ["a", "d", "f"]  # Q1: the two most confident
     assert stats.dropped == {"duplicate_pair": 1, "over_max_pairs_per_prompt": 1,
                              "prompt_is_evaluation": 1}
     many = [_pair(f"p{i}", f"Q{i}", "x") for i in range(400)]

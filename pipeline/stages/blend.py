@@ -16,6 +16,8 @@ and the dataset card; every drop is counted by reason. No model calls.
 """
 
 import math
+from collections import Counter
+from itertools import chain
 
 from ..context import StageStats, timed
 from ..stage_inputs import Reads
@@ -23,7 +25,9 @@ from ..hashing import content_hash
 from ..heldout import evaluation_prompts, norm
 from ..human_slice import run_slice
 from ..iterations import carried_pairs
-from .common import load_records, require_manifest, save_records
+from ..spill import Spill
+from . import common
+from .common import manifest_records, save_records
 
 
 # What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
@@ -44,13 +48,13 @@ def run(ctx) -> StageStats:
     b, people = cfg.blend, run_slice(ctx)
     held = [_human_record(h, "heldout") for h in people.heldout]
     banned = evaluation_prompts(cfg)
-    ai_ids = require_manifest(ctx, "pairs")["ids"]
     carried = carried_pairs(cfg)  # earlier iterations' pairs, decayed (none in a plain run)
     save_records(ctx, stats, [(i, "pair", p) for i, p in carried])
-    ai = _select(list(zip(ai_ids, load_records(ctx, ai_ids))) + carried, banned, b, stats)
-    effective = {k: round(sum(_weight(p, b) for _, p in ai if p["kind"] == k), 3)
-                 for k in cfg.pairs.kinds}
-    ai = _sampled(ai, lambda p: _weight(p, b), cfg.seed)
+    out = ctx.store.manifest_writer("blend")
+    with Spill(KEPT) as kept:
+        effective = _select(chain(manifest_records(ctx, "pairs"), [carried]), banned, b, stats,
+                            kept)
+        ai = _sample(kept, out, cfg.seed)
     humans = []
     for h in people.train:
         if norm(h["prompt"]) in banned:
@@ -58,15 +62,14 @@ def run(ctx) -> StageStats:
         else:
             humans.append(_human_record(h, "train"))
     human = _sampled([(r[0], r[2]) for r in humans], lambda _: b.human_weight, cfg.seed)
-    save_records(ctx, stats, humans + held)
-    train_ids = [i for i, _ in ai] + [i for i, _ in human]
-    composition = {"ai": {k: sum(p["kind"] == k for _, p in ai) for k in cfg.pairs.kinds},
-                   "ai_candidates": len(ai_ids), "ai_effective": effective,
+    save_records(ctx, stats, humans + held, out, ids=[i for i, _ in human])
+    composition = {"ai": {k: ai[k] for k in cfg.pairs.kinds},
+                   "ai_candidates": ctx.store.manifest_list("pairs")[1], "ai_effective": {
+                       k: round(effective[k], 3) for k in cfg.pairs.kinds},
                    "carried": len(carried),
                    "human": len(human), "heldout_human": len(held),
                    "weights": dict(b.weights), "dropped": dict(stats.dropped)}
-    ctx.store.put_manifest("blend", train_ids, {"heldout": [r[0] for r in held],
-                                                "composition": composition})
+    out.finish({"heldout": [r[0] for r in held], "composition": composition})
     stats.metrics = {"composition": composition}
     return stats
 
@@ -75,23 +78,62 @@ def _weight(pair: dict, b) -> float:
     return pair.get("weight", 1.0) * b.weights.get(pair["kind"], 1.0)
 
 
-def _select(pairs: list, banned: set, b, stats) -> list:
-    """Drop pairs on evaluation prompts and exact duplicates; cap pairs per prompt."""
-    seen, per_prompt, kept = set(), {}, []
-    # Heaviest first, so the cap and the dedupe keep the pairs that count most.
-    for pid, pair in sorted(pairs, key=lambda x: (-_weight(x[1], b), -_confidence(x[1]), x[0])):
-        prompt = norm(pair["prompt"])
-        if prompt in banned:
-            stats.drop("prompt_is_evaluation")
-        elif (prompt, pair["chosen"], pair["rejected"]) in seen:
+KEPT = "id TEXT, weight REAL, kind TEXT"  # the pairs the blend keeps, before sampling
+
+
+def _select(chunks, banned: set, b, stats, kept: Spill) -> Counter:
+    """The AI pairs of `chunks` (lists of (id, pair)) into `kept`, but those on evaluation
+    prompts and exact duplicates, and at most `blend.max_pairs_per_prompt` per prompt, heaviest
+    first (so the cap and the dedupe keep the pairs that count most); ranked on disk, so a
+    million pairs take the memory of a chunk. Returns the kept weight per kind."""
+    with Spill("prompt TEXT, weight REAL, confidence REAL, id TEXT, kind TEXT, texts TEXT") \
+            as ranked:
+        for chunk in chunks:
+            rows = []
+            for pid, pair in chunk:
+                prompt = norm(pair["prompt"])
+                if prompt in banned:
+                    stats.drop("prompt_is_evaluation")
+                else:
+                    rows.append((prompt, _weight(pair, b), _confidence(pair), pid, pair["kind"],
+                                 content_hash(pair["chosen"], pair["rejected"])))
+            ranked.add(rows)
+        return _cap(ranked.sorted("prompt, weight DESC, confidence DESC, id"), kept, stats, b)
+
+
+def _cap(rows, kept: Spill, stats, b) -> Counter:
+    effective, batch, prompt, seen = Counter(), [], None, set()
+    for row in rows:
+        if row[0] != prompt:
+            prompt, seen = row[0], set()
+        if row[5] in seen:
             stats.drop("duplicate_pair")
-        elif per_prompt.get(prompt, 0) >= b.max_pairs_per_prompt:
+        elif len(seen) >= b.max_pairs_per_prompt:
             stats.drop("over_max_pairs_per_prompt")
         else:
-            seen.add((prompt, pair["chosen"], pair["rejected"]))
-            per_prompt[prompt] = per_prompt.get(prompt, 0) + 1
-            kept.append((pid, pair))
-    return sorted(kept, key=lambda x: x[0])  # a stable order, independent of the ranking
+            seen.add(row[5])
+            batch.append((row[3], row[1], row[4]))
+            effective[row[4]] += row[1]
+        if len(batch) >= common.CHUNK:
+            kept.add(batch)
+            batch = []
+    kept.add(batch)
+    return effective
+
+
+def _sample(kept: Spill, out, seed: int) -> Counter:
+    """The kept pairs in id order (a stable order, independent of the ranking), each listed as
+    often as its weight says (`_times`); returns how many were sampled per kind."""
+    sampled, batch = Counter(), []
+    for pid, weight, kind in kept.sorted("id"):
+        n = _times(pid, weight, seed)
+        batch += [pid] * n
+        sampled[kind] += n
+        if len(batch) >= common.CHUNK:
+            out.write(ids=batch)
+            batch = []
+    out.write(ids=batch)
+    return sampled
 
 
 def _confidence(pair: dict) -> float:
@@ -103,12 +145,12 @@ def _confidence(pair: dict) -> float:
 
 def _sampled(pairs: list, weight, seed: int) -> list:
     """Each pair used floor(w) times, plus once more with probability frac(w) (seeded)."""
-    out = []
-    for pid, pair in pairs:
-        w = weight(pair)
-        u = int(content_hash(seed, "weight", pid, n=8), 16) / 16**8
-        out += [(pid, pair)] * (math.floor(w) + (u < w - math.floor(w)))
-    return out
+    return [x for pid, pair in pairs for x in [(pid, pair)] * _times(pid, weight(pair), seed)]
+
+
+def _times(pid: str, w: float, seed: int) -> int:
+    u = int(content_hash(seed, "weight", pid, n=8), 16) / 16**8
+    return math.floor(w) + (u < w - math.floor(w))
 
 
 def _human_record(h: dict, split: str) -> tuple:

@@ -1,16 +1,28 @@
-"""Small helpers the stages share."""
+"""Small helpers the stages share: reading a manifest's records a chunk at a time, writing a
+stage's records and its manifest as they are made."""
 
 from ..errors import CaiError
 from ..store import dumps
 
+# Records a stage holds at a time: every data stage reads, computes and writes its records
+# in chunks of about this many (each chunk one transaction), so memory stays flat as a run grows.
+CHUNK = 2000
+
 
 def require_manifest(ctx, stage: str) -> dict:
-    """The outputs of an earlier stage, or a one-line error saying which stage to run first."""
-    manifest = ctx.store.get_manifest(stage)
-    if manifest is None:
+    """The outputs of an earlier stage (all its ids: for the stages that list a few), or a
+    one-line error saying which stage to run first."""
+    require_stage(ctx, stage)
+    return ctx.store.get_manifest(stage)
+
+
+def require_stage(ctx, stage: str) -> dict:
+    """An earlier stage's manifest meta, or the one-line error of `require_manifest`."""
+    meta = ctx.store.manifest_meta(stage)
+    if meta is None:
         raise CaiError(f"{ctx.run_dir}: stage '{stage}' has not run yet; run `cai {stage}` "
                        "(or `cai run`) first")
-    return manifest
+    return meta
 
 
 def load_records(ctx, ids: list) -> list[dict]:
@@ -22,11 +34,53 @@ def load_records(ctx, ids: list) -> list[dict]:
     return [found[i] for i in ids]
 
 
-def save_records(ctx, stats, records: list[tuple]):
+def manifest_records(ctx, stage: str, size: int | None = None):
+    """An earlier stage's records as lists of (id, record), `size` (CHUNK) at a time, in order."""
+    require_stage(ctx, stage)
+    for ids in ctx.store.manifest_pages(stage, size or CHUNK):
+        yield list(zip(ids, load_records(ctx, ids)))
+
+
+def grouped(chunks, key):
+    """The items of `chunks` re-cut so that a run of items with the same key is never split
+    between two chunks (a prompt's responses are compared with each other)."""
+    carry = []
+    for chunk in chunks:
+        items = carry + list(chunk)
+        if not items:
+            continue
+        cut, last = len(items), key(items[-1])
+        while cut and key(items[cut - 1]) == last:
+            cut -= 1
+        carry = items[cut:]
+        if cut:
+            yield items[:cut]
+    if carry:
+        yield carry
+
+
+def batched(items, size: int):
+    """Lists of `size` items of any iterable (the last shorter)."""
+    chunk = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def save_records(ctx, stats, records: list[tuple], out=None, ids=None):
     """Write (id, kind, data) records; count which were stored already, as they are, and which
-    are new or recomputed (a stored record whose data came out different is replaced)."""
+    are new or recomputed (a stored record whose data came out different is replaced). With
+    `out` (a stage's `ManifestWriter`), `ids` (default: the records') join its manifest in the
+    same transaction."""
     stored = ctx.store.stored_data({r[0] for r in records})
     same = {rid for rid, _, data in records if stored.get(rid) == dumps(data)}
     stats.cached += len(same)
     stats.made += len({r[0] for r in records} - same)
-    ctx.store.put_records(records)
+    if out is None:
+        ctx.store.put_records(records)
+    else:
+        out.write(records, ids)

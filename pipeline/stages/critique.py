@@ -15,6 +15,8 @@ the prompt or of the few-shot example) are dropped and counted by reason; the ne
 critiques the previous text again.
 """
 
+from collections import Counter
+
 from constitution import assign_principle, render_critique, render_revision
 from constitution.render import examples_for
 
@@ -26,7 +28,7 @@ from ..filters import check_revision, clean_revision
 from ..hashing import calls_key, content_hash
 from ..judge import verdicts
 from ..structured import generate_parsed, parse_text
-from .common import load_records, require_manifest, save_records
+from .common import manifest_records, save_records
 
 # What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
 READS = Reads(config=("seed", "critique", "judge", "models.judge"), models=("judge",),
@@ -36,23 +38,24 @@ READS = Reads(config=("seed", "critique", "judge", "models.judge"), models=("jud
 @timed("critique")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("critique")
-    responses = load_records(ctx, require_manifest(ctx, "generate")["ids"])
     constitution = ctx.constitution
     principles = constitution.select(cfg.critique.tags)
     if not principles:
         raise CaiError(f"{cfg.constitution}: no principle has any of the tags {cfg.critique.tags} "
                        "(critique.tags)")
-    chains = [{"response_id": rid, "prompt_id": r["prompt_id"], "prompt": r["prompt"],
-               "original": r["text"], "current": r["text"], "current_id": rid, "rounds": []}
-              for rid, r in zip(require_manifest(ctx, "generate")["ids"], responses)]
-    for rnd in range(1, cfg.critique.rounds + 1):
-        _round(ctx, stats, constitution, principles, chains, rnd)
-    records = [_chain_record(c) for c in chains]
-    save_records(ctx, stats, records)
-    ctx.store.put_manifest("critique", [r[0] for r in records], {"rounds": cfg.critique.rounds})
-    stats.metrics = {"chains": len(chains),
-                     "violations": sum(any(x["violates"] for x in c["rounds"]) for c in chains),
-                     "revised": sum(c["current_id"] != c["response_id"] for c in chains)}
+    out, counts = ctx.store.manifest_writer("critique"), Counter()
+    for chunk in manifest_records(ctx, "generate"):
+        chains = [{"response_id": rid, "prompt_id": r["prompt_id"], "prompt": r["prompt"],
+                   "original": r["text"], "current": r["text"], "current_id": rid, "rounds": []}
+                  for rid, r in chunk]
+        for rnd in range(1, cfg.critique.rounds + 1):
+            _round(ctx, stats, constitution, principles, chains, rnd)
+        save_records(ctx, stats, [_chain_record(c) for c in chains], out)
+        counts.update(chains=len(chains),
+                      violations=sum(any(x["violates"] for x in c["rounds"]) for c in chains),
+                      revised=sum(c["current_id"] != c["response_id"] for c in chains))
+    out.finish({"rounds": cfg.critique.rounds})
+    stats.metrics = {k: counts[k] for k in ("chains", "violations", "revised")}
     return stats
 
 

@@ -22,22 +22,18 @@ hash of its content: training stages key their outputs on that hash.
 """
 
 import json
+from collections import Counter
 
 from ..context import StageStats, timed
 from ..stage_inputs import Reads
-from ..fsutil import atomic_dir, atomic_write_text, write_jsonl
-from ..hashing import content_hash
+from ..fsutil import atomic_dir, atomic_write_text
 from ..card import dataset_card
+from ..dataset_files import DatasetDir, JsonlWriter, RowsHash
 from ..trust import comparison_trust
 from .calibrate import current_fit
-from .common import load_records, require_manifest
+from . import common
+from .common import batched, load_records, manifest_records, require_stage
 from .pairs import principles_of
-
-
-def human_only(rows: list[dict]) -> list[dict]:
-    """The human pairs of a training split: what the reward model is trained on alone, beside
-    the blend, to show what the AI pairs add."""
-    return [r for r in rows if r["source"] == "human"]
 
 
 def _pref_row(pid: str, pair: dict) -> dict:
@@ -107,82 +103,168 @@ READS = Reads(
     stages=("blend", "critique", "calibrate", "pairs"), constitution=True)
 
 
-def _verdict_rows(ctx, stats) -> tuple[list, list]:
-    """SL-CAI rows and KTO verdicts, each kept only where the judge's verdicts behind it earned
-    trust (a judge at chance leaves both empty; dropped rows are counted)."""
+def _features():
+    """The columns of each dataset (a split is written as it is made, so they are declared)."""
+    from datasets import Features, List, Value
+    text, number = Value("string"), Value("float64")
+    messages = List({"role": text, "content": text})
+    pref = {"id": text, "source": text, "kind": text, "prompt": messages, "chosen": messages,
+            "rejected": messages, "p_chosen": number, "margin": number, "provenance": text}
+    return {"prefs": Features(pref),
+            "ai": Features({**pref, "p_raw": number, "trust": number, "weight": number,
+                            "principle": List(text)}),
+            "sft": Features({"id": text, "revised": Value("bool"), "prompt": messages,
+                             "completion": messages, "principles": List(text), "trust": number}),
+            "kto": Features({"id": text, "prompt": messages, "completion": messages,
+                             "label": Value("bool"), "trust": number})}
+
+
+class _Output:
+    """One export's files as rows come, and what is counted and hashed of them on the way."""
+
+    def __init__(self, tmp):
+        features = _features()
+        self.dirs = {name: DatasetDir(tmp / name) for name in ("prefs", "sft", "kto")}
+        self.splits = {"train": self.dirs["prefs"].split("train", features["prefs"]),
+                       "test": self.dirs["prefs"].split("test", features["prefs"]),
+                       "sft": self.dirs["sft"].split("train", features["sft"]),
+                       "kto": self.dirs["kto"].split("train", features["kto"])}
+        self.ai_features = features["ai"]
+        self.jsonl = {k: JsonlWriter(tmp / f) for k, f in (
+            ("train", "prefs.jsonl"), ("test", "prefs_test.jsonl"), ("ai", "prefs_ai.jsonl"),
+            ("sft", "sft.jsonl"), ("kto", "kto.jsonl"))}
+        # the dataset's name, and one per part each training stage reads (see `run`)
+        self.digest, self.parts = RowsHash(), {k: RowsHash() for k in
+                                               ("prefs", "sft", "kto", "prefs_human")}
+        self.counts, self.kinds, self.used = Counter(), Counter(), Counter()
+
+    def begin(self, name: str):
+        self.digest.next_list()
+        for part in {"train": ("prefs", "prefs_human"), "sft": ("sft",),
+                     "kto": ("kto",)}.get(name, ()):
+            self.parts[part].next_list()
+
+    def add(self, name: str, row: dict):
+        self.digest.add(row)
+        self.counts[name] += 1
+        if name in ("train", "test"):
+            self.parts["prefs"].add(row)
+            if name == "test" or row["source"] == "human":
+                self.parts["prefs_human"].add(row)
+        elif name in ("sft", "kto"):
+            self.parts[name].add(row)
+        self._count(name, row)
+        if name not in self.splits:  # the ai split: one of its own, there when it has rows
+            self.splits[name] = self.dirs["prefs"].split(name, self.ai_features)
+        self.splits[name].add(row)
+        self.jsonl[name].add(row)
+
+    def _count(self, name: str, row: dict):
+        """What the dataset card says of each split."""
+        if name == "train":
+            self.kinds[row["kind"]] += 1
+        elif name == "ai":
+            self.counts["ai_counted"] += (row["weight"] or 0) > 0
+        elif name == "sft":
+            self.counts["sft_revised"] += row["revised"]
+            self.used.update(row["principles"])
+        elif name == "kto":
+            self.counts["kto_desirable"] += row["label"]
+
+    def card_counts(self) -> dict:
+        return {**self.counts, "train_kinds": dict(self.kinds), "principles_used": dict(self.used)}
+
+    def close(self, tmp):
+        digest = self.digest.hexdigest()
+        for w in self.jsonl.values():
+            w.close()
+        for d in self.dirs.values():
+            d.close(digest)
+        (tmp / ".cai-hash").write_text(digest)
+        return digest
+
+
+def _chain_rows(ctx, stats, out: _Output, name: str, trust):
+    """SL-CAI rows (`name` 'sft') or KTO verdicts ('kto'), each kept only where the judge's
+    verdicts behind it earned trust (a judge at chance leaves both empty; drops are counted)."""
+    out.begin(name)
+    for chunk in manifest_records(ctx, "critique"):
+        for cid, chain in chunk:
+            worth = chain_trust(chain, trust)
+            if name == "kto":
+                rows = _kto_rows(cid, chain, worth)
+                stats.drop("kto_untrusted", 0 if worth > 0 else len(rows))
+                for row in rows if worth > 0 else []:
+                    out.add("kto", row)
+                continue
+            revised = chain["final_id"] != chain["response_id"]
+            if not (revised or (chain["rounds"] and not any(r["violates"] for r in chain["rounds"]))):
+                stats.drop("sft_unrevised_violation")
+            elif worth <= 0:
+                stats.drop("sft_untrusted")
+            else:
+                out.add("sft", _sft_row(cid, chain, worth))
+
+
+def _pair_rows(ctx, out: _Output, name: str, pages, row):
+    out.begin(name)
+    for ids in pages:
+        for pid, pair in zip(ids, load_records(ctx, ids)):
+            out.add(name, row(pid, pair))
+
+
+def _write(ctx, stats, tmp, blend_meta) -> _Output:
+    """Every file of the export into `tmp`, a chunk of records at a time, in the order the
+    dataset's name hashes them: train, test, sft, kto, ai."""
     report = current_fit(ctx)[1]
     trust = None if not ctx.config.calibration.use_trust else (report or {}).get("trust") or {}
-    chain_ids = require_manifest(ctx, "critique")["ids"]
-    sft, kto = [], []
-    for cid, chain in zip(chain_ids, load_records(ctx, chain_ids)):
-        worth = chain_trust(chain, trust)
-        rows = _kto_rows(cid, chain, worth)
-        kto += rows if worth > 0 else []
-        stats.drop("kto_untrusted", 0 if worth > 0 else len(rows))
-        revised = chain["final_id"] != chain["response_id"]
-        if not (revised or (chain["rounds"] and not any(r["violates"] for r in chain["rounds"]))):
-            stats.drop("sft_unrevised_violation")
-        elif worth <= 0:
-            stats.drop("sft_untrusted")
-        else:
-            sft.append(_sft_row(cid, chain, worth))
-    return sft, kto
+    out = _Output(tmp)
+    size = common.CHUNK
+    _pair_rows(ctx, out, "train", ctx.store.manifest_pages("blend", size), _pref_row)
+    _pair_rows(ctx, out, "test", batched(blend_meta["heldout"], size), _pref_row)
+    _chain_rows(ctx, stats, out, "sft", trust)
+    _chain_rows(ctx, stats, out, "kto", trust)
+    require_stage(ctx, "pairs")
+    _pair_rows(ctx, out, "ai", ctx.store.manifest_pages("pairs", size), _ai_row)
+    return out
+
+
+class _Unchanged(Exception):
+    """The export came out as the one on disk: the new copy is dropped."""
 
 
 @timed("export")
 def run(ctx) -> StageStats:
     stats = StageStats("export")
-    blend = require_manifest(ctx, "blend")
-    train = [_pref_row(i, p) for i, p in zip(blend["ids"], load_records(ctx, blend["ids"]))]
-    held_ids = blend["meta"]["heldout"]
-    test = [_pref_row(i, p) for i, p in zip(held_ids, load_records(ctx, held_ids))]
-    pair_ids = require_manifest(ctx, "pairs")["ids"]
-    ai = [_ai_row(i, p) for i, p in zip(pair_ids, load_records(ctx, pair_ids))]
-    sft, kto = _verdict_rows(ctx, stats)
-    digest = content_hash(train, test, sft, kto, ai)
+    blend_meta = require_stage(ctx, "blend")
     target = ctx.run_dir / "dataset"
-    on_disk = (target / ".cai-hash").exists() and (target / ".cai-hash").read_text() == digest
-    # A plan runs on a copy of the store in another directory: the store's word is enough there.
-    if ctx.store.get_artifact("dataset", digest) and (on_disk or ctx.dry_run):
+    try:
+        with atomic_dir(target) as tmp:
+            out = _write(ctx, stats, tmp, blend_meta)
+            digest = out.close(tmp)
+            on_disk = (target / ".cai-hash").exists() and (target / ".cai-hash").read_text() == digest
+            # A plan runs on a copy of the store in another directory: the store's word is
+            # enough there.
+            if ctx.store.get_artifact("dataset", digest) and (on_disk or ctx.dry_run):
+                raise _Unchanged
+    except _Unchanged:
         stats.cached = 1
-    else:
-        _write(target, train, test, sft, kto, ai, digest)
-        ctx.store.put_artifact("dataset", digest, target, {"train": len(train), "test": len(test),
-                                                          "sft": len(sft), "kto": len(kto),
-                                                          "ai": len(ai)})
+    c = out.counts
+    sizes = {"train": c["train"], "test": c["test"], "sft": c["sft"], "kto": c["kto"], "ai": c["ai"]}
+    if not stats.cached:
+        ctx.store.put_artifact("dataset", digest, target, sizes)
         stats.made = 1
     # The card is rewritten every time (cheap): it also reports the judge's calibration, which
     # can change without the data changing, and that must not retrain models.
     calibration = current_fit(ctx)[1]
     atomic_write_text(target / "README.md",
-                      dataset_card(ctx, train, test, sft, kto, ai, blend["meta"], calibration,
-                                   digest))
+                      dataset_card(ctx, out.card_counts(), blend_meta, calibration, digest))
     # Each training stage is named by the part it reads: an edit that changes only the
     # comparisons retrains the reward model and the policy, not the SL-CAI model.
-    parts = {"prefs": content_hash(train, test), "sft": content_hash(sft), "kto": content_hash(kto),
-             "prefs_human": content_hash(human_only(train), test)}
-    ctx.store.put_manifest("export", [digest], {"path": str(target), "train": len(train),
-                                               "test": len(test), "sft": len(sft), "kto": len(kto),
-                                               "ai": len(ai), "parts": parts,
+    parts = {k: h.hexdigest() for k, h in out.parts.items()}
+    ctx.store.put_manifest("export", [digest], {"path": str(target), **sizes, "parts": parts,
                                                "trust_gated": ctx.config.calibration.use_trust})
-    stats.metrics = {"dataset_hash": digest, "prefs_train": len(train), "prefs_test": len(test),
-                     "prefs_ai": len(ai), "sft": len(sft), "kto": len(kto),
-                     "kto_desirable": sum(r["label"] for r in kto)}
+    stats.metrics = {"dataset_hash": digest, "prefs_train": c["train"], "prefs_test": c["test"],
+                     "prefs_ai": c["ai"], "sft": c["sft"], "kto": c["kto"],
+                     "kto_desirable": c["kto_desirable"]}
     return stats
-
-
-def _write(target, train, test, sft, kto, ai, digest):
-    from datasets import Dataset, DatasetDict
-    with atomic_dir(target) as tmp:
-        splits = {"train": Dataset.from_list(train), "test": Dataset.from_list(test)}
-        if ai:  # a split of its own: what the judge made, whether or not training used it
-            splits["ai"] = Dataset.from_list(ai)
-        DatasetDict(splits).save_to_disk(str(tmp / "prefs"))
-        DatasetDict({"train": Dataset.from_list(sft)}).save_to_disk(str(tmp / "sft"))
-        DatasetDict({"train": Dataset.from_list(kto)}).save_to_disk(str(tmp / "kto"))
-        write_jsonl(tmp / "prefs.jsonl", train)
-        write_jsonl(tmp / "prefs_test.jsonl", test)
-        write_jsonl(tmp / "prefs_ai.jsonl", ai)
-        write_jsonl(tmp / "sft.jsonl", sft)
-        write_jsonl(tmp / "kto.jsonl", kto)
-        (tmp / ".cai-hash").write_text(digest)

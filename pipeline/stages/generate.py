@@ -16,26 +16,28 @@ from ..stage_inputs import Reads
 from ..hashing import content_hash
 from ..heldout import evaluation_prompts, norm
 from ..human_slice import default_prompts
-from ..sources import BadRows, load_prompts
-from .common import save_records
+from ..sources import BadRows, iter_prompts
+from . import common
+from .common import batched, save_records
 
 
-def training_prompts(ctx, stats) -> list[dict]:
+def training_prompts(ctx, stats):
     """`prompts.limit` prompts of `prompts.source` that are no evaluation prompt, after the
-    first `prompts.offset` of them."""
+    first `prompts.offset` of them, one at a time."""
     p, bad = ctx.config.prompts, BadRows.of(ctx.config)
     source = default_prompts(ctx.config, bad) if p.source == "builtin:default" else \
-        load_prompts(p.source, p.field, p.id_field, bad=bad)
-    bad.report(stats)
-    banned, prompts = evaluation_prompts(ctx.config), []
+        iter_prompts(p.source, p.field, p.id_field, bad=bad)
+    banned, taken = evaluation_prompts(ctx.config), 0
     for prompt in source:
-        if len(prompts) == p.offset + p.limit:
+        if taken == p.offset + p.limit:
             break
         if norm(prompt["prompt"]) in banned:
             stats.drop("prompt_is_evaluation")
-        else:
-            prompts.append(prompt)
-    return prompts[p.offset:]
+            continue
+        taken += 1
+        if taken > p.offset:
+            yield prompt
+    bad.report(stats)
 
 
 # What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
@@ -51,11 +53,20 @@ READS = Reads(
 @timed("generate")
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("generate")
-    prompts = training_prompts(ctx, stats)
-    g = cfg.generate
+    g, client = cfg.generate, ctx.policy()
     params = SamplingParams(g.max_new_tokens, g.temperature, g.top_p)
-    todo = [(p, s) for p in prompts for s in range(g.samples)]
-    client = ctx.policy()
+    out, prompts = ctx.store.manifest_writer("generate"), 0
+    for chunk in batched(training_prompts(ctx, stats), max(1, common.CHUNK // g.samples)):
+        prompts += len(chunk)
+        save_records(ctx, stats, _responses(ctx, stats, client, params, chunk), out)
+    out.finish({"prompts": prompts})
+    stats.metrics = {"prompts": prompts, "responses": out.count}
+    return stats
+
+
+def _responses(ctx, stats, client, params, prompts: list[dict]) -> list[tuple]:
+    cfg = ctx.config
+    todo = [(p, s) for p in prompts for s in range(cfg.generate.samples)]
     results = client.generate([[{"role": "user", "content": p["prompt"]}] for p, _ in todo],
                               params, seed=cfg.seed, samples=[s for _, s in todo], desc="generate")
     records = []
@@ -69,7 +80,4 @@ def run(ctx) -> StageStats:
             "kind": prompt.get("kind"),
             "text": res.text, "model": cfg.models.policy, "params": params.as_dict(),
             "seed": cfg.seed, "call": res.key}))
-    save_records(ctx, stats, records)
-    ctx.store.put_manifest("generate", [r[0] for r in records], {"prompts": len(prompts)})
-    stats.metrics = {"prompts": len(prompts), "responses": len(records)}
-    return stats
+    return records

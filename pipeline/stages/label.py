@@ -17,7 +17,8 @@ code, under `calibration.ensemble` principles each; the held-out human pairs are
 the judge.
 """
 
-from itertools import combinations
+from collections import Counter
+from itertools import combinations, zip_longest
 
 from constitution import rank_principles
 
@@ -29,7 +30,7 @@ from ..judge import compare
 from ..probability import ensemble, margin
 from ..human_slice import judged_pairs
 from ..sources import BadRows
-from .common import load_records, require_manifest, save_records
+from .common import grouped, manifest_records, save_records
 
 
 # What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
@@ -53,57 +54,79 @@ def run(ctx) -> StageStats:
     if not principles:
         raise CaiError(f"{cfg.constitution}: no principle has any of the tags {cfg.label.tags} "
                        "(label.tags)")
-    comparisons = label_pairs(ctx, stats, principles, candidate_pairs(ctx), cfg.label.ensemble,
-                              "compare")
+    out, sums = ctx.store.manifest_writer("label"), Counter()
+    for group in candidates(ctx):
+        comparisons = label_pairs(ctx, stats, principles, candidate_pairs(ctx, group),
+                                  cfg.label.ensemble, "compare")
+        save_records(ctx, stats, comparisons, out)
+        labelled = [r for _, _, r in comparisons if r["p"] is not None]
+        sums.update(labelled=len(labelled), margin=sum(r["margin"] for r in labelled),
+                    gap=sum(r["gap"] for r in labelled))
     bad = BadRows.of(cfg)
     humans = judged_pairs(ctx, bad)
     bad.report(stats)
     judged = label_pairs(ctx, stats, principles, [_human_item(h) for h in humans],
                          cfg.calibration.ensemble, "judge vs humans")
-    save_records(ctx, stats, comparisons + judged)
+    save_records(ctx, stats, judged)
     # The judge's labels of human pairs on their own as well: what calibrate reads, so a change
     # of the AI comparisons alone leaves the calibration's fingerprint as it is.
     ctx.store.put_manifest("label-calibration", [r[0] for r in judged], {})
-    ctx.store.put_manifest("label", [r[0] for r in comparisons],
-                           {"calibration_ids": [r[0] for r in judged]})
-    labelled = [r for _, _, r in comparisons if r["p"] is not None]
-    stats.metrics = {"comparisons": len(comparisons), "labelled": len(labelled),
+    out.finish({"calibration_ids": [r[0] for r in judged]})
+    stats.metrics = {"comparisons": out.count, "labelled": sums["labelled"],
                      "human_pairs_judged": sum(r["p"] is not None for _, _, r in judged),
-                     "mean_margin": _mean([r["margin"] for r in labelled]),
-                     "mean_order_gap": _mean([r["gap"] for r in labelled])}
+                     "mean_margin": _mean(sums["margin"], sums["labelled"]),
+                     "mean_order_gap": _mean(sums["gap"], sums["labelled"])}
     return stats
 
 
-def candidate_pairs(ctx) -> list[dict]:
+def candidates(ctx):
+    """The policy's responses with their critique chains (None where revisions are not
+    compared), a prompt's together, a chunk of prompts at a time: the two manifests list a
+    response and its chain at the same place."""
+    responses = manifest_records(ctx, "generate")
+    if "revision" not in ctx.config.label.compare:
+        rows = ([(rid, r, None) for rid, r in chunk] for chunk in responses)
+    else:
+        rows = (_with_chains(ctx, a, b) for a, b in
+                zip_longest(responses, manifest_records(ctx, "critique")))
+    return grouped(rows, key=lambda row: row[1]["prompt_id"])
+
+
+def _with_chains(ctx, responses, chains) -> list[tuple]:
+    if responses is None or chains is None or len(responses) != len(chains) or any(
+            rid != chain["response_id"] for (rid, _), (_, chain) in zip(responses, chains)):
+        raise CaiError(f"{ctx.run_dir}: the critique stage's chains are not those of the current "
+                       "responses; run `cai critique` (or `cai run`) first")
+    return [(rid, r, chain) for (rid, r), (_, chain) in zip(responses, chains)]
+
+
+def candidate_pairs(ctx, group: list[tuple]) -> list[dict]:
     """Per prompt, the pairs of candidates to compare: each response with its final revision
     (all of them), and samples with each other (at most `label.max_comparisons_per_prompt`,
-    a seeded choice)."""
+    a seeded choice). `group`: (response id, response, chain) of whole prompts."""
     cfg = ctx.config
-    gen_ids = require_manifest(ctx, "generate")["ids"]
     by_prompt, texts = {}, {}
-    for rid, r in zip(gen_ids, load_records(ctx, gen_ids)):
-        group = by_prompt.setdefault(r["prompt_id"], {"prompt": r["prompt"], "ids": [], "pairs": []})
-        group["ids"].append(rid)
+    for rid, r, _ in group:
+        entry = by_prompt.setdefault(r["prompt_id"], {"prompt": r["prompt"], "ids": [], "pairs": []})
+        entry["ids"].append(rid)
         texts[rid] = (r["prompt_id"], r["text"])
     if "samples" in cfg.label.compare:
-        for group in by_prompt.values():
-            group["pairs"] += [("samples", a, b) for a, b in combinations(sorted(group["ids"]), 2)
+        for entry in by_prompt.values():
+            entry["pairs"] += [("samples", a, b) for a, b in combinations(sorted(entry["ids"]), 2)
                                if texts[a][1] != texts[b][1]]
-    if "revision" in cfg.label.compare:
-        chain_ids = require_manifest(ctx, "critique")["ids"]
-        for chain in load_records(ctx, chain_ids):
-            if chain["final_id"] != chain["response_id"]:
-                texts[chain["final_id"]] = (chain["prompt_id"], chain["final"])
-                by_prompt[chain["prompt_id"]]["pairs"].append(
-                    ("revision", chain["response_id"], chain["final_id"]))
+    for _, _, chain in group:
+        if chain is not None and chain["final_id"] != chain["response_id"]:
+            texts[chain["final_id"]] = (chain["prompt_id"], chain["final"])
+            by_prompt[chain["prompt_id"]]["pairs"].append(
+                ("revision", chain["response_id"], chain["final_id"]))
     items = []
-    for pid, group in by_prompt.items():
-        samples = sorted((t for t in group["pairs"] if t[0] == "samples"),
+    for pid, entry in by_prompt.items():
+        samples = sorted((t for t in entry["pairs"] if t[0] == "samples"),
                          key=lambda t: content_hash(cfg.seed, "compare", t[1], t[2]))
-        revisions = [t for t in group["pairs"] if t[0] == "revision"]
+        revisions = [t for t in entry["pairs"] if t[0] == "revision"]
         for kind, a, b in revisions + samples[:cfg.label.max_comparisons_per_prompt]:
             items.append({"key": f"cmp/{a}/{b}", "kind": kind, "prompt_id": pid,
-                          "prompt": group["prompt"], "first_id": a, "second_id": b,
+                          "prompt": entry["prompt"], "first_id": a, "second_id": b,
                           "first": texts[a][1], "second": texts[b][1]})
     return items
 
@@ -158,5 +181,5 @@ def _aggregate(item: dict, principles: list[dict], judge: str) -> dict:
             "method": principles[0]["method"], "principles": principles, "failed": failed}
 
 
-def _mean(xs):
-    return round(sum(xs) / len(xs), 4) if xs else None
+def _mean(total: float, n: int):
+    return round(total / n, 4) if n else None

@@ -17,7 +17,10 @@ the judge's raw probability and weigh 1. The raw answers stay in the provenance.
 calls.
 """
 
+from collections import Counter
+
 from ..context import StageStats, timed
+from ..errors import CaiError
 from ..stage_inputs import Reads
 from ..control_tokens import control_strings
 from ..filters import similarity
@@ -25,7 +28,7 @@ from ..hashing import content_hash
 from ..probability import margin
 from ..trust import worth
 from .calibrate import current_fit
-from .common import load_records, require_manifest, save_records
+from .common import grouped, manifest_records, save_records
 
 
 # What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
@@ -37,14 +40,56 @@ READS = Reads(config=("seed", "pairs", "calibration.use_trust", "models.policy",
 def run(ctx) -> StageStats:
     cfg, stats = ctx.config, StageStats("pairs")
     fit_id, report = current_fit(ctx)
-    label_ids = require_manifest(ctx, "label")["ids"]
-    comparisons = dict(zip(label_ids, load_records(ctx, label_ids)))
     weigh = _Weigher(report, fit_id, cfg.calibration.use_trust)
+    out, kinds, effective = ctx.store.manifest_writer("pairs"), Counter(), 0.0
+    for chains, comparisons in by_prompt(ctx):
+        records = _pairs_of(cfg, stats, weigh, chains, comparisons)
+        for _, _, pair in records:
+            _flag_control_strings(pair)
+        save_records(ctx, stats, records, out)
+        kinds.update(r[2]["kind"] for r in records)
+        effective += sum(r[2]["weight"] for r in records)
+    out.finish({"fit": fit_id})
+    stats.metrics = {"pairs": out.count, **{k: kinds[k] for k in cfg.pairs.kinds},
+                     "effective": round(effective, 3)}
+    return stats
+
+
+def by_prompt(ctx):
+    """(chains, comparisons) of a chunk of whole prompts: both manifests list prompts in the
+    order of the responses (`label.candidates`), so they are read side by side."""
+    comparisons = _prompt_groups(manifest_records(ctx, "label"))
+    ahead = next(comparisons, None)
+    for chains in grouped(manifest_records(ctx, "critique"), key=lambda x: x[1]["prompt_id"]):
+        mine, prompts = [], {c["prompt_id"] for _, c in chains}
+        while ahead is not None and ahead[0][1]["prompt_id"] in prompts:
+            mine += ahead
+            ahead = next(comparisons, None)
+        yield chains, mine
+    if ahead is not None:
+        raise CaiError(f"{ctx.run_dir}: the label stage compared responses the critique stage "
+                       "did not critique; run `cai label` (or `cai run`) first")
+
+
+def _prompt_groups(chunks):
+    """One prompt's comparisons at a time."""
+    for chunk in grouped(chunks, key=lambda x: x[1]["prompt_id"]):
+        group = []
+        for item in chunk:
+            if group and item[1]["prompt_id"] != group[-1][1]["prompt_id"]:
+                yield group
+                group = []
+            group.append(item)
+        if group:
+            yield group
+
+
+def _pairs_of(cfg, stats, weigh, chains, comparisons) -> list[tuple]:
     records = []
     if "critique-revision" in cfg.pairs.kinds:
-        revision_of = {(c["first_id"], c["second_id"]): (i, c) for i, c in comparisons.items()
+        revision_of = {(c["first_id"], c["second_id"]): (i, c) for i, c in comparisons
                        if c["kind"] == "revision"}
-        for chain in load_records(ctx, require_manifest(ctx, "critique")["ids"]):
+        for _, chain in chains:
             reason = _why_no_pair(chain, cfg.pairs.min_change)
             if reason:
                 stats.drop(reason)
@@ -52,7 +97,7 @@ def run(ctx) -> StageStats:
             found = revision_of.get((chain["response_id"], chain["final_id"]))
             records.append(make_pair(chain, cfg, weigh, found))
     if "comparison" in cfg.pairs.kinds:
-        for cmp_id, cmp in comparisons.items():
+        for cmp_id, cmp in comparisons:
             if cmp["kind"] != "samples":
                 continue
             if cmp["p"] is None:
@@ -61,14 +106,9 @@ def run(ctx) -> StageStats:
                 stats.drop("margin_too_small")
             else:
                 records.append(comparison_pair(cmp_id, cmp, cfg, weigh))
-    for _, _, pair in records:
-        _flag_control_strings(pair)
-    save_records(ctx, stats, records)
-    ctx.store.put_manifest("pairs", [r[0] for r in records], {"fit": fit_id})
-    kinds = [r[2]["kind"] for r in records]
-    stats.metrics = {"pairs": len(records), **{k: kinds.count(k) for k in cfg.pairs.kinds},
-                     "effective": round(sum(r[2]["weight"] for r in records), 3)}
-    return stats
+    # a prompt's pairs together, in the prompts' order: the same list however a run is chunked
+    order = {pid: i for i, pid in enumerate(dict.fromkeys(c["prompt_id"] for _, c in chains))}
+    return sorted(records, key=lambda r: order.get(r[2]["prompt_id"], len(order)))
 
 
 def _flag_control_strings(pair: dict):
