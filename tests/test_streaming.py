@@ -129,3 +129,7 @@ def test_grouped_never_splits_a_key(size):
     assert [x for c in chunks for x in c] == items
     for a, b in zip(chunks, chunks[1:]):
         assert a[-1][0] != b[0][0]
+    # a chunk is cut only where the next one goes on with its last key: a run that fits one
+    # chunk is asked in the batches it always was
+    assert list(common.grouped([items], key=lambda x: x[0])) == [items]
+    assert list(common.grouped([items[:3], items[3:]], key=lambda x: x[0])) == [items[:3], items[3:]]

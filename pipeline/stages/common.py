@@ -43,15 +43,19 @@ def manifest_records(ctx, stage: str, size: int | None = None):
 
 def grouped(chunks, key):
     """The items of `chunks` re-cut so that a run of items with the same key is never split
-    between two chunks (a prompt's responses are compared with each other)."""
-    carry = []
-    for chunk in chunks:
-        items = carry + list(chunk)
-        if not items:
-            continue
-        cut, last = len(items), key(items[-1])
-        while cut and key(items[cut - 1]) == last:
-            cut -= 1
+    between two chunks (a prompt's responses are compared with each other). A chunk is cut
+    only where the next one goes on with its last key: a run that fits one chunk is asked in
+    the batches it always was (a batch's make-up can move a bf16 model's log-probabilities)."""
+    chunks = (list(c) for c in chunks)
+    carry, ahead = [], next(chunks, None)
+    while ahead is not None:
+        items, ahead = carry + ahead, next(chunks, None)
+        while ahead is not None and not ahead:  # an empty chunk says nothing of the next key
+            ahead = next(chunks, None)
+        cut = len(items)
+        if ahead is not None and items and key(ahead[0]) == key(items[-1]):
+            while cut and key(items[cut - 1]) == key(items[-1]):
+                cut -= 1
         carry = items[cut:]
         if cut:
             yield items[:cut]
