@@ -42,13 +42,19 @@ def run(ctx) -> StageStats:
     fit_id, report = current_fit(ctx)
     weigh = _Weigher(report, fit_id, cfg.calibration.use_trust)
     out, kinds, effective = ctx.store.manifest_writer("pairs"), Counter(), 0.0
-    for chains, comparisons in by_prompt(ctx):
-        records = _pairs_of(cfg, stats, weigh, chains, comparisons)
-        for _, _, pair in records:
-            _flag_control_strings(pair)
-        save_records(ctx, stats, records, out)
-        kinds.update(r[2]["kind"] for r in records)
-        effective += sum(r[2]["weight"] for r in records)
+    # Critique-revision pairs first, then comparison pairs, each in their manifest's order (as
+    # one pass over whole lists made them): two passes, so the list is what it always was.
+    passes = [(_revision_pairs, by_prompt(ctx))] if "critique-revision" in cfg.pairs.kinds else []
+    if "comparison" in cfg.pairs.kinds:
+        passes.append((_comparison_pairs, (([], chunk) for chunk in manifest_records(ctx, "label"))))
+    for make, chunks in passes:
+        for chains, comparisons in chunks:
+            records = make(cfg, stats, weigh, chains, comparisons)
+            for _, _, pair in records:
+                _flag_control_strings(pair)
+            save_records(ctx, stats, records, out)
+            kinds.update(r[2]["kind"] for r in records)
+            effective += sum(r[2]["weight"] for r in records)
     out.finish({"fit": fit_id})
     stats.metrics = {"pairs": out.count, **{k: kinds[k] for k in cfg.pairs.kinds},
                      "effective": round(effective, 3)}
@@ -84,31 +90,35 @@ def _prompt_groups(chunks):
             yield group
 
 
-def _pairs_of(cfg, stats, weigh, chains, comparisons) -> list[tuple]:
+def _revision_pairs(cfg, stats, weigh, chains, comparisons) -> list[tuple]:
+    """Final revision ≻ original per chain that has one, as sure as the calibrated judge
+    comparing them (its comparison, of the same prompts, is among `comparisons`)."""
+    revision_of = {(c["first_id"], c["second_id"]): (i, c) for i, c in comparisons
+                   if c["kind"] == "revision"}
     records = []
-    if "critique-revision" in cfg.pairs.kinds:
-        revision_of = {(c["first_id"], c["second_id"]): (i, c) for i, c in comparisons
-                       if c["kind"] == "revision"}
-        for _, chain in chains:
-            reason = _why_no_pair(chain, cfg.pairs.min_change)
-            if reason:
-                stats.drop(reason)
-                continue
-            found = revision_of.get((chain["response_id"], chain["final_id"]))
-            records.append(make_pair(chain, cfg, weigh, found))
-    if "comparison" in cfg.pairs.kinds:
-        for cmp_id, cmp in comparisons:
-            if cmp["kind"] != "samples":
-                continue
-            if cmp["p"] is None:
-                stats.drop(cmp["failed"] or "comparison_failed")
-            elif margin(cmp["p"]) <= cfg.pairs.min_margin:
-                stats.drop("margin_too_small")
-            else:
-                records.append(comparison_pair(cmp_id, cmp, cfg, weigh))
-    # a prompt's pairs together, in the prompts' order: the same list however a run is chunked
-    order = {pid: i for i, pid in enumerate(dict.fromkeys(c["prompt_id"] for _, c in chains))}
-    return sorted(records, key=lambda r: order.get(r[2]["prompt_id"], len(order)))
+    for _, chain in chains:
+        reason = _why_no_pair(chain, cfg.pairs.min_change)
+        if reason:
+            stats.drop(reason)
+            continue
+        records.append(make_pair(chain, cfg, weigh,
+                                 revision_of.get((chain["response_id"], chain["final_id"]))))
+    return records
+
+
+def _comparison_pairs(cfg, stats, weigh, _chains, comparisons) -> list[tuple]:
+    """The preferred sample ≻ the other, where the judge's margin is wide enough."""
+    records = []
+    for cmp_id, cmp in comparisons:
+        if cmp["kind"] != "samples":
+            continue
+        if cmp["p"] is None:
+            stats.drop(cmp["failed"] or "comparison_failed")
+        elif margin(cmp["p"]) <= cfg.pairs.min_margin:
+            stats.drop("margin_too_small")
+        else:
+            records.append(comparison_pair(cmp_id, cmp, cfg, weigh))
+    return records
 
 
 def _flag_control_strings(pair: dict):
