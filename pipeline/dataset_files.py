@@ -88,7 +88,7 @@ class DatasetDir:
 
 
 class JsonlWriter:
-    """`fsutil.write_jsonl`, a row at a time."""
+    """A JSONL file, a row at a time (UTF-8, one JSON object per line, as exports always were)."""
 
     def __init__(self, path: Path):
         self.f = open(path, "w", encoding="utf-8")

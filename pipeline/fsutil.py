@@ -1,6 +1,5 @@
 """Atomic writes: nothing half-written is ever visible under its final name."""
 
-import json
 import os
 import shutil
 import tempfile
@@ -70,8 +69,3 @@ def _umask() -> int:
     os.umask(umask)
     return umask
 
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -129,6 +129,8 @@ def _m008_id_lists(db):
             ids = json.loads(ids_json)
         except ValueError:
             continue  # damage: `cai store check` reports it, repair drops the manifest
+        # the name `store_manifests.ManifestWriter` gives the same list (written out here: a
+        # migration never changes what it makes, whatever the writer becomes)
         text = json.dumps(ids, ensure_ascii=False, sort_keys=True)
         name = "ids-" + hashlib.sha256(text.encode()).hexdigest()[:20]
         db.executemany("INSERT OR IGNORE INTO id_lists VALUES (?, ?, ?)",
