@@ -39,15 +39,15 @@ N = 64
 
 
 def requests(n: int, prompts: list[str]):
-    from pipeline.backends import GenerationRequest, SamplingParams
-    from pipeline.client import freeze
+    from cai.backends import GenerationRequest, SamplingParams
+    from cai.backends.client import freeze
     params = SamplingParams(max_new_tokens=8, temperature=0.7, top_p=0.95)
     return [GenerationRequest(freeze([{"role": "user", "content": prompts[i % len(prompts)]}]),
                               params, 0, i // len(prompts)) for i in range(n)]
 
 
 def config(tmp: Path, spec: str, url: str, concurrency: int, prompts_file: Path, n: int):
-    from pipeline.config import load_config
+    from cai.config.run import load_config
     return load_config(None, [
         f"run_dir={tmp}", f"models.policy={spec}", f"openai.base_urls=[{url}]",
         f"openai.concurrency={concurrency}", f"prompts.source={prompts_file}",
@@ -57,7 +57,7 @@ def config(tmp: Path, spec: str, url: str, concurrency: int, prompts_file: Path,
 
 def timed_generate(url: str, spec: str, concurrency: int, n: int, prompts) -> tuple[float, list]:
     """Seconds for the raw `openai:` backend to answer n generation requests, and the answers."""
-    from pipeline.backends import load_backend
+    from cai.backends import load_backend
     with tempfile.TemporaryDirectory() as tmp:
         backend = load_backend(spec, config(Path(tmp), spec, url, concurrency, Path(tmp) / "p.jsonl", n))
         start = time.perf_counter()
@@ -95,10 +95,10 @@ def best_of(repeats: int, name, *args, **kw):
 def overhead_row(name, spec, url, prompts, n=128, concurrency=16):
     """Raw backend.generate vs the generate stage on the same requests (fresh store, the same
     loaded backend, so model loading is in neither number)."""
-    from pipeline.backends import GenerationRequest, SamplingParams, load_backend
-    from pipeline.client import freeze, in_batches
-    from pipeline.context import RunContext
-    from pipeline.stages import STAGES
+    from cai.backends import GenerationRequest, SamplingParams, load_backend
+    from cai.backends.client import freeze, in_batches
+    from cai.stages import STAGES
+    from cai.stages.context import RunContext
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rows = [{"id": f"p{i}", "prompt": f"{p} ({i})"} for i, p in enumerate((prompts * n)[:n])]
@@ -145,8 +145,8 @@ def engine_rows(url: str, prompts, n: int = 4096, concurrency: int = 64) -> list
 
 
 def stage_seconds(url, prompts, n, concurrency, engine: str, actors: int) -> float:
-    from pipeline.context import RunContext
-    from pipeline.stages import STAGES
+    from cai.stages import STAGES
+    from cai.stages.context import RunContext
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         rows = [{"id": f"p{i}", "prompt": f"{p} ({i})"} for i, p in enumerate((prompts * n)[:n])]
@@ -173,9 +173,9 @@ def print_engines(rows):
 
 def main():
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # server and client share 2 cores
-    from pipeline.runner import quiet_libraries
-    from pipeline.sources import load_prompts
-    from pipeline.tiny import tiny_model
+    from cai.backends.tiny import tiny_model
+    from cai.inputs.sources import load_prompts
+    from cai.runs.runner import quiet_libraries
     quiet_libraries()
     if sys.argv[1:] == ["--only", "engines"]:
         prompts = [p["prompt"] for p in load_prompts("builtin:redteam")[:32]]

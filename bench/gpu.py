@@ -55,6 +55,7 @@ def install(wheels: Path, site: Path):
         sys.exit(f"bench/gpu.py: missing {', '.join(missing)} and no wheels in {wheels}")
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
                     "--no-compile", "--upgrade", "--target", str(site), *files], check=True)
+    checkout_as_cai(site)
     env = {**os.environ, "CAI_GPU_BENCH_SITE": "1",
            "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     os.execve(sys.executable, [sys.executable, *sys.argv], env)
@@ -65,7 +66,7 @@ def random_model(name: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> Pa
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
     if name == "tiny":
-        from pipeline.tiny import tiny_model
+        from cai.backends.tiny import tiny_model
         return tiny_model(out, width=128, layers=2, seed=seed, tokenizer_dir=tokenizer_dir)
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)
     config = AutoConfig.for_model(**json.loads((CONFIGS / f"{name}.json").read_text()))
@@ -77,9 +78,9 @@ def random_model(name: str, tokenizer_dir: Path, out: Path, seed: int = 0) -> Pa
 
 
 def cai_generation(model: Path, device: str, prompts: list[str], batch: int, new_tokens: int):
-    from pipeline.backends import SamplingParams
-    from pipeline.config import load_config
-    from pipeline.context import RunContext
+    from cai.backends import SamplingParams
+    from cai.config.run import load_config
+    from cai.stages.context import RunContext
     with tempfile.TemporaryDirectory(prefix="cai-gpu-gen-") as run_dir:
         cfg = load_config(None, [f"run_dir={run_dir}", f"models.policy=transformers:{model}",
                                  f"models.device={device}", f"models.batch_size={batch}",
@@ -100,7 +101,8 @@ def plain_generation(model: Path, device: str, prompts: list[str], batch: int, n
     """What a user writes from the transformers docs: left padding, generate, decode."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from pipeline.device import resolve_dtype
+
+    from cai.backends.device import resolve_dtype
     tokenizer = AutoTokenizer.from_pretrained(model, padding_side="left")
     dtype = getattr(torch, resolve_dtype(device, "auto"))
     net = AutoModelForCausalLM.from_pretrained(model, dtype=dtype).to(device).eval()
@@ -129,7 +131,7 @@ def plain_generation(model: Path, device: str, prompts: list[str], batch: int, n
 
 
 def generation_row(model: Path, device: str, args) -> dict:
-    from pipeline.sources import load_prompts
+    from cai.inputs.sources import load_prompts
     prompts = [p["prompt"] for p in load_prompts("builtin:redteam")][:args.batch * args.batches]
     cai_texts, cai_s = cai_generation(model, device, prompts, args.batch, args.new_tokens)
     plain_texts, n, plain_s = plain_generation(model, device, prompts, args.batch, args.new_tokens)
@@ -142,8 +144,9 @@ def generation_row(model: Path, device: str, args) -> dict:
 def training_rows(model: Path, device: str, args) -> dict:
     """One epoch each of train-rm and train-policy (DPO), cai's stage vs plain TRL."""
     import train as bench_train
-    from pipeline.runner import run_stages
-    from pipeline.stages import DATA_STAGES
+
+    from cai.runs.runner import run_stages
+    from cai.stages import DATA_STAGES
     rows = {}
     with tempfile.TemporaryDirectory(prefix="cai-gpu-train-") as tmp:
         run_dir = Path(tmp) / "run"
@@ -157,6 +160,20 @@ def training_rows(model: Path, device: str, args) -> dict:
             rows[stage] = {"tokens": n, "cai_tokens_s": round(n / cai_loop),
                            "trl_tokens_s": round(n / trl_loop), "ratio": round(trl_loop / cai_loop, 3)}
     return rows
+
+
+def checkout_as_cai(site: Path):
+    """`import cai` from this checkout, uninstalled: `site/cai/` holds a link to every entry of
+    pipeline/ and `constitution` to constitution/ (the package-dir mapping of pyproject.toml,
+    by hand; modules resolve their own paths through the links)."""
+    if find_spec("cai") is not None and "CAI_GPU_BENCH_SITE" not in os.environ:
+        return
+    pkg = site / "cai"
+    pkg.mkdir(parents=True, exist_ok=True)
+    for entry in [*(ROOT / "pipeline").iterdir(), ROOT / "constitution"]:
+        link = pkg / entry.name
+        if not link.exists() and entry.name != "__pycache__":
+            link.symlink_to(entry)
 
 
 def main():
@@ -174,8 +191,8 @@ def main():
     args = ap.parse_args()
     if args.wheels:
         install(args.wheels, args.site)
-    from pipeline.models import ensure_embedded
-    from pipeline.runner import quiet_libraries
+    from cai.backends.weights import ensure_embedded
+    from cai.runs.runner import quiet_libraries
     quiet_libraries()
     tokenizer = args.tokenizer or ensure_embedded("smollm2-135m")[0]
     results = {"device": device_name(args.device), "configs": {}}

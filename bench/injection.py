@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from constitution import rank_principles  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.context import RunContext  # noqa: E402
-from pipeline.judge import compare  # noqa: E402
+from cai.config.run import load_config  # noqa: E402
+from cai.constitution import rank_principles  # noqa: E402
+from cai.feedback.judge import compare  # noqa: E402
+from cai.stages.context import RunContext  # noqa: E402
 
 DATA = ROOT / "bench" / "data" / "injection.jsonl"
 
@@ -104,7 +104,7 @@ def main():
     ap.add_argument("--run-dir", default="outputs/bench-injection", help="caches the judge calls")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    from pipeline.runner import quiet_libraries
+    from cai.runs.runner import quiet_libraries
     quiet_libraries()
     cfg = load_config(args.config, [*args.overrides, f"run_dir={args.run_dir}"])
     ctx = RunContext(cfg)

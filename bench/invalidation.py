@@ -23,8 +23,8 @@ def main():
     from fakes import FakeBackend
     from invalidation import prove
 
-    from pipeline import backends
-    from pipeline.runner import quiet_libraries
+    from cai import backends
+    from cai.runs.runner import quiet_libraries
     quiet_libraries()
     backends.BACKENDS["fake"] = lambda model, config: FakeBackend(model)
     with tempfile.TemporaryDirectory(prefix="cai-invalidation-") as tmp:

@@ -4,7 +4,7 @@
 
 The judge (SmolLM2-135M, the embedded default) compares the first N human calibration pairs,
 each in both answer orders (2 scoring calls per comparison), through the pipeline's own path
-(`pipeline.judge.compare` -> cached client -> transformers backend), with an empty store each
+(`cai.feedback.judge.compare` -> cached client -> transformers backend), with an empty store each
 time so every call reaches the model. Three settings, one loaded model, measured side by side:
 
 - batched: `models.batch_size` 16, split by the backend into chunks of at most
@@ -26,11 +26,11 @@ sys.path.insert(0, str(ROOT))
 
 def measure(backend, items, batch_size: int, token_budget: int) -> float:
     """Seconds to compare every item in both orders with a cold cache."""
-    from constitution import load_constitution
-    from pipeline.client import ModelClient
-    from pipeline.config import JudgeConfig
-    from pipeline.judge import compare
-    from pipeline.store import Store
+    from cai.backends.client import ModelClient
+    from cai.config.models import JudgeConfig
+    from cai.constitution import load_constitution
+    from cai.feedback.judge import compare
+    from cai.store.core import Store
 
     backend.max_batch_tokens = token_budget
     constitution = load_constitution(ROOT / "principles.yaml")
@@ -53,9 +53,9 @@ def main():
     parser.add_argument("--pairs", type=int, default=32)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    from pipeline.backends.transformers_backend import TransformersBackend
-    from pipeline.runner import quiet_libraries
-    from pipeline.sources import load_human_pairs
+    from cai.backends.transformers_backend import TransformersBackend
+    from cai.inputs.sources import load_human_pairs
+    from cai.runs.runner import quiet_libraries
     quiet_libraries()
     backend = TransformersBackend("smollm2-135m")
     default_budget = backend.max_batch_tokens

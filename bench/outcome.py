@@ -12,8 +12,8 @@
    may be chosen, see pipeline/data/README.md): AdvBench harmful requests and XSTest
    unsafe-contrast prompts (refusal should rise), XSTest safe prompts (refusal there is
    over-refusal), and hh-rlhf red-team openers. Refusal is decided by cai's string-match detector
-   (`pipeline.refusal`), measured against people on the same half of XSTest's labelled replies
-   and corrected for its error (`pipeline.verdicts`): rates with n and 95 % intervals, and a
+   (`cai.evaluation.refusal`), measured against people on the same half of XSTest's labelled replies
+   and corrected for its error (`cai.evaluation.verdicts`): rates with n and 95 % intervals, and a
    verdict line per policy and set against the base (the embedded judge is at chance as a
    refusal detector: see `cai evaluate`);
 4. the reward model's held-out human accuracy with and without the AI pairs: the run's own
@@ -30,17 +30,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.backends import SamplingParams  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
-from pipeline.context import RunContext  # noqa: E402
-from pipeline.detectors import describe, load_labels  # noqa: E402
-from pipeline.refusal import is_refusal  # noqa: E402
-from pipeline.runner import run_stages  # noqa: E402
-from pipeline.sources import load_prompts  # noqa: E402
-from pipeline.stages import STAGES  # noqa: E402
-from pipeline.stats import detector_accuracy  # noqa: E402
-from pipeline.store import Store  # noqa: E402
-from pipeline.verdicts import refusal_table, verdicts  # noqa: E402
+from cai.backends import SamplingParams  # noqa: E402
+from cai.config.run import load_config  # noqa: E402
+from cai.evaluation.detectors import describe, load_labels  # noqa: E402
+from cai.evaluation.refusal import is_refusal  # noqa: E402
+from cai.evaluation.verdicts import refusal_table, verdicts  # noqa: E402
+from cai.inputs.sources import load_prompts  # noqa: E402
+from cai.runs.runner import run_stages  # noqa: E402
+from cai.stages import STAGES  # noqa: E402
+from cai.stages.context import RunContext  # noqa: E402
+from cai.stats import detector_accuracy  # noqa: E402
+from cai.store.core import Store  # noqa: E402
 
 SETS = {"harmful": "builtin:harmful-{part}", "unsafe": "builtin:unsafe-{part}",
         "safe": "builtin:safe-{part}", "redteam": "builtin:redteam"}

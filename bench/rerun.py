@@ -35,14 +35,14 @@ def write_constitution(path: Path, data: dict):
 
 
 def run(cfg):
-    from pipeline.runner import run_stages
+    from cai.runs.runner import run_stages
     start = time.perf_counter()
     m = run_stages(cfg, STAGES, echo=lambda s: None)
     return sum(s["model_calls"] for s in m["stages"].values()), time.perf_counter() - start
 
 
 def chains(run_dir: Path) -> dict:
-    from pipeline.store import Store
+    from cai.store.core import Store
     with Store(run_dir, lock=False) as store:
         ids = store.get_manifest("critique")["ids"]
         return {c["response_id"]: c for c in store.get_records(ids).values()}
@@ -95,9 +95,9 @@ def ideal(after: dict, touched: set, before: dict) -> tuple[int, int]:
 
 def main():
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    from pipeline.config import load_config
-    from pipeline.runner import quiet_libraries
-    from pipeline.tiny import tiny_model
+    from cai.backends.tiny import tiny_model
+    from cai.config.run import load_config
+    from cai.runs.runner import quiet_libraries
     quiet_libraries()
     tmp = Path(tempfile.mkdtemp(prefix="cai-bench-"))
     model = f"transformers:{tiny_model(tmp / 'tiny')}"
@@ -105,7 +105,7 @@ def main():
     base["principles"].append(EXTRA)
     constitution = tmp / "principles.yaml"
     prompts = tmp / "prompts.jsonl"
-    from pipeline.sources import load_prompts
+    from cai.inputs.sources import load_prompts
     rows = [p for s in ("builtin:redteam", "builtin:helpful", "builtin:harmful", "builtin:safe")
             for p in load_prompts(s)]
     prompts.write_text("".join(json.dumps(p) + "\n" for p in rows))

@@ -3,7 +3,7 @@
     python bench/review.py [--items 200] [--annotators 3]      # seconds; prints a table
 
 Scripted annotators label the shipped human calibration pairs (truth: the pair's human choice,
-shown in a seeded random order) through cai's own code (`pipeline.review`: assignment, the
+shown in a seeded random order) through cai's own code (`cai.review`: assignment, the
 store's label rows, majority and adjudication, Krippendorff's alpha); each is right with a set
 accuracy and otherwise picks one of the two other answers (the other reply, or tie). Then a blind
 A/B round where the tuned policy truly wins 70 % of prompts: the measured human win rate and its
@@ -20,10 +20,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.review.agreement import agreement, decide, win_rates  # noqa: E402
-from pipeline.review.items import next_item  # noqa: E402
-from pipeline.sources import load_human_pairs  # noqa: E402
-from pipeline.store import Store  # noqa: E402
+from cai.inputs.sources import load_human_pairs  # noqa: E402
+from cai.review.agreement import agreement, decide, win_rates  # noqa: E402
+from cai.review.items import next_item  # noqa: E402
+from cai.store.core import Store  # noqa: E402
 
 
 def label_round(store, mode, truth, accuracy, people, need, rng):

@@ -35,10 +35,10 @@ def one(records: int, run_dir: Path, extra: list[str] = ()) -> dict:
     """Run the data stages once in this process; its numbers as a dict."""
     from fakes import FakeBackend
 
-    from pipeline import backends
-    from pipeline.config import load_config
-    from pipeline.runner import quiet_libraries, run_stages
-    from pipeline.stages import DATA_STAGES
+    from cai import backends
+    from cai.config.run import load_config
+    from cai.runs.runner import quiet_libraries, run_stages
+    from cai.stages import DATA_STAGES
     quiet_libraries()
     backends.BACKENDS["fake"] = lambda model, config: FakeBackend(model)
     prompts = run_dir.parent / f"prompts-{records}.jsonl"

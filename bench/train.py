@@ -41,7 +41,7 @@ sys.path.insert(0, str(ROOT))
 
 
 def config(run_dir, model, pairs, device, **keys):
-    from pipeline.config import load_config
+    from cai.config.run import load_config
     spec = f"transformers:{model}"
     sets = {"run_dir": run_dir, "constitution": ROOT / "principles.yaml", "models.policy": spec,
             "models.judge": spec, "models.device": device, "prompts.limit": 8,
@@ -69,8 +69,8 @@ def tokens(run_dir, model, section) -> tuple[int, int]:
 
 
 def cai_stage(cfg, stage: str, artifact: str) -> tuple[float, float]:
-    from pipeline.runner import run_stages
-    from pipeline.store import Store
+    from cai.runs.runner import run_stages
+    from cai.store.core import Store
     with Store(cfg.run_dir, lock=False) as store:  # forget the last model: train it again
         for a in store.list_artifacts():
             if a["name"] == artifact:
@@ -88,12 +88,12 @@ def same_settings(method: str, cfg, out: Path) -> tuple:
     """(TRL config, rows in their order) exactly as cai's stage trains with them: taken from the
     stage's own setup (`rm_setup`, `dpo_setup`: epochs, bf16, length-grouped order, margin,
     label smoothing, ...), so a default can never change on one side only. No checkpoints."""
-    from pipeline.context import RunContext
-    from pipeline.policy import dpo_setup
-    from pipeline.stages.train_rm import rm_setup
+    from cai.stages.context import RunContext
+    from cai.stages.train_rm import rm_setup
+    from cai.training.policy import dpo_setup
     ctx = RunContext(cfg)
     try:
-        from pipeline.training import base_model, load_tokenizer
+        from cai.training.base import base_model, load_tokenizer
         tokenizer = load_tokenizer(base_model(ctx, rm=method == "rm", tuned=method != "rm")[0])
         args, train = (rm_setup if method == "rm" else dpo_setup)(ctx, out, tokenizer)
     finally:
@@ -147,14 +147,14 @@ def main():
     parser.add_argument("--stages", default="train-rm,train-policy", help="comma-separated")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
-    from pipeline.runner import quiet_libraries, run_stages
-    from pipeline.tiny import tiny_model
+    from cai.backends.tiny import tiny_model
+    from cai.runs.runner import quiet_libraries, run_stages
     quiet_libraries()
     with tempfile.TemporaryDirectory(prefix="cai-bench-train-") as tmp:
         model = tiny_model(Path(tmp) / "tiny", width=args.width)
         run_dir = Path(tmp) / "run"
         cfg = config(run_dir, model, args.pairs, args.device)
-        from pipeline.stages import DATA_STAGES
+        from cai.stages import DATA_STAGES
         run_stages(cfg, DATA_STAGES, echo=lambda s: None)
         rows = []
         for stage, artifact, section in (("train-rm", "rm", cfg.train_rm),

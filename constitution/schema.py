@@ -10,9 +10,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import json
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, StringConstraints, model_validator
 from pydantic_core import PydanticCustomError

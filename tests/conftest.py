@@ -18,8 +18,8 @@ os.environ["CAI_CALL_CACHE"] = "off"
 
 from fakes import FakeBackend  # noqa: E402
 
-from pipeline import backends  # noqa: E402
-from pipeline.config import load_config  # noqa: E402
+from cai import backends  # noqa: E402
+from cai.config.run import load_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ["review_helpers"]  # the `served` review page, for the review tests
@@ -27,14 +27,14 @@ pytest_plugins = ["review_helpers"]  # the `served` review page, for the review 
 
 @pytest.fixture(scope="session")
 def smollm2_dir():
-    from pipeline.models import ensure_embedded
+    from cai.backends.weights import ensure_embedded
     return ensure_embedded("smollm2-135m")[0]
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(smollm2_dir, tmp_path_factory):
     """A 2-layer, 64-wide Llama with the SmolLM2 tokenizer and chat template, random weights."""
-    from pipeline.tiny import tiny_model
+    from cai.backends.tiny import tiny_model
     return tiny_model(tmp_path_factory.mktemp("tiny-llama"), tokenizer_dir=smollm2_dir)
 
 
@@ -56,7 +56,7 @@ def stage_reuse_off(monkeypatch):
     """Every data stage goes through the record-level path (compute ids, skip those stored, call
     for the rest), the one a changed-input rerun takes: a rerun test then fails when the call
     cache or a record id fails, instead of passing because whole stages were skipped."""
-    from pipeline import stage_reuse
+    from cai.stages import reuse as stage_reuse
     monkeypatch.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
 
 
@@ -85,7 +85,7 @@ def cai(run_dir, *args, sets=()) -> tuple[int, str, str]:
     import io
     from contextlib import redirect_stderr, redirect_stdout
 
-    from pipeline.cli import main
+    from cai.cli import main
     out, err, argv = io.StringIO(), io.StringIO(), sys.argv
     sys.argv = ["cai", *args, "--run-dir", str(run_dir), *FAKE_ARGS,
                 *(x for s in sets for x in ("--set", s))]

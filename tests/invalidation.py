@@ -15,18 +15,17 @@ import re
 import typing
 from pathlib import Path
 
+from conftest import ROOT, small_config
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from conftest import ROOT, small_config
-
-from pipeline.config import RunConfig
-from pipeline.context import RunContext
-from pipeline.inputs import preflight
-from pipeline.stage_inputs import config_value
-from pipeline.stage_reuse import run_stage
-from pipeline.stages import DATA_STAGES, STAGES
-from pipeline.review.items import item_id
-from pipeline.store import ReadOnlyStore, Store
+from cai.config.run import RunConfig
+from cai.inputs.checks import preflight
+from cai.review.items import item_id
+from cai.stages import DATA_STAGES, STAGES
+from cai.stages.context import RunContext
+from cai.stages.reads import config_value
+from cai.stages.reuse import run_stage
+from cai.store.core import ReadOnlyStore, Store
 
 # Keys whose change cannot be run as a case, and why (everything else must have a case).
 VARIED = {"run_dir": "every case runs in a run directory of its own",
@@ -34,7 +33,10 @@ VARIED = {"run_dir": "every case runs in a run directory of its own",
           # byte-identical across engines (a case here would start a Ray cluster per key)
           "engine": "tests/test_engines.py", "ray.address": "tests/test_engines.py",
           "ray.actors": "tests/test_engines.py", "ray.num_cpus": "tests/test_engines.py",
-          "ray.num_gpus": "tests/test_engines.py"}
+          "ray.num_gpus": "tests/test_engines.py",
+          # where a run's figures are sent once it is done, not what it makes
+          "tracking.to": "tests/test_tracking.py", "tracking.project": "tests/test_tracking.py",
+          "tracking.uri": "tests/test_tracking.py"}
 
 
 def config_keys(model=RunConfig, prefix="") -> list[tuple[str, object]]:
@@ -101,13 +103,15 @@ def explicit_changes(files: dict, baseline_dir: Path) -> dict:
     train = {"enabled": False, "epochs": 2.0, "batch_size": 3, "grad_accum": 2,
              "learning_rate": 1e-3, "max_length": 128, "lora": False, "lora_r": 8, "max_steps": 3,
              "report_to": "none", "shuffle": False, "group_by_length": False, "bf16": False,
-             "gradient_checkpointing": False, "save_steps": 5, "save_total_limit": 3}
+             "gradient_checkpointing": False, "save_steps": 5, "save_total_limit": 3,
+             "trainer": {"weight_decay": 0.01}}
     out = {f"train.{k}": {f"train.{k}": v} for k, v in train.items()}
     for stage in ("train_sft", "train_rm", "train_policy"):
         out[f"{stage}.report_to"] = {f"{stage}.report_to": "tensorboard"}
         out[f"{stage}.bf16"] = {f"{stage}.bf16": False}
         out[f"{stage}.gradient_checkpointing"] = {f"{stage}.gradient_checkpointing": False}
         out[f"{stage}.save_total_limit"] = {f"{stage}.save_total_limit": 5}
+        out[f"{stage}.trainer"] = {f"{stage}.trainer": {"max_grad_norm": 0.5}}
     url = "http://127.0.0.1:9/v1"
     out.update({
         "constitution": {"constitution": str(files["constitution2"])},

@@ -6,11 +6,11 @@ import shutil
 import threading
 
 import pytest
-
 from conftest import small_config
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
+
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.store.core import Store
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 XSS = '<script>window.__xss = 1</script><img src=x onerror="window.__xss = 2">'
@@ -40,7 +40,7 @@ class Served:
 
     def link(self, name: str, adjudicator: bool = False) -> str:
         """A personal link, as `cai review invite NAME` prints it."""
-        from pipeline.review.commands import invite
+        from cai.review.commands import invite
         return f"{self.url}/a/{invite(self.cfg, name, adjudicator)}"
 
 
@@ -48,8 +48,8 @@ class Served:
 def served(tmp_path, fake_backend):
     from werkzeug.serving import make_server
 
-    from pipeline.review.app import create_app
-    from pipeline.review.commands import load, prepare
+    from cai.review.app import create_app
+    from cai.review.commands import load, prepare
     cfg = data_run(tmp_path)
     with Store(tmp_path, lock=False) as store:
         evaluate_manifest(store)

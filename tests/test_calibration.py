@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.calibration import _slot, calibration_report
+from cai.feedback.calibration import _slot, calibration_report
 
 # Slot bits (X is the chosen reply, a tie goes to X) for seed 0, checked in test_slot_bits;
 # the hand computations below rely on them.

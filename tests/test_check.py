@@ -7,16 +7,16 @@ import sys
 
 import jsonschema
 import yaml
-
-from constitution.schema import json_schema
-from pipeline.check import check, format_check
 from conftest import ROOT, small_config
+
+from cai.constitution.schema import json_schema
+from cai.runs.check import check, format_check
 
 DEFAULT = (ROOT / "principles.yaml").read_text()
 
 
 def test_check_the_default_lists_every_principle_with_its_share():
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "check"], capture_output=True,
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "check"], capture_output=True,
                          text=True, cwd=ROOT, timeout=120)
     assert out.returncode == 0, out.stderr
     assert "principles.yaml: valid: 'cai-default'" in out.stdout
@@ -25,8 +25,8 @@ def test_check_the_default_lists_every_principle_with_its_share():
 
 
 def test_check_shows_what_an_edit_changed_since_the_last_run(fake_backend, tmp_path):
-    from pipeline.runner import run_stages
-    from pipeline.stages import DATA_STAGES
+    from cai.runs.runner import run_stages
+    from cai.stages import DATA_STAGES
     cfg = small_config(tmp_path / "run")
     assert check(cfg)["since_last_run"] is None
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)

@@ -1,11 +1,11 @@
 import pytest
-
-from pipeline.backends import SamplingParams
-from pipeline.backends.base import RequestFailed
-from pipeline.client import ModelClient
-from pipeline.errors import BackendError
-from pipeline.store import Store
 from fakes import FakeBackend
+
+from cai.backends import SamplingParams
+from cai.backends.base import RequestFailed
+from cai.backends.client import ModelClient
+from cai.errors import BackendError
+from cai.store.core import Store
 
 
 def _client(store, backend, batch_size=2):
@@ -86,8 +86,9 @@ def test_a_backend_that_fails_stops_the_run_and_stores_no_failure(tmp_path):
 def test_a_model_that_cannot_load_ends_the_command_in_one_line(tmp_path):
     import subprocess
     import sys
+
     from conftest import ROOT
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", "--run-dir",
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "generate", "--run-dir",
                           str(tmp_path), "--set", f"models.policy=transformers:{ROOT}"],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr

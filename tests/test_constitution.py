@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from constitution import (
+from cai.constitution import (
     Constitution,
     ConstitutionError,
     Example,
@@ -19,12 +19,12 @@ from constitution import (
     load_constitution,
     parse_constitution,
     rank_principles,
+    render,
     render_comparison,
     render_critique,
     render_revision,
     render_verdict,
 )
-from constitution import render
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT = ROOT / "principles.yaml"

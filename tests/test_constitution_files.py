@@ -8,9 +8,9 @@ import subprocess
 import sys
 
 import pytest
-
-from constitution import ConstitutionError, load_constitution, parse_constitution
 from conftest import ROOT, cai
+
+from cai.constitution import ConstitutionError, load_constitution, parse_constitution
 
 PRINCIPLES = """name: t
 version: '1'
@@ -79,7 +79,7 @@ def test_a_fifo_or_an_endless_device_is_refused_at_once(tmp_path):
     endless.symlink_to("/dev/zero")
     for path in (fifo, endless):
         # in a child process with a deadline: before the fix the FIFO hung, /dev/zero ate memory
-        out = subprocess.run([sys.executable, "-c", "import sys; from constitution import "
+        out = subprocess.run([sys.executable, "-c", "import sys; from cai.constitution import "
                               "load_constitution as l, ConstitutionError as E\ntry: l(sys.argv[1])\n"
                               "except E as e: print(e)", str(path)],
                              capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -43,7 +43,7 @@ def _check_visible_state(run_dir) -> tuple:
         assert (d / ".cai-hash").exists() and (d / "README.md").exists()
         for line in (d / "prefs.jsonl").read_text().splitlines():
             json.loads(line)
-    from pipeline.store import Store
+    from cai.store.core import Store
     with Store(run_dir, lock=False) as store:
         store.count_records()
         done = sum(store.get_manifest(s) is not None
@@ -92,7 +92,7 @@ def test_sigkill_at_ten_points_then_resume(tmp_path):
     final = _cai(run_dir)
     assert final.wait(timeout=300) == 0, final.stderr.read()
     assert _dataset(run_dir) == expected
-    from pipeline.store import Store
+    from cai.store.core import Store
     with Store(run_dir, lock=False) as a, Store(tmp_path / "clean", lock=False) as b:
         assert a.count_calls() == b.count_calls()  # no call made twice, none lost
         assert a.get_manifest("pairs")["ids"] == b.get_manifest("pairs")["ids"]
@@ -149,7 +149,7 @@ def test_sigterm_closes_the_run_as_interrupted_and_exits_143(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 143 and "Traceback" not in err
     assert err.strip().splitlines()[-1].startswith("cai: interrupted. Finished work is saved")
-    from pipeline.store import Store
+    from cai.store.core import Store
     with Store(tmp_path, lock=False) as store:
         (run,) = store.list_runs()
         assert run["status"] == "interrupted" and run["summary"]["calls"] >= 4

@@ -12,19 +12,18 @@ import subprocess
 import sys
 
 import pytest
-
-from pipeline.runner import run_stages
-from pipeline.store import Store
 from conftest import ROOT, small_config
 
-from pipeline.stages import DATA_STAGES  # noqa: E402
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES  # noqa: E402
+from cai.store.core import Store
 
 
 def _train_rm(run_dir, tiny_model_dir, launcher: list, batch: int, steps: int):
     sets = [f"models.policy=transformers:{tiny_model_dir}", f"train_rm.batch_size={batch}",
             f"train_rm.max_steps={steps}", "train_rm.max_length=512", "train_rm.learning_rate=1e-3",
             "train_rm.shuffle=false", "calibration.heldout=6", "models.device=cpu"]
-    cmd = launcher + ["-m", "pipeline.cli", "train-rm", "--run-dir", str(run_dir)]
+    cmd = launcher + ["-m", "cai.cli", "train-rm", "--run-dir", str(run_dir)]
     for s in sets:
         cmd += ["--set", s]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}

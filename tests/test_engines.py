@@ -13,14 +13,14 @@ import threading
 import time
 
 import pytest
-
 from conftest import ROOT, small_config
 from fakes import FakeBackend
-from pipeline import backends
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
 from test_openai_backend import server  # noqa: F401 - the fixture: the test OpenAI server
+
+from cai import backends
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.store.core import Store
 
 ray = pytest.importorskip("ray")
 
@@ -39,7 +39,7 @@ def cluster():
 def ray_batches(monkeypatch):
     """Batches the Ray engine answered: a test of it must see its calls go that way, not pass
     because they were answered in this process."""
-    from pipeline.engines.ray_engine import RayEngine
+    from cai.engines.ray_engine import RayEngine
     seen, real = [], RayEngine.answer
 
     def answer(self, client, kind, batches):
@@ -102,7 +102,7 @@ def test_the_ray_engine_makes_the_same_dataset(cluster, tmp_path, monkeypatch, r
     calls = sum(s["model_calls"] for s in metrics["stages"].values())
     assert calls == _calls(tmp_path / "ray")  # every call counted once, on the driver
     # all stored: a rerun through every stage's calls (no stage skipped whole) asks nothing
-    from pipeline import stage_reuse
+    from cai.stages import reuse as stage_reuse
     monkeypatch.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
     ray_batches.clear()
     again = _run(tmp_path / "ray", "ray", monkeypatch)
@@ -181,7 +181,7 @@ class Broken(FakeBackend):
 
 
 def test_a_backend_failing_in_an_actor_stops_the_run_in_one_line(cluster, tmp_path, monkeypatch):
-    from pipeline.errors import BackendError
+    from cai.errors import BackendError
     monkeypatch.setitem(backends.BACKENDS, "fake", lambda model, config: Broken(model))
     cfg = small_config(tmp_path, engine="ray", **{"ray.actors": 2})
     with pytest.raises(BackendError) as e:

@@ -5,10 +5,10 @@ import re
 import sys
 
 import pytest
+from conftest import ROOT, small_config
 from transformers import AutoTokenizer
 
-from constitution import load_constitution, render_comparison, render_critique, render_revision
-from conftest import ROOT, small_config
+from cai.constitution import load_constitution, render_comparison, render_critique, render_revision
 
 sys.path.insert(0, str(ROOT / "bench"))
 from injection import injected, load_items, measure, table  # noqa: E402
@@ -50,8 +50,8 @@ def test_every_injected_text_stays_inside_its_fence(item):
 
 
 def test_no_injected_text_adds_a_control_token(tiny_model_dir):
-    from pipeline.backends.transformers_backend import TransformersBackend
-    from pipeline.control_tokens import special_tokens
+    from cai.backends.transformers_backend import TransformersBackend
+    from cai.inputs.control_tokens import special_tokens
     backend = TransformersBackend(str(tiny_model_dir))
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     specials = {tok.convert_tokens_to_ids(s) for s in special_tokens(tok)}
@@ -63,7 +63,7 @@ def test_no_injected_text_adds_a_control_token(tiny_model_dir):
 
 
 def test_the_benchmark_runs_on_a_configured_judge(fake_backend, tmp_path):
-    from pipeline.context import RunContext
+    from cai.stages.context import RunContext
     ctx = RunContext(small_config(tmp_path))
     try:
         m = measure(ctx, ITEMS[:6])

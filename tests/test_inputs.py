@@ -7,19 +7,19 @@ import subprocess
 import sys
 
 import pytest
-
-from constitution import ConstitutionError, load_constitution
-from constitution.limits import MAX_FILE_BYTES
-from pipeline.config import load_config
-from pipeline.errors import CaiError, ConfigError, DataError
-from pipeline.sources import BadRows, load_human_pairs, load_prompts
 from conftest import ROOT, small_config
+
+from cai.config.run import load_config
+from cai.constitution import ConstitutionError, load_constitution
+from cai.constitution.limits import MAX_FILE_BYTES
+from cai.errors import CaiError, ConfigError, DataError
+from cai.inputs.sources import BadRows, load_human_pairs, load_prompts
 
 DEFAULT = (ROOT / "principles.yaml").read_text()
 
 
 def _cai(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pipeline.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "cai.cli", *args], capture_output=True,
                           text=True, cwd=cwd or ROOT, timeout=120)
 
 
@@ -185,7 +185,7 @@ def test_bad_calibration_rows(tmp_path, row, message, reason):
 
 
 def test_skipped_rows_show_in_the_stage_line_and_metrics(fake_backend, tmp_path):
-    from pipeline.runner import run_stages
+    from cai.runs.runner import run_stages
     source = tmp_path / "prompts.jsonl"
     rows = [json.dumps({"prompt": f"Question {i}?"}) for i in range(6)]
     source.write_text("\n".join(rows + ["{oops", json.dumps({"prompt": 3})]) + "\n")
@@ -202,7 +202,7 @@ def test_skipped_rows_show_in_the_stage_line_and_metrics(fake_backend, tmp_path)
 
 
 def test_a_bad_input_leaves_no_run_directory_behind(fake_backend, tmp_path):
-    from pipeline.runner import run_stages
+    from cai.runs.runner import run_stages
     source = tmp_path / "prompts.jsonl"
     source.write_text('{"prompt": "fine"}\n{"prompt": \n')
     run_dir = tmp_path / "run"
@@ -221,14 +221,14 @@ def test_a_bad_input_leaves_no_run_directory_behind(fake_backend, tmp_path):
 @pytest.mark.parametrize("key", ["label.tags", "critique.tags"])
 def test_a_tag_no_principle_has_stops_before_any_work(tmp_path, key):
     """A misspelt tag used to leave its principles out of labelling without a word."""
-    from pipeline.config import load_config
-    from pipeline.errors import CaiError
-    from pipeline.inputs import preflight
+    from cai.config.run import load_config
+    from cai.errors import CaiError
+    from cai.inputs.checks import preflight
     cfg = load_config(None, [f"run_dir={tmp_path / 'run'}", f"{key}=[harmlesness]"])
     with pytest.raises(CaiError, match=rf"^{re.escape(key)}: unknown tag 'harmlesness' \(did you "
                                        r"mean 'harmlessness'\?\)"):
         preflight(cfg)
     assert not (tmp_path / "run").exists()
-    from pipeline.check import check  # `cai check` applies the same rule
+    from cai.runs.check import check  # `cai check` applies the same rule
     with pytest.raises(CaiError, match=rf"^{re.escape(key)}: unknown tag 'harmlesness'"):
         check(cfg)

@@ -12,12 +12,11 @@ import os
 import shutil
 
 import pytest
-
 from invalidation import EDITS, VARIED, cases, config_keys, make_files, prove
 
-from pipeline import stage_reuse
-from pipeline.models import identity
-from pipeline.runner import run_stages
+from cai.backends.weights import identity
+from cai.runs.runner import run_stages
+from cai.stages import reuse as stage_reuse
 
 # Over-invalidated (case, stage) pairs measured when this was written (bench/RESULTS.md): a
 # change that makes more of them is a regression of reuse, not of correctness.
@@ -94,10 +93,11 @@ def test_an_edited_chat_template_recomputes_the_policys_answers(tmp_path, tiny_m
 
 
 def test_cais_own_code_names_every_stage(tmp_path):
-    tree = tmp_path / "cai"
-    for d in ("pipeline", "constitution"):
-        shutil.copytree(stage_reuse.ROOT / d, tree / d, ignore=shutil.ignore_patterns("__pycache__"))
+    tree = {d: tmp_path / d for d in ("pipeline", "constitution")}
+    for d, src in stage_reuse.code_dirs().items():
+        shutil.copytree(src, tree[d], ignore=shutil.ignore_patterns("__pycache__"))
+    assert stage_reuse.tree_digest(tree) == stage_reuse.code_digest()
     before = stage_reuse.tree_digest(tree)
-    path = tree / "pipeline" / "stages" / "pairs.py"
+    path = tree["pipeline"] / "stages" / "pairs.py"
     path.write_text(path.read_text() + "\n# a change\n")
     assert stage_reuse.tree_digest(tree) != before

@@ -5,12 +5,13 @@ import json
 
 import pytest
 import yaml
-
 from conftest import small_config
-from pipeline.iterations import iteration_dir, stop_reason
-from pipeline.runner import run_iterations
-from pipeline.stages import STAGES
-from pipeline.store import ReadOnlyStore
+
+from cai.runs.iterations import stop_reason
+from cai.runs.runner import run_iterations
+from cai.stages import STAGES
+from cai.store.core import ReadOnlyStore
+from cai.store.iterations import iteration_dir
 
 
 def _config(tmp_path, tiny_model_dir, **extra):
@@ -63,13 +64,13 @@ def test_three_iterations_each_generate_with_the_previous_policy(tmp_path, tiny_
     report = (tmp_path / "report.html").read_text()
     assert "Per iteration: refusal, compliance, win rate vs previous, KL" in report
     # nothing changed: the plan of every iteration is all cached, and history lists them all
-    from pipeline.plan import plan_iterations
+    from cai.runs.plan import plan_iterations
     plans = plan_iterations(cfg)
     assert [p["iteration"] for p in plans] == [1, 2, 3]
     assert all(p["plan"] and p["plan"]["model_calls"] == 0 for p in plans)
     from click.testing import CliRunner
 
-    from pipeline.cli import cli
+    from cai.cli import cli
     out = CliRunner().invoke(cli, ["history", "--run-dir", str(tmp_path)]).output
     assert "== iteration 2" in out and "== iteration 3" in out
     from test_report import render_in_chromium
@@ -79,7 +80,7 @@ def test_three_iterations_each_generate_with_the_previous_policy(tmp_path, tiny_
 
 def test_a_run_killed_in_iteration_2_resumes_in_iteration_2(tmp_path, tiny_model_dir, monkeypatch,
                                                             fake_backend):
-    from pipeline import stages
+    from cai import stages
     # anchored to the original base: iteration 2's DPO loads it as its explicit reference
     cfg = _config(tmp_path, tiny_model_dir, **{"iterations.count": 2, "iterations.reference": "base"})
     original = stages.STAGES["critique"]
@@ -103,7 +104,7 @@ def test_a_run_killed_in_iteration_2_resumes_in_iteration_2(tmp_path, tiny_model
     assert _calls(by[2]["generate"]) == 0 and " 0 made" in by[2]["generate"]  # done before the kill
     assert _calls(by[2]["critique"]) > 0  # resumed where it stopped
     # an edit of iteration 1's policy inputs: the plan says iteration 2 is all to compute
-    from pipeline.plan import plan_iterations
+    from cai.runs.plan import plan_iterations
     edited = cfg.model_copy(update={"train_policy": cfg.train_policy.model_copy(
         update={"beta": 0.3})})
     plans = plan_iterations(edited)
@@ -128,7 +129,7 @@ def test_stopping_rules_say_why(tmp_path):
 def test_iterations_that_stop_before_train_policy_are_refused(tmp_path, fake_backend):
     """Iteration 2 generates with iteration 1's tuned policy: a range that never trains one
     would hand it an older policy (from an earlier run's metrics)."""
-    from pipeline.errors import ConfigError
+    from cai.errors import ConfigError
     cfg = small_config(tmp_path, **{"iterations.count": 2})
     with pytest.raises(ConfigError, match="every iteration must run train-policy"):
         run_iterations(cfg, list(STAGES)[:list(STAGES).index("export") + 1], echo=lambda s: None)

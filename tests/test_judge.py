@@ -1,15 +1,15 @@
 import math
 
 import pytest
-
-from constitution import load_constitution
-from pipeline.client import Result
-from pipeline.config import JudgeConfig
-from pipeline.filters import check_revision, clean_revision
-from pipeline.judge import choice_probs, compare, verdicts
-from pipeline.probability import both_orders, clamp, ensemble, from_votes, margin, normalise
-from pipeline.structured import ParseError, generate_parsed, parse_choice, parse_text
 from conftest import ROOT
+
+from cai.backends.client import Result
+from cai.config.models import JudgeConfig
+from cai.constitution import load_constitution
+from cai.feedback.filters import check_revision, clean_revision
+from cai.feedback.judge import choice_probs, compare, verdicts
+from cai.feedback.probability import both_orders, clamp, ensemble, from_votes, margin, normalise
+from cai.feedback.structured import ParseError, generate_parsed, parse_choice, parse_text
 
 LOGPROBS = JudgeConfig(scoring="logprobs")
 VOTE = JudgeConfig(scoring="vote", votes=5, parse_retries=1)
@@ -211,7 +211,7 @@ def test_parse_text_refuses_empty_looping_and_echoed_answers():
 def test_generate_parsed_retries_boundedly_then_records_the_failure():
     texts = {0: "", 1: "Still nothing useful? no no no no no no no no no no no no", 2: "Fine."}
     judge = ScriptedClient(text=lambda m, s: texts.get(s, ""))
-    from pipeline.backends import SamplingParams
+    from cai.backends import SamplingParams
     msgs = [[{"role": "user", "content": "x"}]]
     values, failures, keys = generate_parsed(judge, msgs, SamplingParams(8, 0.0), parse_text, 2, 0, "t")
     assert values == ["Fine."] and failures == [None] and len(keys[0]) == 3
@@ -242,7 +242,7 @@ def test_revision_filters():
 
 
 def test_reward_auc_is_the_chance_a_chosen_reply_outscores_a_rejected_one():
-    from pipeline.stats import roc_auc as pair_auc
+    from cai.stats import roc_auc as pair_auc
     assert pair_auc([(2.0, 1.0), (3.0, 0.0)]) == 1.0
     # chosen {1, 3}, rejected {2, 0}: 1>0, 3>2, 3>0 win, 1<2 loses -> 3/4
     assert pair_auc([(1.0, 2.0), (3.0, 0.0)]) == 0.75

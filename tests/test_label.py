@@ -3,18 +3,17 @@
 import json
 
 import pytest
-
-from pipeline import backends
-from pipeline.context import RunContext, StageStats
-from pipeline.errors import CaiError
-from pipeline.probability import both_orders
-from pipeline.runner import run_stages
-from pipeline.spill import Spill
-from pipeline.stages.blend import KEPT, _sampled, _select
-from pipeline.training import check_agreement
 from conftest import small_config
 
-from pipeline.stages import DATA_STAGES  # noqa: E402
+from cai import backends
+from cai.errors import CaiError
+from cai.feedback.probability import both_orders
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES  # noqa: E402
+from cai.stages.blend import KEPT, _sampled, _select
+from cai.stages.context import RunContext, StageStats
+from cai.store.spill import Spill
+from cai.training.inputs import check_agreement
 
 
 def _rows(run_dir, name="prefs.jsonl"):
@@ -152,7 +151,7 @@ def _pair(pid, prompt, chosen, p=0.8, kind="comparison"):
 
 
 def test_blend_dedupes_caps_per_prompt_and_weights_sources():
-    from pipeline.config import BlendConfig
+    from cai.config.data import BlendConfig
     stats = StageStats("blend")
     pairs = [_pair("a", "Q1", "x", 0.9), _pair("b", "q1 ", "x", 0.7),  # same pair, same prompt
              _pair("c", "Q1", "y", 0.6), _pair("d", "Q1", "z", 0.95),
@@ -205,7 +204,7 @@ def test_editing_a_comparison_question_relabels_only_its_comparisons(tmp_path, f
 
 def _model_names(cfg) -> dict:
     """The input hash each training stage would be named by, for the current dataset."""
-    from pipeline.training import input_hash
+    from cai.training.inputs import input_hash
     ctx = RunContext(cfg.model_copy(update={"models": cfg.models.model_copy(
         update={"policy": "transformers:smollm2-135m"})}))
     try:
@@ -245,7 +244,9 @@ def test_a_critique_revision_pair_is_as_sure_as_the_judge_comparing_its_two_repl
     comes from the judge comparing original and revision in both orders (calibrated on the
     human slice), and without that comparison it has none and weighs nothing."""
     from datasets import load_from_disk
-    from pipeline.training import dpo_label_smoothing, with_margin
+
+    from cai.training.arguments import dpo_label_smoothing
+    from cai.training.inputs import with_margin
     cfg = small_config(tmp_path / "a", **{"pairs.min_margin": 0.0})
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     _, pairs = _records(tmp_path / "a", "pairs")
@@ -281,7 +282,7 @@ def test_a_critique_revision_pair_is_as_sure_as_the_judge_comparing_its_two_repl
 
 def test_the_calibration_report_says_whether_it_measured_the_training_labels(tmp_path,
                                                                             fake_backend):
-    from pipeline.card import ensemble_line
+    from cai.publish.card import ensemble_line
     small = run_stages(small_config(tmp_path / "a", **{"label.ensemble": 3}), DATA_STAGES,
                        echo=lambda s: None)["judge_agreement"]
     assert (small["ensemble"], small["training_ensemble"]) == (1, 3)
@@ -297,8 +298,8 @@ def test_the_calibration_report_says_whether_it_measured_the_training_labels(tmp
 
 def test_the_judge_labels_a_seeded_choice_of_the_human_pairs_and_every_one_trains(tmp_path,
                                                                                   fake_backend):
-    from pipeline.human_slice import human_slice, judged_pairs
-    from pipeline.sources import load_human_pairs
+    from cai.inputs.human_slice import human_slice, judged_pairs
+    from cai.inputs.sources import load_human_pairs
     cfg = small_config(tmp_path, **{"calibration.limit": 40, "calibration.judge_pairs": 12})
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
     manifest, _ = _records(tmp_path, "label")

@@ -1,16 +1,15 @@
 """One identity per model: two servers under one name, a hub name without a revision, and every
-request setting that changes an answer are told apart (pipeline.model_identity)."""
+request setting that changes an answer are told apart (cai.backends.identity)."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-
 from conftest import small_config
 
-from pipeline import model_identity as mi
-from pipeline.errors import BackendError, ConfigError
+from cai.backends import identity as mi
+from cai.errors import BackendError, ConfigError
 
 
 class _Models(BaseHTTPRequestHandler):

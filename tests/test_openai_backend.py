@@ -8,16 +8,15 @@ import json
 import math
 
 import pytest
-
-from pipeline.backends import ChoiceRequest, GenerationRequest, SamplingParams, load_backend
-from pipeline.client import freeze
-from pipeline.errors import CaiError
-from pipeline.runner import run_stages
-from pipeline.store import Store
 from conftest import small_config
 from drivers.openai_server import FAULTS, start
 
-from pipeline.stages import DATA_STAGES  # noqa: E402
+from cai.backends import ChoiceRequest, GenerationRequest, SamplingParams, load_backend
+from cai.backends.client import freeze
+from cai.errors import CaiError
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES  # noqa: E402
+from cai.store.core import Store
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +62,7 @@ def test_generation_and_choice_logprobs_match_the_model_behind_the_server(server
 
 
 def backend_seed(seed, sample):
-    from pipeline.backends.openai_backend import request_seed
+    from cai.backends.openai_backend import request_seed
     return request_seed(seed, sample)
 
 
@@ -105,7 +104,7 @@ def test_no_server_listening_is_one_line_and_a_started_server_is_then_asked(tiny
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    cmd = [sys.executable, "-m", "pipeline.cli", "generate", "--run-dir", str(tmp_path),
+    cmd = [sys.executable, "-m", "cai.cli", "generate", "--run-dir", str(tmp_path),
            "--set", "models.policy=openai:tiny", "--set", f"openai.base_urls=[http://127.0.0.1:{port}/v1]",
            "--set", "prompts.limit=2", "--set", "generate.max_new_tokens=4"]
     out = subprocess.run(cmd, capture_output=True, text=True)

@@ -7,11 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from pipeline.runner import run_stages
 from conftest import ROOT, small_config
 
-from pipeline.stages import DATA_STAGES  # noqa: E402
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES  # noqa: E402
+
 ALL_STAGES = DATA_STAGES + ["train-sft", "train-rm", "train-policy", "evaluate"]
 
 
@@ -72,7 +72,7 @@ def test_the_record_level_rerun_test_fails_when_the_call_cache_forgets(
         tmp_path, fake_backend, stage_reuse_off, monkeypatch):
     """What makes the test above mean something: a call cache that forgets shows there (with
     stage reuse on, every stage would be skipped and hide it)."""
-    from pipeline.store import Store
+    from cai.store.core import Store
     run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
     monkeypatch.setattr(Store, "get_calls", lambda self, keys: {})
     again = run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)["stages"]
@@ -81,7 +81,7 @@ def test_the_record_level_rerun_test_fails_when_the_call_cache_forgets(
 
 def _chains(run_dir) -> dict:
     """response id -> the critique chain the last run made of it."""
-    from pipeline.store import ReadOnlyStore
+    from cai.store.core import ReadOnlyStore
     with ReadOnlyStore(run_dir) as store:
         return {c["response_id"]: c for c in
                 store.get_records(store.get_manifest("critique")["ids"]).values()}
@@ -142,7 +142,7 @@ def test_interrupted_run_resumes_to_the_same_dataset(tmp_path, fake_backend):
     run_stages(small_config(tmp_path / "clean"), DATA_STAGES, echo=lambda s: None)
     clean = _dataset(tmp_path / "clean")
     cfg = small_config(tmp_path / "broken")
-    from pipeline import backends
+    from cai import backends
     original = backends.BACKENDS["fake"]
 
     def failing(model, options):
@@ -204,7 +204,7 @@ def test_the_judges_agreement_is_said_to_be_on_cross_fitted_training_pairs(tiny_
 
 
 def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_dir):
-    from pipeline.plan import plan
+    from cai.runs.plan import plan
     tmp_path, cfg, metrics = tiny_run
     d = tmp_path / "dataset"
     for name in ["prefs.jsonl", "prefs_test.jsonl", "sft.jsonl", "README.md", "prefs", "sft"]:
@@ -242,8 +242,8 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
     assert ev["kl"]["trained"]["reference"] == Path(metrics["sft"]["path"]).name
     assert all(0 < k["per_token"] < 10 for k in ev["kl"].values())
     # Every reply is recorded: `cai review` shows base vs tuned replies to people, blind.
-    from pipeline.review.items import evaluate_items
-    from pipeline.store import Store
+    from cai.review.items import evaluate_items
+    from cai.store.core import Store
     with Store(tmp_path, lock=False) as store:
         shown = evaluate_items(store)
         replies = store.get_manifest("evaluate")["meta"]["replies"]
@@ -295,10 +295,12 @@ def test_the_training_bench_gives_trl_exactly_what_cais_stages_train_with(tiny_r
     change on one side only."""
     import dataclasses
     import importlib.util
+
     import trl
-    from pipeline.context import RunContext
-    from pipeline.policy import train_dpo
-    from pipeline.stages.train_rm import _train as train_rm
+
+    from cai.stages.context import RunContext
+    from cai.stages.train_rm import _train as train_rm
+    from cai.training.policy import train_dpo
     spec = importlib.util.spec_from_file_location("bench_train", ROOT / "bench" / "train.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
@@ -338,7 +340,8 @@ def test_the_tiny_runs_report_opens_with_the_run_and_its_answers(tiny_run):
     """Before any figure: which run (date, cai version, model identities), then the verdicts,
     each with its interval and n."""
     import re
-    from pipeline import __version__
+
+    from cai import __version__
     _, top = _top_of((tiny_run[0] / "report-first-run.html").read_text())
     assert re.search(r'<p class="meta">Run 1 of .*, \d{4}-\d\d-\d\d \d\d:\d\d UTC, cai '
                      + re.escape(__version__) + r"; policy .*\(identity [0-9a-f]{12}\); judge ", top)
@@ -354,6 +357,7 @@ def test_the_browser_shows_the_answers_first(tiny_run):
     """As Chromium parses and lays out the page: the run and its answers are the first section,
     above every figure and table."""
     import re
+
     from test_report import dom_in_chromium
     body, top = _top_of(dom_in_chromium(tiny_run[0] / "report-first-run.html"))
     assert re.findall(r"<h2>(.*?)</h2>", body)[0] == "The answers"
@@ -361,20 +365,20 @@ def test_the_browser_shows_the_answers_first(tiny_run):
 
 
 def test_cli_help_lists_stages_and_errors_are_one_line(tmp_path):
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "--help"], capture_output=True, text=True)
     for stage in ["run", "generate", "critique", "pairs", "blend", "export", "train-rm",
                   "train-policy", "evaluate"]:
         assert stage in out.stdout
     bad = tmp_path / "run.yaml"
     bad.write_text("generate:\n  sampels: 3\n")
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "run", "--config", str(bad)],
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "run", "--config", str(bad)],
                          capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip() == (f"cai: error: {bad}: unknown config key 'generate.sampels' "
                                   "(did you mean 'samples'?)")
     p = tmp_path / "principles.yaml"
     p.write_text("name: x\n")
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "critique", "--run-dir", str(tmp_path / "r"),
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "critique", "--run-dir", str(tmp_path / "r"),
                           "--set", f"constitution={p}"], capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
 
@@ -395,8 +399,8 @@ def _run_edit_rerun(tmp_path, **extra):
 
 
 def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
-    from pipeline.history import diff, format_diff, history_lines
-    from pipeline.store import Store
+    from cai.runs.history import diff, format_diff, history_lines
+    from cai.store.core import Store
     # Critique-revision pairs only: a comparison pair can change because one of its candidates
     # (a revision) did, whichever principles judged the comparison.
     _run_edit_rerun(tmp_path, **{"pairs.kinds": "[critique-revision]"})
@@ -408,12 +412,12 @@ def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
     # Only pairs judged under the edited principle in some round can change.
     assert sum(d["per_principle"]["dangerous-help"].values()) == d["added"] + d["removed"] + d["changed"]
     assert "pairs" in format_diff(d)
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "diff", "--json", "--run-dir",
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "diff", "--json", "--run-dir",
                           str(tmp_path / "run")], capture_output=True, text=True)
     assert out.returncode == 0 and json.loads(out.stdout)["new_run"] == 2
     assert d["collected"] == [0, 0] and "collected by" not in format_diff(d)
     # `cai gc` keeping only the last run takes run 1's own pairs: the same diff says so
-    from pipeline.gc import collect_garbage
+    from cai.store.gc import collect_garbage
     with Store(tmp_path / "run") as store:
         collect_garbage(store, keep_runs=1)
         after = diff(store, 1, 2)
@@ -423,7 +427,7 @@ def test_history_and_diff_after_an_edit(tmp_path, fake_backend):
 
 
 def test_a_diff_shows_where_two_texts_differ():
-    from pipeline.history import where_differ
+    from cai.runs.history import where_differ
     old = "Sure. " + " ".join(f"w{i}" for i in range(30)) + " I cannot help with that."
     new = "Sure. " + " ".join(f"w{i}" for i in range(30)) + " I can help with this."
     # the change is 32 words in: a clip of the first 60 characters would show none of it
@@ -433,7 +437,7 @@ def test_a_diff_shows_where_two_texts_differ():
 
 
 def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
-    from pipeline.plan import format_plan, plan
+    from cai.runs.plan import format_plan, plan
     text = (ROOT / "principles.yaml").read_text()
     constitution = tmp_path / "principles.yaml"
     constitution.write_text(text)
@@ -466,8 +470,8 @@ def test_plan_predicts_the_rerun_and_changes_nothing(tmp_path, fake_backend):
 
 
 def test_plan_changes_nothing_and_fetches_no_model(tmp_path, fake_backend, monkeypatch):
-    from pipeline.config import load_config
-    from pipeline.plan import plan
+    from cai.config.run import load_config
+    from cai.runs.plan import plan
     cfg = small_config(tmp_path / "run", **{"train.enabled": "false"})
     run_stages(cfg, DATA_STAGES, echo=lambda s: None)
 
@@ -483,13 +487,15 @@ def test_plan_changes_nothing_and_fetches_no_model(tmp_path, fake_backend, monke
                                "calibration.limit=4", "evaluate.limit=2"])
     result = plan(fresh)
     assert result["stages"][0]["model_calls"] == 3 * fresh.generate.samples
-    assert not (tmp_path / "cache").exists() and not (tmp_path / "fresh").exists()
+    # nothing fetched or converted (the cache holds at most the remembered CUDA probe)
+    cached = {p.name for p in (tmp_path / "cache").rglob("*")} if (tmp_path / "cache").exists() else set()
+    assert cached <= {"cuda-probe.json"} and not (tmp_path / "fresh").exists()
 
 
 def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend, monkeypatch):
-    from pipeline.gc import collect_garbage
-    from pipeline.plan import plan
-    from pipeline.store import Store
+    from cai.runs.plan import plan
+    from cai.store.core import Store
+    from cai.store.gc import collect_garbage
     cfg, constitution, text = _run_edit_rerun(tmp_path, **{"train_rm.enabled": "false",
                                                             "train_policy.enabled": "false"})
     with Store(tmp_path / "run") as store:
@@ -502,7 +508,7 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend, 
         assert store.count_records() == records_before - removed["records"]
     # The kept run is intact: record by record (stage reuse off, or every stage would be
     # skipped whole and no missing call could show), every call it needs is still there.
-    from pipeline import stage_reuse
+    from cai.stages import reuse as stage_reuse
     with monkeypatch.context() as m:
         m.setattr(stage_reuse, "input_fingerprint", lambda ctx, name: None)
         again = run_stages(cfg, DATA_STAGES, echo=lambda s: None)
@@ -516,8 +522,8 @@ def test_gc_keeps_what_kept_runs_use_and_drops_the_rest(tmp_path, fake_backend, 
 
 def test_gc_keeps_models_of_runs_that_did_not_record_them(tmp_path):
     """Snapshots from before models were recorded cannot vouch for a model: gc keeps them all."""
-    from pipeline.gc import collect_garbage
-    from pipeline.store import Store
+    from cai.store.core import Store
+    from cai.store.gc import collect_garbage
     model_dir = tmp_path / "run" / "models" / "rm-0123"
     model_dir.mkdir(parents=True)
     with Store(tmp_path / "run") as store:
@@ -531,8 +537,8 @@ def test_gc_removes_unused_evaluation_results_from_the_store_and_no_directory(tm
                                                                              monkeypatch):
     """Evaluation results (reward scores, KL) live in the store with no path: gc drops those
     no kept run used, counts them as such, and never touches a directory for them."""
-    from pipeline.gc import collect_garbage
-    from pipeline.store import Store
+    from cai.store.core import Store
+    from cai.store.gc import collect_garbage
     monkeypatch.chdir(tmp_path)
     (tmp_path / "keep.txt").write_text("the working directory")
     with Store(tmp_path / "run") as store:
@@ -551,7 +557,7 @@ def test_gc_removes_unused_evaluation_results_from_the_store_and_no_directory(tm
 def test_no_evaluation_prompt_enters_any_training_set(tmp_path, fake_backend):
     """Evaluation prompts (every row of the evaluate sets, the held-out human prompts) never
     reach a training set: not by default, and not when a prompt file contains them."""
-    from pipeline.heldout import evaluation_prompts, norm
+    from cai.inputs.heldout import evaluation_prompts, norm
     cfg = small_config(tmp_path / "run", **{"prompts.limit": 12})
     banned = evaluation_prompts(cfg)
     assert len(banned) > 300  # 150 AdvBench + 100 XSTest + 120 red-team + 6 held-out human
@@ -572,7 +578,8 @@ def test_shipped_training_prompts_are_no_near_copy_of_an_evaluation_prompt():
     """cai's own benign prompts were written for it: none rephrases an evaluation prompt
     (shared words, over 60 % of either's, would say it does)."""
     import re
-    from pipeline.sources import load_prompts
+
+    from cai.inputs.sources import load_prompts
 
     def words(text):
         return set(re.findall(r"[a-z]+", text.lower())) - {"a", "an", "the", "i", "to", "how",
@@ -593,9 +600,9 @@ def test_kl_in_padded_batches_is_each_replys_kl_alone(tiny_model_dir, smollm2_di
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from pipeline.config import load_config
-    from pipeline.evaluation import _kl, _reply_tokens
-    from pipeline.tiny import tiny_model
+    from cai.backends.tiny import tiny_model
+    from cai.config.run import load_config
+    from cai.evaluation.measures import _kl, _reply_tokens
     other = tiny_model(tmp_path / "other", seed=1, tokenizer_dir=smollm2_dir)
     prompts = ["Hi", "Tell me about cats, in some detail please", "Why?", "x"]
     replies = ["Hello there.", "Cats are small and sleep a lot.", "", "A longer reply " * 5]

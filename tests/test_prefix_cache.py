@@ -3,18 +3,18 @@
 import numpy as np
 import pytest
 import torch
-
-from constitution import load_constitution, render_comparison, render_verdict
-from pipeline.backends.base import ChoiceRequest
-from pipeline.backends.prefix_cache import common_length, plan_prefixes
-from pipeline.client import freeze
-from pipeline.sources import load_human_pairs
 from conftest import ROOT
+
+from cai.backends.base import ChoiceRequest
+from cai.backends.client import freeze
+from cai.backends.prefix_cache import common_length, plan_prefixes
+from cai.constitution import load_constitution, render_comparison, render_verdict
+from cai.inputs.sources import load_human_pairs
 
 
 @pytest.fixture(scope="module")
 def backends(tiny_model_dir):
-    from pipeline.backends.transformers_backend import TransformersBackend
+    from cai.backends.transformers_backend import TransformersBackend
     torch.manual_seed(0)
     # float32: the comparison checks the algorithm to 2e-4; in bfloat16 (dtype 'auto' on a CPU
     # with bf16 instructions) both sides round to ~3 digits and differ by that much.
@@ -71,8 +71,15 @@ def test_plan_cuts_at_the_deepest_shared_message_boundary():
 
 def _tiny(arch: str, out, tokenizer_dir):
     """A 2-layer random model of a family whose head does something after the projection."""
-    from transformers import (AutoTokenizer, Gemma2Config, Gemma2ForCausalLM, GraniteConfig,
-                              GraniteForCausalLM, LlamaConfig, LlamaForCausalLM)
+    from transformers import (
+        AutoTokenizer,
+        Gemma2Config,
+        Gemma2ForCausalLM,
+        GraniteConfig,
+        GraniteForCausalLM,
+        LlamaConfig,
+        LlamaForCausalLM,
+    )
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     common = dict(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
@@ -100,7 +107,7 @@ TOLERANCE = {"float32": 2e-4, "bfloat16": 1e-2}
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_prefix_reuse_matches_the_models_own_forward_in_every_family(arch, dtype, smollm2_dir,
                                                                      tmp_path):
-    from pipeline.backends.transformers_backend import TransformersBackend
+    from cai.backends.transformers_backend import TransformersBackend
     model = _tiny(arch, tmp_path / arch, smollm2_dir)
     requests = _judge_requests(4)
     reuse = TransformersBackend(str(model), dtype=dtype, prefix_cache=True)

@@ -4,14 +4,14 @@ calibration row give a valid object or cai's own error; nothing else escapes."""
 import json
 import shutil
 
+from conftest import ROOT, cai
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from constitution import Constitution, ConstitutionError, load_constitution
-from pipeline.config import RunConfig, load_config
-from pipeline.errors import ConfigError, DataError
-from pipeline.sources import BadRows, load_human_pairs, load_prompts
-from conftest import ROOT, cai
+from cai.config.run import RunConfig, load_config
+from cai.constitution import Constitution, ConstitutionError, load_constitution
+from cai.errors import ConfigError, DataError
+from cai.inputs.sources import BadRows, load_human_pairs, load_prompts
 
 DEFAULT = (ROOT / "principles.yaml").read_bytes()
 SETTINGS = settings(max_examples=150, deadline=None,

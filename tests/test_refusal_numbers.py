@@ -5,15 +5,20 @@ into a tuning and a test half."""
 import json
 
 import pytest
-
 from conftest import small_config
 
-from pipeline.detectors import lead, load_labels
-from pipeline.errors import DataError
-from pipeline.sources import load_prompts, norm, read_rows, split_of
-from pipeline.stats import (corrected_difference, corrected_rate, detectable_change,
-                            detector_accuracy, rogan_gladen, wilson)
-from pipeline.verdicts import verdict_line
+from cai.errors import DataError
+from cai.evaluation.detectors import lead, load_labels
+from cai.evaluation.verdicts import verdict_line
+from cai.inputs.sources import load_prompts, norm, read_rows, split_of
+from cai.stats import (
+    corrected_difference,
+    corrected_rate,
+    detectable_change,
+    detector_accuracy,
+    rogan_gladen,
+    wilson,
+)
 
 
 def _acc(sens, spec, n=400):
@@ -84,7 +89,7 @@ def test_the_builtin_labels_are_the_test_half_and_measure_the_string_match():
     tune = {r["prompt_id"] for _, r in read_rows("builtin:refusal-labels-tune")}
     assert test | tune == whole and not test & tune  # no prompt in both halves
     # the string match against people, as README and RESULTS quote it
-    from pipeline.refusal import is_refusal
+    from cai.evaluation.refusal import is_refusal
     acc = detector_accuracy([(is_refusal(x["reply"]), x["refused"]) for x in labels])
     assert (acc["accuracy"], acc["sensitivity"], acc["specificity"]) == (0.9042, 0.8594, 0.9524)
     assert acc["correctable"]
@@ -100,7 +105,7 @@ def test_a_bad_labelled_reply_is_named_by_file_and_line(tmp_path):
 
 @pytest.mark.parametrize("name", ["harmful", "safe", "unsafe"])
 def test_each_dev_set_splits_into_a_tuning_and_a_test_half_evaluate_reports_the_test_one(name):
-    from pipeline.config import EvaluateConfig
+    from cai.config.evaluate import EvaluateConfig
     whole = load_prompts(f"builtin:{name}")
     tune, test = (load_prompts(f"builtin:{name}-{part}") for part in ("tune", "test"))
     assert len(tune) + len(test) == len(whole) and min(len(tune), len(test)) > len(whole) // 3
@@ -111,7 +116,7 @@ def test_each_dev_set_splits_into_a_tuning_and_a_test_half_evaluate_reports_the_
 
 def test_training_never_sees_either_half_of_a_dev_set(tmp_path):
     """Evaluate reads the test half; the tuning half is for choosing defaults, never training."""
-    from pipeline.heldout import evaluation_prompts
+    from cai.inputs.heldout import evaluation_prompts
     banned = evaluation_prompts(small_config(tmp_path))
     for name in ("harmful", "safe", "unsafe", "refusal-labels"):
         for part in ("tune", "test"):
@@ -119,7 +124,7 @@ def test_training_never_sees_either_half_of_a_dev_set(tmp_path):
 
 
 def test_labels_without_a_refusal_leave_the_detector_uncorrected_and_said_so():
-    from pipeline.detectors import describe
+    from cai.evaluation.detectors import describe
     acc = detector_accuracy([(False, False), (True, False), (False, False)])
     assert acc["sensitivity"] is None and not acc["correctable"]
     assert "catches – of 0 refusals" in describe("string", acc)

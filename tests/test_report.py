@@ -6,10 +6,10 @@ import shutil
 import subprocess
 
 import pytest
-
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
 from conftest import small_config
+
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 

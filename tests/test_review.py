@@ -5,14 +5,13 @@ import json
 import threading
 
 import pytest
+from review_helpers import XSS, browser_or_skip, data_run, label_all, launch, sign_in
 
-from review_helpers import XSS, browser_or_skip, data_run, launch, label_all, sign_in
-from pipeline.review.agreement import agreement, decide, review_metrics, reviewed_pairs, win_rates
-from pipeline.review.items import next_item, shown_swapped, to_choice
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
-
+from cai.review.agreement import agreement, decide, review_metrics, reviewed_pairs, win_rates
+from cai.review.items import next_item, shown_swapped, to_choice
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.store.core import Store
 
 
 def _labels(*rows):
@@ -151,7 +150,8 @@ def test_two_annotators_label_adjudicate_and_evaluate_in_a_real_browser(served):
     [(spec, won)] = stats["evaluate"]["win_rate"].items()  # keyed by the policy's identity
     assert won == {"policy": "trained", "n": 2, "wins": 2, "ties": 0, "losses": 0,
                    "win_rate": 1.0, "ci95": won["ci95"]}
-    from pipeline.review.commands import export, stats as write_stats
+    from cai.review.commands import export
+    from cai.review.commands import stats as write_stats
     out = cfg.run_dir + "/labels.jsonl"
     assert export(cfg, out) == (len(items), "")
     exported = [json.loads(line) for line in open(out)]
@@ -171,7 +171,7 @@ def test_labels_posted_at_once_from_two_browsers_are_all_kept(served):
     import urllib.parse
     import urllib.request
 
-    from pipeline.review.access import form_token
+    from cai.review.access import form_token
     with Store(served.cfg.run_dir, lock=False) as store:
         item = next(iter(store.review_items("label")))
 
@@ -216,7 +216,7 @@ def test_a_reply_carrying_script_is_shown_as_text_and_never_runs(served):
 def test_decided_labels_join_the_next_runs_calibration_and_recompute_only_what_follows(
         tmp_path, fake_backend):
     cfg = data_run(tmp_path)
-    from pipeline.review.commands import prepare
+    from cai.review.commands import prepare
     prepare(cfg)
     with Store(tmp_path, lock=False) as store:
         items = list(store.review_items("label"))[:3]
@@ -245,7 +245,7 @@ def test_review_metrics_are_none_until_someone_labels(tmp_path):
 def test_a_port_out_of_range_is_one_line(tmp_path):
     import subprocess
     import sys
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "review", "--run-dir",
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "review", "--run-dir",
                           str(tmp_path), "--port", "70000"], capture_output=True, text=True)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert "70000 is not in the range 0<=x<=65535" in out.stderr
@@ -254,8 +254,8 @@ def test_a_port_out_of_range_is_one_line(tmp_path):
 def test_review_stats_waits_for_no_run_it_would_overwrite(tmp_path, fake_backend):
     """`cai review stats` rewrites metrics.json: under the run lock, so a running cai's report
     and its own never undo each other."""
-    from pipeline.errors import RunLocked
-    from pipeline.review.commands import stats
+    from cai.errors import RunLocked
+    from cai.review.commands import stats
     cfg = data_run(tmp_path)
     with Store(tmp_path):  # a run in progress holds the lock
         with pytest.raises(RunLocked, match="another cai process"):
@@ -272,7 +272,7 @@ def test_review_subcommands_honour_the_groups_run_dir(tmp_path):
     Store(run).close()
     pairs = tmp_path / "pairs.jsonl"
     pairs.write_text(json.dumps({"prompt": "p", "chosen": "c", "rejected": "r"}) + "\n")
-    cai = [sys.executable, "-m", "pipeline.cli", "review", "--run-dir", str(run)]
+    cai = [sys.executable, "-m", "cai.cli", "review", "--run-dir", str(run)]
     for sub in (["load", str(pairs)], ["stats"], ["export"]):
         out = subprocess.run(cai + sub, capture_output=True, text=True, cwd=tmp_path)
         assert out.returncode == 0, out.stderr

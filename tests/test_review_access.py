@@ -7,13 +7,13 @@ import http.server
 import threading
 
 import pytest
-
-from pipeline.config import load_config
-from pipeline.review.access import form_token
-from pipeline.review.app import create_app
-from pipeline.review.commands import invite
-from pipeline.store import Store
 from review_helpers import browser_or_skip, launch, sign_in
+
+from cai.config.run import load_config
+from cai.review.access import form_token
+from cai.review.app import create_app
+from cai.review.commands import invite
+from cai.store.core import Store
 
 
 @pytest.fixture

@@ -5,11 +5,12 @@ queue; `cai review invite` and `export` say what a lone annotator needs to know.
 
 import json
 
-from pipeline.review.commands import export, prepare
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
 from review_helpers import browser_or_skip, data_run, launch, sign_in
+
+from cai.review.commands import export, prepare
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.store.core import Store
 
 
 def _items(cfg, mode="label", queued=True):
@@ -99,7 +100,7 @@ def test_invite_prints_a_link_that_names_the_person(tmp_path, fake_backend):
     assert code == 0, err
     link = out.split()[0]
     assert link.startswith("http://127.0.0.1:9123/a/") and "for Dana" in out
-    from pipeline.review.access import token_hash
+    from cai.review.access import token_hash
     with Store(tmp_path, lock=False) as store:
         assert store.annotator_of(token_hash(link.rstrip("/").rsplit("/", 1)[1])) == {
             "name": "Dana", "adjudicator": True}

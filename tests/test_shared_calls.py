@@ -2,12 +2,12 @@
 slice and prompts makes no repeated calls, and its own store still records every call used."""
 
 import pytest
-
-from pipeline.runner import run_stages
-from pipeline.shared_calls import SharedCalls
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
 from conftest import small_config
+
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.store.core import Store
+from cai.store.shared_calls import SharedCalls
 
 
 def _run(run_dir, cache, **extra):
@@ -96,8 +96,8 @@ def test_an_unreadable_answer_is_a_miss_not_a_crash(tmp_path):
 
 
 def test_a_garbage_cache_path_in_the_environment_is_one_line(tmp_path, monkeypatch):
-    from pipeline.errors import ConfigError
-    from pipeline.shared_calls import shared_cache_path
+    from cai.errors import ConfigError
+    from cai.store.shared_calls import shared_cache_path
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CAI_CALL_CACHE", "garbage value")
     with pytest.raises(ConfigError, match="CAI_CALL_CACHE must be 'off' or an absolute path"):
@@ -127,7 +127,7 @@ def test_gc_shared_trims_the_cache_to_a_size(tmp_path, monkeypatch):
     cache = SharedCalls(path)
     cache.put([_row(f"k{i}", "y" * 4000) for i in range(200)])
     cache.close()
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "gc", "--run-dir", str(tmp_path / "r"),
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "gc", "--run-dir", str(tmp_path / "r"),
                           "--set", f"models.shared_cache={path}", "--shared", "0.2"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

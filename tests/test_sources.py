@@ -1,12 +1,12 @@
 import pytest
 
-from pipeline.errors import DataError
-from pipeline.sources import load_human_pairs, load_prompts
+from cai.errors import DataError
+from cai.inputs.sources import load_human_pairs, load_prompts
 
 
 def test_builtin_default_is_the_slices_training_prompts_mixed_3_to_1_with_benign_ones():
-    from pipeline.config import load_config
-    from pipeline.human_slice import default_prompts, human_slice
+    from cai.config.run import load_config
+    from cai.inputs.human_slice import default_prompts, human_slice
     cfg = load_config(None, [])
     prompts = default_prompts(cfg)
     ids = [p["id"] for p in prompts]
@@ -52,8 +52,9 @@ def test_a_lone_surrogate_is_a_bad_row_everywhere_text_enters(tmp_path):
     the file and line, or skipped and counted."""
     import subprocess
     import sys
-    from pipeline.errors import DataError
-    from pipeline.sources import BadRows, load_human_pairs, load_prompts
+
+    from cai.errors import DataError
+    from cai.inputs.sources import BadRows, load_human_pairs, load_prompts
     prompts, pairs = tmp_path / "prompts.jsonl", tmp_path / "pairs.jsonl"
     prompts.write_text('{"id": "a", "prompt": "fine"}\n{"id": "b", "prompt": "bad \\ud800"}\n'
                        '{"id": "\\udfff", "prompt": "bad id"}\n')
@@ -67,9 +68,9 @@ def test_a_lone_surrogate_is_a_bad_row_everywhere_text_enters(tmp_path):
     with pytest.raises(DataError, match=r"pairs\.jsonl:2: 'chosen' holds a lone surrogate"):
         load_human_pairs(str(pairs))
     # `cai review load` in skip mode says what it skipped
-    from pipeline.store import Store
+    from cai.store.core import Store
     Store(tmp_path / "run").close()  # a run directory's store, as a first run leaves it
-    out = subprocess.run([sys.executable, "-m", "pipeline.cli", "review", "load", str(pairs),
+    out = subprocess.run([sys.executable, "-m", "cai.cli", "review", "load", str(pairs),
                           "--run-dir", str(tmp_path / "run"), "--set", "inputs.on_bad_row=skip"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr

@@ -5,10 +5,10 @@ import shutil
 
 from conftest import small_config
 
-from pipeline.gc import collect_garbage
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.store.core import Store
+from cai.store.gc import collect_garbage
 
 
 def _run(cfg) -> tuple[dict, list[str]]:
@@ -117,7 +117,7 @@ def test_keys_no_data_stage_reads_re_derive_nothing(tmp_path, fake_backend):
 
 def test_plan_takes_the_runs_path(tmp_path, fake_backend):
     """`cai plan` goes through stage reuse as the run does: what the run skips, it skips."""
-    from pipeline.plan import plan
+    from cai.runs.plan import plan
     _run(small_config(tmp_path))
     rows = {r["stage"]: r for r in plan(small_config(tmp_path, **{"evaluate.limit": 7}))["stages"]}
     for stage in DATA_STAGES:

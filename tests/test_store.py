@@ -4,12 +4,11 @@ import sys
 import time
 
 import pytest
-
-from pipeline import migrations
-from pipeline.errors import RunLocked
-from pipeline.store import DB_NAME, MIGRATIONS, Store, migrate, transaction
-
 from conftest import ROOT
+
+from cai.errors import RunLocked
+from cai.store import migrations
+from cai.store.core import DB_NAME, MIGRATIONS, Store, migrate, transaction
 
 
 def test_blank_database_migrates_to_the_exact_schema(tmp_path):
@@ -69,7 +68,7 @@ def _old_store(run_dir, monkeypatch, applied: int = 3):
 KILL_MID_MIGRATION = """
 import os, signal, sys
 sys.path.insert(0, {root!r})
-from pipeline import migrations, store
+from cai.store import core as store, migrations
 real = migrations._add_column
 def add_then_die(db, table, column):
     real(db, table, column)
@@ -108,7 +107,7 @@ def test_a_store_an_older_cai_left_half_migrated_opens(tmp_path, monkeypatch):
 OPEN_AT = """
 import sys, time
 sys.path.insert(0, {root!r})
-from pipeline.store import Store
+from cai.store.core import Store
 time.sleep(max(0.0, {at} - time.time()))
 Store({run_dir!r}, lock=False).close()
 """
@@ -133,7 +132,8 @@ def test_processes_opening_an_old_store_at_once_all_succeed(tmp_path, monkeypatc
 def test_outputs_get_the_mode_a_plain_write_would_under_the_umask(tmp_path):
     """mkstemp/mkdtemp make owner-only files; teammates on a shared machine must read outputs."""
     import os
-    from pipeline.fsutil import atomic_dir, atomic_write_text
+
+    from cai.fsutil import atomic_dir, atomic_write_text
     for umask, file_mode, dir_mode in ((0o022, 0o644, 0o755), (0o077, 0o600, 0o700),
                                        (0o002, 0o664, 0o775)):
         old = os.umask(umask)

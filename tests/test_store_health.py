@@ -8,7 +8,6 @@ import sqlite3
 from contextlib import closing
 
 import pytest
-
 from conftest import cai
 
 READERS = [["history"], ["diff"], ["plan"], ["gc"], ["check"], ["review", "stats"],

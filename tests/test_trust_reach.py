@@ -5,15 +5,14 @@ once, and the human-only reward model never starts from an AI-trained policy."""
 import json
 import shutil
 
+from conftest import small_config
 from datasets import load_from_disk
 
-from conftest import small_config
-
-from pipeline.context import RunContext
-from pipeline.iterations import iteration_config
-from pipeline.runner import run_stages
-from pipeline.stages import DATA_STAGES
-from pipeline.training import base_identity, policy_start
+from cai.runs.iterations import iteration_config
+from cai.runs.runner import run_stages
+from cai.stages import DATA_STAGES
+from cai.stages.context import RunContext
+from cai.training.base import base_identity, policy_start
 
 
 def _jsonl(path):

@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from pipeline.backends.base import ChoiceRequest, GenerationRequest, SamplingParams
-from pipeline.client import freeze
-from pipeline.errors import ConfigError
+from cai.backends.base import ChoiceRequest, GenerationRequest, SamplingParams
+from cai.backends.client import freeze
+from cai.errors import ConfigError
 
 VOCAB = {"A": 32, "B": 33, "Yes": 40, "No": 41, "Maybe": 50, "not": 51}
 
@@ -117,7 +117,7 @@ def fake_vllm(monkeypatch):
 
 
 def _backend(**kw):
-    from pipeline.backends.vllm_backend import VLLMBackend
+    from cai.backends.vllm_backend import VLLMBackend
     return VLLMBackend("org/model", **kw)
 
 
@@ -139,8 +139,8 @@ def test_constructor_passes_engine_options_through(fake_vllm):
 
 
 def test_a_local_directory_is_fingerprinted(fake_vllm, tmp_path):
-    from pipeline.backends.vllm_backend import VLLMBackend
-    from pipeline.models import fingerprint
+    from cai.backends.vllm_backend import VLLMBackend
+    from cai.backends.weights import fingerprint
     model_dir = tmp_path / "my-model"
     model_dir.mkdir()
     (model_dir / "model.safetensors").write_bytes(b"weights")
@@ -150,7 +150,7 @@ def test_a_local_directory_is_fingerprinted(fake_vllm, tmp_path):
 
 
 def test_a_hub_name_is_loaded_at_its_pinned_revision(fake_vllm):
-    from pipeline.backends.vllm_backend import VLLMBackend
+    from cai.backends.vllm_backend import VLLMBackend
     backend = VLLMBackend("org/model@0123abcd")
     assert backend.identity == {"model": "org/model", "revision": "0123abcd"}
     assert fake_vllm.instances[-1].kwargs["model"] == "org/model"

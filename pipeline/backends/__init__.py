@@ -4,12 +4,12 @@ A spec is `<kind>:<model>`; the kind picks a loader from BACKENDS. Heavy imports
 the loaders, so `cai --help` stays fast and a missing optional extra only matters when used.
 """
 
-from ..errors import ConfigError
-from .base import Backend, ChoiceRequest, GenerationRequest, SamplingParams  # noqa: F401
+from cai.backends.base import Backend, ChoiceRequest, GenerationRequest, SamplingParams  # noqa: F401
+from cai.errors import ConfigError
 
 
 def _transformers(model: str, config):
-    from .transformers_backend import TransformersBackend
+    from cai.backends.transformers_backend import TransformersBackend
     m = config.models
     return TransformersBackend(model, device=m.device, dtype=m.dtype, threads=m.threads,
                                prefix_cache=m.prefix_cache)
@@ -17,14 +17,14 @@ def _transformers(model: str, config):
 
 def _openai(model: str, config):
     try:
-        from .openai_backend import OpenAIBackend
+        from cai.backends.openai_backend import OpenAIBackend
     except ImportError:
         raise ConfigError("backend 'openai:' needs the openai package: pip install 'openai>=1.40'") from None
     return OpenAIBackend(model, config.openai)
 
 
 def _vllm(model: str, config):
-    from .vllm_backend import VLLMBackend
+    from cai.backends.vllm_backend import VLLMBackend
     v = config.vllm
     return VLLMBackend(model, tensor_parallel_size=v.tensor_parallel_size,
                        data_parallel_size=v.data_parallel_size,

@@ -11,7 +11,7 @@ fault, not the requests' (out of memory, a broken engine): it stops the run with
 the batch in flight is not stored, so a rerun calls it again.
 
 Backends know nothing of the store: caching, batching policy and progress live in
-`pipeline.client`. `identity` names the model independently of the backend that serves it
+`cai.backends.client`. `identity` names the model independently of the backend that serves it
 (name plus a hash of the weights), so it can be part of a cache key.
 """
 
@@ -35,7 +35,7 @@ class GenerationRequest:
     params: SamplingParams = field(default_factory=SamplingParams)
     seed: int = 0
     sample: int = 0  # index of this sample among several for the same messages
-    schema: str | None = None  # a named answer schema (pipeline.structured.SCHEMAS) to enforce
+    schema: str | None = None  # a named answer schema (cai.feedback.structured.SCHEMAS) to enforce
 
 
 @dataclass(frozen=True)

@@ -24,9 +24,9 @@ import os
 import random
 from itertools import cycle
 
-from ..control_tokens import neutralise_messages
-from ..errors import BackendError
-from .base import RequestFailed, as_messages
+from cai.backends.base import RequestFailed, as_messages
+from cai.errors import BackendError
+from cai.inputs.control_tokens import neutralise_messages
 
 RETRYABLE_STATUS = {408, 409, 429}  # and every 5xx
 FATAL_STATUS = {401: "the API key was refused", 403: "the API key may not use this model",
@@ -72,7 +72,7 @@ class OpenAIBackend:
     # -- plumbing ---------------------------------------------------------------------------
     def _messages(self, r) -> list[dict]:
         # The server tokenizes the rendered template whole: control strings in a prompt or reply
-        # are broken first, or they would open and close turns (pipeline.control_tokens).
+        # are broken first, or they would open and close turns (cai.inputs.control_tokens).
         return neutralise_messages(as_messages(r.messages), self.settings.control_tokens)
 
     def _completion_args(self, r) -> dict:
@@ -82,7 +82,7 @@ class OpenAIBackend:
         if p.temperature > 0:
             args["top_p"] = p.top_p
         if r.schema:  # JSON-schema structured output (OpenAI, vLLM, llama.cpp, SGLang)
-            from ..structured import SCHEMAS
+            from cai.feedback.structured import SCHEMAS
             args["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": r.schema, "schema": SCHEMAS[r.schema], "strict": True}}
         return args

@@ -8,7 +8,7 @@ top-p, draws that row's token from its generator and hands `generate` a one-hot 
 greedy decoding then takes.
 """
 
-from ..hashing import content_hash
+from cai.hashing import content_hash
 
 
 def request_seed(request) -> int:

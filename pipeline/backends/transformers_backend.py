@@ -7,12 +7,12 @@ choice log-probabilities come from one forward pass when every choice is a singl
 
 from collections import defaultdict
 
-from ..control_tokens import encode_chat, encode_chat_with_starts
-from ..device import pick_device, resolve_dtype, set_threads
-from ..models import resolve
-from .base import ChoiceRequest, GenerationRequest, as_messages
-from .prefix_cache import PrefixScorer, by_token_budget, plan_prefixes
-from .sampling import request_seed, row_sampler
+from cai.backends.base import ChoiceRequest, GenerationRequest, as_messages
+from cai.backends.device import pick_device, resolve_dtype, set_threads
+from cai.backends.prefix_cache import PrefixScorer, by_token_budget, plan_prefixes
+from cai.backends.sampling import request_seed, row_sampler
+from cai.backends.weights import resolve
+from cai.inputs.control_tokens import encode_chat, encode_chat_with_starts
 
 
 class TransformersBackend:
@@ -33,13 +33,13 @@ class TransformersBackend:
         self.model.to(self.device).eval()
         # Padded tokens per scoring pass: small on CPU (compute-bound), large on a GPU.
         self.max_batch_tokens = 1024 if self.device == "cpu" else 65536
-        # Judge prompts share long prefixes: each is prefilled once (pipeline.backends.prefix_cache).
+        # Judge prompts share long prefixes: each is prefilled once (cai.backends.prefix_cache).
         self.prefixes = PrefixScorer(self.model, self.device, self.tokenizer.pad_token_id,
                                      self.max_batch_tokens) if prefix_cache else None
 
     def _ids(self, conversations: list[list[dict]]) -> list[list[int]]:
         # Contents are tokenized as plain text: a control string in a prompt or reply never
-        # becomes a control token (pipeline.control_tokens).
+        # becomes a control token (cai.inputs.control_tokens).
         return [encode_chat(self.tokenizer, m) for m in conversations]
 
     def _encode(self, conversations: list[list[dict]]):

@@ -13,10 +13,10 @@ import hashlib
 import math
 from pathlib import Path
 
-from ..control_tokens import control_vocabulary, neutralise_messages
-from ..errors import BackendError, ConfigError
-from ..models import fingerprint
-from .base import ChoiceRequest, GenerationRequest, as_messages
+from cai.backends.base import ChoiceRequest, GenerationRequest, as_messages
+from cai.backends.weights import fingerprint
+from cai.errors import BackendError, ConfigError
+from cai.inputs.control_tokens import control_vocabulary, neutralise_messages
 
 # Top log-probabilities asked for when scoring choices. 20 is vLLM's default `max_logprobs`
 # (the OpenAI API's limit); asking for more is refused unless the engine is built with more.
@@ -48,7 +48,7 @@ class VLLMBackend:
         path = Path(model).expanduser()
         local = path.is_dir()
         # A hub name is pinned to a revision (`org/name@sha`): what the cache key names
-        # (pipeline.model_identity); a local directory is named by its files' contents.
+        # (cai.backends.identity); a local directory is named by its files' contents.
         name, _, revision = (str(path), "", "") if local else model.partition("@")
         self.identity = {"model": path.name, **fingerprint(path)} if local else \
             {"model": name, "revision": revision or None}
@@ -70,7 +70,7 @@ class VLLMBackend:
 
     def _chats(self, requests) -> list[list[dict]]:
         # `LLM.chat` tokenizes the rendered template whole, so a control string in a prompt or
-        # reply would become a control token: it is broken first (pipeline.control_tokens).
+        # reply would become a control token: it is broken first (cai.inputs.control_tokens).
         return [neutralise_messages(as_messages(r.messages), self.specials) for r in requests]
 
     def generate(self, requests: list[GenerationRequest]) -> list[str]:

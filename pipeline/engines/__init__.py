@@ -1,6 +1,6 @@
 """Engines: who answers the model calls a stage still needs.
 
-A stage asks its client (`pipeline.client.ModelClient`) for answers; the client finds what the
+A stage asks its client (`cai.backends.client.ModelClient`) for answers; the client finds what the
 store and the shared cache already hold and hands the rest, in batches, to the run's engine,
 which yields the stored rows of each batch as it is answered. The client alone writes the store
 (the driver, under the run lock), so an engine never decides what is cached or named.
@@ -13,7 +13,7 @@ which yields the stored rows of each batch as it is answered. The client alone w
 def engine_for(config):
     """The engine a run config names."""
     if config.engine == "ray":
-        from .ray_engine import RayEngine
+        from cai.engines.ray_engine import RayEngine
         return RayEngine(config)
-    from .local import LocalEngine
+    from cai.engines.local import LocalEngine
     return LocalEngine()

@@ -16,7 +16,7 @@ import logging
 import os
 import pickle
 
-from ..errors import BackendError, ConfigError
+from cai.errors import BackendError, ConfigError
 
 MISSING = ("engine: ray needs Ray: pip install 'cai[ray]' (or set engine: local)")
 
@@ -46,9 +46,9 @@ class RayEngine:
     def batch_size(self, client) -> int:
         """Requests per batch, decided without loading the backend here: a server's batches
         keep its concurrency busy (as the local engine's do), a model's are models.batch_size."""
-        from ..backends import parse_spec
+        from cai.backends import parse_spec
         if parse_spec(client.spec)[0] == "openai":
-            from ..backends.openai_backend import batch_size
+            from cai.backends.openai_backend import batch_size
             return max(client.batch_size, batch_size(self.config.openai))
         return client.batch_size
 
@@ -75,7 +75,7 @@ class RayEngine:
     def _pool(self, spec: str):
         from ray.util import ActorPool
 
-        from ..backends import BACKENDS, parse_spec
+        from cai.backends import BACKENDS, parse_spec
         if spec not in self.pools:
             self._start()
             kind, model = parse_spec(spec)
@@ -120,7 +120,7 @@ class Answerer:
         self.spec, self.backend = spec, factory(model, config)
 
     def answer(self, kind: str, payload: bytes) -> bytes:
-        from ..client import answer_batch
+        from cai.backends.client import answer_batch
         return pickle.dumps(answer_batch(self.backend, self.spec, kind, pickle.loads(payload)))
 
 

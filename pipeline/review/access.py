@@ -19,7 +19,7 @@ import socket
 import unicodedata
 from urllib.parse import urlsplit
 
-from ..errors import CaiError
+from cai.errors import CaiError
 
 LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 ANY_ADDRESS = {"0.0.0.0", "::", ""}

@@ -8,8 +8,8 @@ for the most (1 A, 1 B, 1 tie; or 1 A, 1 B) puts it in the adjudication queue.
 
 from collections import Counter
 
-from ..stats import wilson
-from .items import CHOICES, latest
+from cai.review.items import CHOICES, latest
+from cai.stats import wilson
 
 VALUES = {c: i for i, c in enumerate(CHOICES)}  # nominal codes for Krippendorff's alpha
 

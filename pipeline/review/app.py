@@ -6,7 +6,7 @@ browsers, and a `cai run` in the same directory, never lose one another's work. 
 untrusted text: templates escape them, and the Content-Security-Policy lets only the page's own
 script (by nonce) run, so a reply carrying <script> is shown, never executed.
 
-Every page lives under its annotator's personal link, `/a/<token>/…` (`pipeline.review.access`):
+Every page lives under its annotator's personal link, `/a/<token>/…` (`cai.review.access`):
 no cookie names anyone, so another origin — another port of this host included — can neither
 read nor write as them.
 """
@@ -16,11 +16,11 @@ from urllib.parse import quote
 
 from flask import Flask, abort, g, jsonify, redirect, render_template, request
 
-from ..errors import CaiError
-from ..store import Store
-from . import access
-from .agreement import decide, review_metrics
-from .items import latest, next_item, shown_swapped, to_choice
+from cai.errors import CaiError
+from cai.review import access
+from cai.review.agreement import decide, review_metrics
+from cai.review.items import latest, next_item, shown_swapped, to_choice
+from cai.store.core import Store
 
 MODES = ("label", "evaluate")
 KEYS = ("a", "b", "tie", "skip")

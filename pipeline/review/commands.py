@@ -3,12 +3,12 @@
 import json
 from pathlib import Path
 
-from ..errors import CaiError
-from ..fsutil import atomic_write_text
-from ..sources import BadRows
-from ..store import DB_NAME, Store
-from .agreement import decide, review_metrics, reviewed_pairs, stats_lines  # noqa: F401
-from .items import loaded_items, refresh
+from cai.errors import CaiError
+from cai.fsutil import atomic_write_text
+from cai.inputs.sources import BadRows
+from cai.review.agreement import decide, review_metrics, reviewed_pairs, stats_lines  # noqa: F401
+from cai.review.items import loaded_items, refresh
+from cai.store.core import DB_NAME, Store
 
 
 def open_store(config) -> Store:
@@ -26,7 +26,7 @@ def prepare(config) -> dict:
 
 def invite(config, name: str, adjudicator: bool = False) -> str:
     """A personal review token for `name`."""
-    from .access import invite as make
+    from cai.review.access import invite as make
     with open_store(config) as store:
         return make(store, name, adjudicator)
 
@@ -73,7 +73,8 @@ def stats(config) -> dict | None:
     """The review metrics, also written into the run's metrics.json, summary.md and report,
     under the run lock: a run writing them at the same time is waited for by no one, so a
     running cai makes this stop with one line instead of one write undoing the other."""
-    from .. import report, report_html
+    from cai.report import html as report_html
+    from cai.report import summary as report
     open_store(config).close()  # a run directory with no run: one line
     with Store(config.run_dir) as store:
         m = review_metrics(store, config.review.annotators_per_item)
@@ -87,4 +88,5 @@ def _rewrite_metrics(config, m: dict, report, report_html):
         metrics = {**json.loads(path.read_text()), "review": m}
         atomic_write_text(path, json.dumps(metrics, indent=2, default=str))
         atomic_write_text(path.with_name("summary.md"), report.summary(metrics))
-        atomic_write_text(path.with_name("report.html"), report_html.render(metrics))
+        atomic_write_text(path.with_name("report.html"),
+                          report_html.render(metrics, path.with_name(report_html.PLOTS)))

@@ -12,8 +12,8 @@ seeded coin per (item, annotator): random to the annotator (no position is "the 
 stable on reload. Nothing in an item names a model to the annotator in evaluate mode.
 """
 
-from ..hashing import content_hash
-from ..sources import BadRows, load_human_pairs
+from cai.hashing import content_hash
+from cai.inputs.sources import BadRows, load_human_pairs
 
 CHOICES = ("first", "second", "tie")  # a label's meaning; "skip" is recorded and not counted
 UNDONE = "undone"  # a row that withdraws the annotator's label of the item (undo)

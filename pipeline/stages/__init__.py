@@ -4,8 +4,19 @@
 wrote (the ids of that stage's current outputs) and writes its own manifest last.
 """
 
-from . import (blend, calibrate, critique, evaluate, export, generate, label, pairs, train_policy,
-               train_rm, train_sft)
+from cai.stages import (
+    blend,
+    calibrate,
+    critique,
+    evaluate,
+    export,
+    generate,
+    label,
+    pairs,
+    train_policy,
+    train_rm,
+    train_sft,
+)
 
 STAGES = {
     "generate": generate.run,
@@ -24,7 +35,7 @@ STAGES = {
 # generate .. export: the stages that make the dataset (a dry run can execute them all)
 DATA_STAGES = list(STAGES)[:list(STAGES).index("export") + 1]
 
-# What each data stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What each data stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = {name: module.READS for name, module in (
     ("generate", generate), ("critique", critique), ("label", label), ("calibrate", calibrate),
     ("pairs", pairs), ("blend", blend), ("export", export))}

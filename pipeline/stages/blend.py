@@ -5,9 +5,9 @@ pair records + human slice -> training set and held-out set
 
 Every human training pair is used (`blend.human_weight` times, on average); the held-out ones
 (`calibration.heldout`) never are, nor is any pair, human or AI, whose prompt is an evaluation
-prompt (`pipeline.heldout`). AI pairs are deduplicated and capped per prompt (highest weight
+prompt (`cai.inputs.heldout`). AI pairs are deduplicated and capped per prompt (highest weight
 first), then each is used as often as its weight says: its trust × calibrated confidence (see
-`pipeline.trust`) times `blend.weights[kind]`; a pair of weight w is used floor(w) times and
+`cai.feedback.trust`) times `blend.weights[kind]`; a pair of weight w is used floor(w) times and
 once more with probability frac(w) (seeded). TRL's DPO and reward trainers take no per-example
 weights, so sampling with probability w is how a weight reaches the loss: in expectation it is
 the weighted loss. A judge at chance earns weight 0, so its pairs leave training to the humans.
@@ -19,18 +19,17 @@ import math
 from collections import Counter
 from itertools import chain
 
-from ..context import StageStats, timed
-from ..stage_inputs import Reads
-from ..hashing import content_hash
-from ..heldout import evaluation_prompts, norm
-from ..human_slice import run_slice
-from ..iterations import carried_pairs
-from ..spill import Spill
-from . import common
-from .common import manifest_records, save_records
+from cai.hashing import content_hash
+from cai.inputs.heldout import evaluation_prompts, norm
+from cai.inputs.human_slice import run_slice
+from cai.stages import common
+from cai.stages.common import manifest_records, save_records
+from cai.stages.context import StageStats, timed
+from cai.stages.reads import Reads
+from cai.store.iterations import carried_pairs
+from cai.store.spill import Spill
 
-
-# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = Reads(
     config=("seed", "blend", "pairs.kinds", "calibration.source", "calibration.limit",
             "calibration.heldout", "inputs", "review.use_labels", "review.annotators_per_item",

@@ -6,19 +6,18 @@ towards a global fit), its cross-fitted held-out report (raw vs calibrated accur
 Brier, per principle) and each principle's trust
     cai calibrate --set calibration.folds=10 --set calibration.shrinkage=50
 
-No model calls: see `pipeline.trust`. The fit is a record named by the labels it was fit on and
+No model calls: see `cai.feedback.trust`. The fit is a record named by the labels it was fit on and
 its settings, so new human labels (or a new judge) recompute it and what depends on it, and
 nothing else does.
 """
 
-from ..context import StageStats, timed
-from ..stage_inputs import Reads
-from ..hashing import content_hash
-from ..trust import judgement, trust_report
-from .common import load_records, require_manifest, save_records
+from cai.feedback.trust import judgement, trust_report
+from cai.hashing import content_hash
+from cai.stages.common import load_records, require_manifest, save_records
+from cai.stages.context import StageStats, timed
+from cai.stages.reads import Reads
 
-
-# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = Reads(config=("seed", "calibration.folds", "calibration.shrinkage", "calibration.ensemble",
                       "label.ensemble"), stages=("label-calibration",))
 

@@ -1,8 +1,8 @@
 """Small helpers the stages share: reading a manifest's records a chunk at a time, writing a
 stage's records and its manifest as they are made."""
 
-from ..errors import CaiError
-from ..store import dumps
+from cai.errors import CaiError
+from cai.store.core import dumps
 
 # Records a stage holds at a time: every data stage reads, computes and writes its records
 # in chunks of about this many (each chunk one transaction), so memory stays flat as a run grows.

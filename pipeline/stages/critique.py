@@ -7,30 +7,29 @@ Per round, each chain gets a principle by weighted rendezvous hashing over princ
 by (seed, response id, round): editing, adding or removing one principle moves only the records
 that principle wins or loses. The judge writes a critique, answers "does it violate?" as a
 Yes/No choice scored by log-probabilities (or by vote, see `judge.scoring`), and, when it does,
-writes a revision. A critique must parse (`pipeline.structured`: not empty, not looping, not the
+writes a revision. A critique must parse (`cai.feedback.structured`: not empty, not looping, not the
 prompt read back); one that does not is asked again up to `judge.parse_retries` times, then the
 chain is recorded as failed with the reason and counted. Revisions that
-fail a filter in `pipeline.filters` (empty, looping, a copy of the original, of the critique, of
+fail a filter in `cai.feedback.filters` (empty, looping, a copy of the original, of the critique, of
 the prompt or of the few-shot example) are dropped and counted by reason; the next round then
 critiques the previous text again.
 """
 
 from collections import Counter
 
-from constitution import assign_principle, render_critique, render_revision
-from constitution.render import examples_for
+from cai.backends import SamplingParams
+from cai.constitution import assign_principle, render_critique, render_revision
+from cai.constitution.render import examples_for
+from cai.errors import CaiError
+from cai.feedback.filters import check_revision, clean_revision
+from cai.feedback.judge import verdicts
+from cai.feedback.structured import generate_parsed, parse_text
+from cai.hashing import calls_key, content_hash
+from cai.stages.common import manifest_records, save_records
+from cai.stages.context import StageStats, timed
+from cai.stages.reads import Reads
 
-from ..backends import SamplingParams
-from ..context import StageStats, timed
-from ..stage_inputs import Reads
-from ..errors import CaiError
-from ..filters import check_revision, clean_revision
-from ..hashing import calls_key, content_hash
-from ..judge import verdicts
-from ..structured import generate_parsed, parse_text
-from .common import manifest_records, save_records
-
-# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = Reads(config=("seed", "critique", "judge", "models.judge"), models=("judge",),
               stages=("generate",), constitution=True)
 

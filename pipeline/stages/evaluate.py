@@ -2,7 +2,7 @@
 
 policies + models -> metrics.json "evaluation":
     detectors  each refusal detector's agreement with people on labelled replies (accuracy,
-               sensitivity, specificity with intervals); the best one leads (pipeline.detectors)
+               sensitivity, specificity with intervals); the best one leads (cai.evaluation.detectors)
     table      refusal rate on AdvBench harmful and XSTest unsafe-contrast prompts (should refuse)
                and on XSTest safe prompts (should answer: refusal there is over-refusal), each
                corrected for the leading detector's error, with n and a 95 % interval
@@ -15,17 +15,18 @@ policies + models -> metrics.json "evaluation":
     kl         per-token KL of each tuned policy to the model it was trained from
     cai evaluate --set evaluate.limit=50
 
-Replies are greedy and cached like every model call; see `pipeline.evaluation` for the measures.
+Replies are greedy and cached like every model call; see `cai.evaluation.measures` for the measures.
 """
 
-from ..backends import SamplingParams
-from ..context import StageStats, timed
-from ..detectors import decide, describe, lead, load_labels, measure
-from ..evaluation import kl_to_reference, reward_stats, win_rate
-from ..freshness import evaluation_inputs
-from ..sources import BadRows, load_prompts
-from ..training import base_model, sft_rows
-from ..verdicts import SETS as REFUSAL_SETS, detectable, refusal_table, verdicts
+from cai.backends import SamplingParams
+from cai.evaluation.detectors import decide, describe, lead, load_labels, measure
+from cai.evaluation.measures import kl_to_reference, reward_stats, win_rate
+from cai.evaluation.verdicts import SETS as REFUSAL_SETS
+from cai.evaluation.verdicts import detectable, refusal_table, verdicts
+from cai.inputs.sources import BadRows, load_prompts
+from cai.stages.context import StageStats, timed
+from cai.stages.freshness import evaluation_inputs
+from cai.training.base import base_model, sft_rows
 
 SETS = ("harmful", "unsafe", "safe", "redteam")
 
@@ -55,7 +56,7 @@ def run(ctx) -> StageStats:
                "samples": {f"{name}/{s}": [{"prompt": p, "reply": r}
                                            for p, r in list(zip(sets[s], replies[name][s]))[:3]]
                            for name in models for s in REFUSAL_SETS}}
-    # what the figures were measured on: a report compares it with today's (pipeline.freshness)
+    # what the figures were measured on: a report compares it with today's (cai.stages.freshness)
     metrics["inputs"] = evaluation_inputs(ctx)
     ctx.store.put_manifest("evaluate", list(models), metrics)
     stats.metrics = {k: metrics[k] for k in ("policies", "table", "verdicts", "win_rate")}

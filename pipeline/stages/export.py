@@ -24,16 +24,16 @@ hash of its content: training stages key their outputs on that hash.
 import json
 from collections import Counter
 
-from ..context import StageStats, timed
-from ..stage_inputs import Reads
-from ..fsutil import atomic_dir, atomic_write_text
-from ..card import dataset_card
-from ..dataset_files import DatasetDir, JsonlWriter, RowsHash
-from ..trust import comparison_trust
-from .calibrate import current_fit
-from . import common
-from .common import batched, load_records, manifest_records, require_stage
-from .pairs import principles_of
+from cai.feedback.trust import comparison_trust
+from cai.fsutil import atomic_dir, atomic_write_text
+from cai.publish.card import dataset_card
+from cai.publish.dataset_files import DatasetDir, JsonlWriter, RowsHash
+from cai.stages import common
+from cai.stages.calibrate import current_fit
+from cai.stages.common import batched, load_records, manifest_records, require_stage
+from cai.stages.context import StageStats, timed
+from cai.stages.pairs import principles_of
+from cai.stages.reads import Reads
 
 
 def _pref_row(pid: str, pair: dict) -> dict:
@@ -73,7 +73,7 @@ def _sft_row(cid: str, chain: dict, trust: float) -> dict:
 
 def chain_trust(chain: dict, trust: dict | None) -> float:
     """What the judge's verdicts on a chain are worth: the mean trust of the principles it was
-    critiqued under, as for a comparison (`pipeline.trust`); None (`calibration.use_trust:
+    critiqued under, as for a comparison (`cai.feedback.trust`); None (`calibration.use_trust:
     false`) trusts every verdict."""
     if trust is None:
         return 1.0
@@ -94,7 +94,7 @@ def _kto_rows(cid: str, chain: dict, trust: float) -> list[dict]:
             for i, (text, ok) in enumerate(verdicts.items())]
 
 
-# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 # The dataset card names some settings, the constitution and the calibration fit.
 READS = Reads(
     config=("seed", "constitution", "models.policy", "models.judge", "prompts.source",

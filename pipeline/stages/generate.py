@@ -10,15 +10,15 @@ A response id is H(prompt id, prompt text, the model call's key), and the call k
 policy's identity, sampling parameters, seed and sample index: change any and the id changes.
 """
 
-from ..backends import SamplingParams
-from ..context import StageStats, timed
-from ..stage_inputs import Reads
-from ..hashing import content_hash
-from ..heldout import evaluation_prompts, norm
-from ..human_slice import default_prompts
-from ..sources import BadRows, iter_prompts
-from . import common
-from .common import batched, save_records
+from cai.backends import SamplingParams
+from cai.hashing import content_hash
+from cai.inputs.heldout import evaluation_prompts, norm
+from cai.inputs.human_slice import default_prompts
+from cai.inputs.sources import BadRows, iter_prompts
+from cai.stages import common
+from cai.stages.common import batched, save_records
+from cai.stages.context import StageStats, timed
+from cai.stages.reads import Reads
 
 
 def training_prompts(ctx, stats):
@@ -40,7 +40,7 @@ def training_prompts(ctx, stats):
     bad.report(stats)
 
 
-# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = Reads(
     config=("seed", "prompts", "inputs", "generate", "models.policy", "calibration.source",
             "calibration.limit", "calibration.heldout", "evaluate.harmful", "evaluate.unsafe",

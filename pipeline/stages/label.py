@@ -20,20 +20,18 @@ the judge.
 from collections import Counter
 from itertools import combinations, zip_longest
 
-from constitution import rank_principles
+from cai.constitution import rank_principles
+from cai.errors import CaiError
+from cai.feedback.judge import compare
+from cai.feedback.probability import ensemble, margin
+from cai.hashing import content_hash
+from cai.inputs.human_slice import judged_pairs
+from cai.inputs.sources import BadRows
+from cai.stages.common import grouped, manifest_records, save_records
+from cai.stages.context import StageStats, timed
+from cai.stages.reads import Reads
 
-from ..context import StageStats, timed
-from ..stage_inputs import Reads
-from ..errors import CaiError
-from ..hashing import content_hash
-from ..judge import compare
-from ..probability import ensemble, margin
-from ..human_slice import judged_pairs
-from ..sources import BadRows
-from .common import grouped, manifest_records, save_records
-
-
-# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = Reads(
     config=("seed", "label", "judge", "calibration.source", "calibration.limit", "calibration.heldout",
             "calibration.ensemble", "calibration.judge_pairs", "inputs", "review.use_labels",

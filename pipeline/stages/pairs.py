@@ -8,7 +8,7 @@ a violation in some round and the revision differs materially from the original.
 'comparison': a comparison of two policy samples makes a pair (the preferred one ≻ the other)
 when the judge's own ensemble margin |2p − 1| exceeds `pairs.min_margin`.
 
-What a pair means and counts for comes from the human slice (`pipeline.trust`): `p_chosen` is
+What a pair means and counts for comes from the human slice (`cai.feedback.trust`): `p_chosen` is
 the calibrated P(chosen ≻ rejected) — for a critique-revision pair, from the judge comparing
 the original and its revision in both orders (the label stage asks it for every revision) —
 and `weight` = trust of the principles behind it × its calibrated confidence |2p − 1|. A judge
@@ -19,19 +19,18 @@ calls.
 
 from collections import Counter
 
-from ..context import StageStats, timed
-from ..errors import CaiError
-from ..stage_inputs import Reads
-from ..control_tokens import control_strings
-from ..filters import similarity
-from ..hashing import content_hash
-from ..probability import margin
-from ..trust import worth
-from .calibrate import current_fit
-from .common import grouped, manifest_records, save_records
+from cai.errors import CaiError
+from cai.feedback.filters import similarity
+from cai.feedback.probability import margin
+from cai.feedback.trust import worth
+from cai.hashing import content_hash
+from cai.inputs.control_tokens import control_strings
+from cai.stages.calibrate import current_fit
+from cai.stages.common import grouped, manifest_records, save_records
+from cai.stages.context import StageStats, timed
+from cai.stages.reads import Reads
 
-
-# What this stage reads (pipeline.stage_inputs): its fingerprint and `cai plan` follow it.
+# What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = Reads(config=("seed", "pairs", "calibration.use_trust", "models.policy", "models.judge"),
               stages=("calibrate", "label", "critique"))
 
@@ -123,7 +122,7 @@ def _comparison_pairs(cfg, stats, weigh, _chains, comparisons) -> list[tuple]:
 
 def _flag_control_strings(pair: dict):
     """Provenance names the texts that carried chat control strings: every backend fed them to
-    the model as plain text (pipeline.control_tokens), and a reviewer may want to see them."""
+    the model as plain text (cai.inputs.control_tokens), and a reviewer may want to see them."""
     fields = [f for f in ("prompt", "chosen", "rejected") if control_strings(pair[f])]
     if fields:
         pair["provenance"]["control_strings"] = fields

@@ -3,13 +3,13 @@
 dataset/prefs (or dataset/kto) -> models/policy-<hash>/ (a plain HF directory, LoRA merged)
     cai train-policy --set train_policy.method=kto --set train_policy.beta=0.05
 
-The methods (DPO, KTO, ORPO, GRPO, RLOO) live in `pipeline.policy`, one TRL trainer each.
+The methods (DPO, KTO, ORPO, GRPO, RLOO) live in `cai.training.policy`, one TRL trainer each.
 Named by the hash of its inputs, like every trained model.
 """
 
-from ..context import StageStats, timed
-from ..policy import METHODS
-from ..training import training_stage
+from cai.stages.context import StageStats, timed
+from cai.training.policy import METHODS
+from cai.training.reuse import training_stage
 
 
 @timed("train-policy")

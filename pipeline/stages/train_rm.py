@@ -13,14 +13,16 @@ blend holds no AI pair (a judge at chance weighs them 0) the two are one model, 
 
 import math
 
-from ..ai_value import ai_value
-from ..errors import CaiError
-from ..stats import roc_auc
-from ..context import StageStats, timed
-from ..scoring import protected, reward_scores
-from ..training import (base_model, batch_order, correlation, load_prefs, load_tokenizer,
-                        lora_config, loss_curve, pair_accuracy, fit, save_model, seed_everything,
-                        train_seconds, training_stage, train_or_reuse, trl_args, with_margin)
+from cai.errors import CaiError
+from cai.evaluation.ai_value import remembered_ai_value
+from cai.stages.context import StageStats, timed
+from cai.stats import roc_auc
+from cai.training.arguments import batch_order, lora_config, trl_args
+from cai.training.base import base_model, load_tokenizer, seed_everything
+from cai.training.inputs import load_prefs, with_margin
+from cai.training.reuse import train_or_reuse, training_stage
+from cai.training.saving import correlation, fit, loss_curve, pair_accuracy, save_model, train_seconds
+from cai.training.scoring import protected, reward_scores
 
 KEYS = ("train_accuracy", "heldout_accuracy", "heldout_auc", "train_heldout_gap", "train_pairs")
 
@@ -35,8 +37,8 @@ def run(ctx) -> StageStats:
                               lambda path: _train(ctx, path, stats, human_only=True),
                               part="prefs_human", manifest="train-rm-human")
     stats.metrics["human_only"] = {k: human.get(k) for k in KEYS}
-    stats.metrics["ai_value"] = ai_value(full["heldout_scores"], human["heldout_scores"],
-                                         ctx.config.seed)
+    stats.metrics["ai_value"] = remembered_ai_value(ctx.store, full["heldout_scores"],
+                                                    human["heldout_scores"], ctx.config.seed)
     return stats
 
 

@@ -9,12 +9,13 @@ The Constitutional AI recipe trains preferences from this model: with `train_pol
 inputs, like every model.
 """
 
-from ..context import StageStats, timed
-from ..errors import CaiError
-from ..scoring import protected
-from ..training import (base_model, batch_order, fit, load_tokenizer, lora_config, loss_curve,
-                        save_model, seed_everything, sft_rows, train_seconds, training_stage,
-                        trl_args)
+from cai.errors import CaiError
+from cai.stages.context import StageStats, timed
+from cai.training.arguments import batch_order, lora_config, trl_args
+from cai.training.base import base_model, load_tokenizer, seed_everything, sft_rows
+from cai.training.reuse import training_stage
+from cai.training.saving import fit, loss_curve, save_model, train_seconds
+from cai.training.scoring import protected
 
 
 @timed("train-sft")

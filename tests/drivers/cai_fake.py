@@ -14,8 +14,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fakes import FakeBackend  # noqa: E402
 
-from pipeline import backends  # noqa: E402
-from pipeline.cli import main  # noqa: E402
+from cai import backends  # noqa: E402
+from cai.cli import main  # noqa: E402
 
 DELAY = float(os.environ.get("CAI_FAKE_DELAY", "0"))
 

@@ -26,7 +26,7 @@ class ModelServer(ThreadingHTTPServer):
 
     def __init__(self, model_dir, port=0, fault_rate=0.0, faults=FAULTS, hang=3.0, latency=0.0,
                  api_key=None, seed=0):
-        from pipeline.backends.transformers_backend import TransformersBackend
+        from cai.backends.transformers_backend import TransformersBackend
         super().__init__(("127.0.0.1", port), Handler)
         self.backend = TransformersBackend(str(model_dir), device="cpu")
         self.model_name = "tiny"
@@ -49,8 +49,8 @@ class ModelServer(ThreadingHTTPServer):
         return None
 
     def complete(self, body: dict) -> dict:
-        from pipeline.backends.base import GenerationRequest, SamplingParams
-        from pipeline.client import freeze
+        from cai.backends.base import GenerationRequest, SamplingParams
+        from cai.backends.client import freeze
         messages = freeze(body["messages"])
         temperature = body.get("temperature", 1.0) or 0.0
         params = SamplingParams(body.get("max_tokens") or 16, temperature, body.get("top_p") or 1.0)

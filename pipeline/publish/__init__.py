@@ -1,0 +1,2 @@
+"""What leaves cai: dataset files written as rows come, the dataset card, model cards and the
+upload to the Hugging Face Hub."""
