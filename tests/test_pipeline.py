@@ -284,9 +284,9 @@ def test_whole_run_on_a_tiny_model_writes_every_artifact(tiny_run, tiny_model_di
 
 
 def test_the_tiny_runs_report_draws_every_plot_in_a_browser(tiny_run):
-    from test_report import render_in_chromium  # all seven plots, painted in a real browser
+    from test_report import render_in_chromium  # all eight plots, painted in a real browser
     assert render_in_chromium(tiny_run[0] / "report-first-run.html") == {
-        "plots": "7", "loaded": "7", "broken": "0", "errors": "0"}
+        "plots": "8", "loaded": "8", "broken": "0", "errors": "0"}
 
 
 def test_the_training_bench_gives_trl_exactly_what_cais_stages_train_with(tiny_run, monkeypatch):

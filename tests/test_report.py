@@ -42,8 +42,8 @@ def test_report_of_a_data_run_loads_with_its_plots(tmp_path, fake_backend):
     run_stages(small_config(tmp_path), DATA_STAGES, echo=lambda s: None)
     page = tmp_path / "report.html"
     health = render_in_chromium(page, tmp_path / "shot.png")
-    assert health["plots"] == "2"  # judge agreement, reliability: no models trained yet
-    assert health == {"plots": "2", "loaded": "2", "broken": "0", "errors": "0"}
+    assert health["plots"] == "3"  # judge agreement, reliability, strength: no model trained yet
+    assert health == {"plots": "3", "loaded": "3", "broken": "0", "errors": "0"}
     assert (tmp_path / "shot.png").stat().st_size > 10_000  # something was painted
     text = page.read_text()
     assert "Sample of preference pairs" in text and "<td>" in text

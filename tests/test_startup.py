@@ -7,7 +7,7 @@ import sys
 
 from conftest import FAKE_ARGS, ROOT, small_config
 
-from cai.report import html
+from cai.report import figures, html
 from cai.runs.runner import run_stages
 from cai.stages import DATA_STAGES
 
@@ -38,10 +38,14 @@ def test_plots_are_drawn_again_only_when_what_they_show_changes(tmp_path, fake_b
     plots = tmp_path / "plots"
     first = html.render(metrics, plots)
     kept = sorted(p.name for p in plots.iterdir())
-    assert len(kept) == 2  # agreement, reliability: no model trained
-    monkeypatch.setattr(html, "_png", lambda *a: (_ for _ in ()).throw(AssertionError("drawn")))
+    assert len(kept) == 3  # agreement, reliability, strength: no model trained
+    monkeypatch.setattr(figures, "_png", lambda *a: (_ for _ in ()).throw(AssertionError("drawn")))
     assert html.render(metrics, plots) == first  # nothing drawn, the same page
     monkeypatch.undo()
-    changed = {**metrics, "judge_agreement": {**metrics["judge_agreement"], "n": 999}}
-    html.render(changed, plots)
-    assert sorted(p.name for p in plots.iterdir()) != kept and len(list(plots.iterdir())) == 2
+    judged = metrics["judge_agreement"]
+    changed = {**metrics, "judge_agreement": {**judged, "strength": {
+        pid: {**row, "strength": -row["strength"], "ci95": [-row["ci95"][1], -row["ci95"][0]]}
+        for pid, row in judged["strength"].items()}}}
+    html.render(changed, plots)  # the plots of the judge's report are drawn again, the old go
+    now = sorted(p.name for p in plots.iterdir())
+    assert len(now) == 3 and not set(now) & set(kept)

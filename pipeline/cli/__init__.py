@@ -4,6 +4,7 @@ lives here: each command calls one function of the package that owns the job.
 - `group.py`: the click group, its sections and the options every command shares;
 - `stages.py`: `run` and one command per stage;
 - `inspect.py`: plan, check, history, diff, config, schema;
+- `principles.py`: what each principle does in a run;
 - `maintenance.py`: review, gc, store.
 """
 
@@ -14,7 +15,7 @@ import sys
 
 import click
 
-from cai.cli import inspect, maintenance, stages  # noqa: F401 - each registers its commands
+from cai.cli import inspect, maintenance, principles, stages  # noqa: F401 - each registers its commands
 from cai.cli.group import cli
 from cai.errors import CaiError
 

@@ -12,7 +12,7 @@ SECTIONS = {
     "Stages, in run order (`cai run` walks them all)": (
         "run", "generate", "critique", "label", "calibrate", "pairs", "blend", "export",
         "train-sft", "train-rm", "train-policy", "evaluate"),
-    "Inspect": ("plan", "check", "history", "diff", "report", "config", "schema"),
+    "Inspect": ("plan", "check", "history", "diff", "principles", "config", "schema"),
     "People and maintenance": ("review", "gc", "store"),
 }
 

@@ -24,10 +24,14 @@ rejected) with the chosen reply shown as A) and `p_order2` (with it shown as B).
 
 
 from cai.feedback.calibration import calibration_report
+from cai.feedback.strength import strength_report
 from cai.hashing import content_hash
 from cai.stats import logit, sigmoid
 
 LEVEL = 0.05  # one-sided 95 %
+# A calibrated label within this of 0.5 abstains in the strength report: the principle says
+# nothing that separates the two replies (pairs.min_margin's default, for the same reason).
+STRENGTH_MARGIN = 0.05
 
 
 def judgement(record: dict) -> dict:
@@ -166,6 +170,8 @@ def trust_report(judgements: list[dict], k: int, shrinkage: float, seed: int) ->
              for pid, row in cal["per_principle"].items()}
     return {"n": len(judgements), "folds": k, "shrinkage": shrinkage, "raw": raw,
             "calibrated": cal, "trust": trust,
+            # how strongly each principle speaks for people's choices (held-out labels)
+            "strength": strength_report(held, STRENGTH_MARGIN, seed),
             "overall_trust": trust_of(cal["accuracy"], cal["n"]),
             "map": fit_map(judgements, shrinkage)}
 

@@ -9,16 +9,12 @@ alone. It records its own health for tests and people alike: every image that fa
 and any script error, is counted in `data-*` attributes of <body>.
 """
 
-import base64
 import html
-import io
-from pathlib import Path
 
 from cai.evaluation.scorecard import HEADER, ITERATION_HEADER, evaluation_rows, iteration_rows
 from cai.evaluation.verdicts import TITLES
-from cai.fsutil import atomic_write_text
-from cai.hashing import content_hash, file_hash
 from cai.publish.card import effective_line
+from cai.report.figures import PlotCache
 from cai.report.headline import answer_lines, meta_lines
 from cai.review.agreement import stats_lines
 from cai.stages.freshness import stale_lines
@@ -94,6 +90,8 @@ def _plots(m):
            "each), and the trust it earned", _agreement, judged if judged.get("n") else None)
     yield ("Reliability diagram (judge P vs human choice), raw and calibrated", _reliability,
            judged if judged.get("n") else None)
+    yield ("Strength of each principle on the human slice: relevance × 2(accuracy − 0.5), 95 % "
+           "intervals (`cai principles score`)", _strength, judged.get("strength") or None)
     scored = bool(rm_meta.get("heldout_scores"))
     yield "Reward-model scores on held-out human pairs", _rewards, rm_meta if scored else None
     yield "Reward vs reply length (held-out replies)", _length, rm_meta if scored else None
@@ -108,52 +106,20 @@ def _plots(m):
         rows if len(rows) > 1 else None
 
 
-PLOTS = ".cai-plots"  # in the run directory: the plots of its report.html, by content
+def _strength(rows: dict):
+    """Principles sorted by strength, with their bootstrap intervals."""
+    order = sorted(rows, key=lambda pid: rows[pid]["strength"])
 
-
-class PlotCache:
-    """PNG plots by the hash of what they show and of this module's code."""
-
-    def __init__(self, folder):
-        self.folder, self.used = (Path(folder) if folder else None), set()
-
-    def png(self, title: str, make, data) -> str:
-        if self.folder is None:
-            return _draw(make, data)
-        name = content_hash(title, make.__name__, data, file_hash(Path(__file__)))[:24] + ".b64"
-        self.used.add(name)
-        path = self.folder / name
-        if path.exists():
-            return path.read_text()
-        png = _draw(make, data)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(path, png)
-        return png
-
-    def keep_only_used(self):
-        if self.folder is not None and self.folder.is_dir():
-            for p in self.folder.glob("*.b64"):
-                if p.name not in self.used:
-                    p.unlink(missing_ok=True)
-
-
-def _draw(make, data) -> str:
-    drawn = make(data)
-    return _png(*drawn) if isinstance(drawn, tuple) else _png(drawn)
-
-
-def _png(draw, ncols: int = 1) -> str:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, ncols, figsize=(7 if ncols == 1 else 3.2 * ncols, 3.6), dpi=90,
-                             squeeze=False)
-    draw(axes[0][0] if ncols == 1 else list(axes[0]))
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    def draw(ax):
+        ys = range(len(order))
+        xs = [rows[p]["strength"] for p in order]
+        # a percentile interval need not hold its point estimate: the bar stays, the arm goes
+        lo = [max(0.0, x - rows[p]["ci95"][0]) for p, x in zip(order, xs)]
+        hi = [max(0.0, rows[p]["ci95"][1] - x) for p, x in zip(order, xs)]
+        ax.barh(list(ys), xs, xerr=[lo, hi], color=["#4c72b0" if x >= 0 else "#c44e52" for x in xs])
+        ax.set_yticks(list(ys), [f"{p} (n={rows[p]['pairs']})" for p in order], fontsize=7)
+        ax.axvline(0, color="grey", lw=0.8), ax.set_xlim(-1, 1), ax.set_xlabel("strength")
+    return draw
 
 
 def _agreement(report):

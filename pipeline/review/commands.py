@@ -83,10 +83,11 @@ def stats(config) -> dict | None:
 
 
 def _rewrite_metrics(config, m: dict, report, report_html):
+    from cai.report.figures import PLOTS
     path = Path(config.run_dir) / "metrics.json"
     if path.exists():
         metrics = {**json.loads(path.read_text()), "review": m}
         atomic_write_text(path, json.dumps(metrics, indent=2, default=str))
         atomic_write_text(path.with_name("summary.md"), report.summary(metrics))
         atomic_write_text(path.with_name("report.html"),
-                          report_html.render(metrics, path.with_name(report_html.PLOTS)))
+                          report_html.render(metrics, path.with_name(PLOTS)))

@@ -53,13 +53,7 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     responses compared (so a comparison whose winner changed is 'changed', and 'flipped')."""
     a, b = _pick(store, old, new)
     (pa, lost_a), (pb, lost_b) = (_pairs(store, r) for r in (a, b))
-    added = [pb[k] for k in pb.keys() - pa.keys()]
-    removed = [pa[k] for k in pa.keys() - pb.keys()]
-    changed = [(pa[k], pb[k]) for k in pa.keys() & pb.keys() if pa[k]["chosen"] != pb[k]["chosen"]]
-    flipped = [(x, y) for x, y in changed if y["chosen"] == x["rejected"]]
-    # Same pair, same winner, a different probability (a principle in its ensemble was edited).
-    relabelled = [k for k in pa.keys() & pb.keys() if pa[k]["chosen"] == pb[k]["chosen"]
-                  and pa[k].get("p_chosen") != pb[k].get("p_chosen")]
+    added, removed, changed, flipped, relabelled = compare_pairs(pa, pb)
     per = {}
     for kind, rows in (("added", added), ("removed", removed), ("changed", [y for _, y in changed])):
         for p in rows:
@@ -82,14 +76,29 @@ def diff(store, old: int | None = None, new: int | None = None, examples: int = 
     }
 
 
+def compare_pairs(pa: dict, pb: dict) -> tuple[list, list, list, list, list]:
+    """(added, removed, changed (old, new), flipped (old, new), relabelled identities) between
+    two sets of pairs by identity (`pair_identity`)."""
+    added = [pb[k] for k in pb.keys() - pa.keys()]
+    removed = [pa[k] for k in pa.keys() - pb.keys()]
+    changed = [(pa[k], pb[k]) for k in pa.keys() & pb.keys() if pa[k]["chosen"] != pb[k]["chosen"]]
+    flipped = [(x, y) for x, y in changed if y["chosen"] == x["rejected"]]
+    # Same pair, same winner, a different probability (a principle in its ensemble was edited).
+    relabelled = [k for k in pa.keys() & pb.keys() if pa[k]["chosen"] == pb[k]["chosen"]
+                  and pa[k].get("p_chosen") != pb[k].get("p_chosen")]
+    return added, removed, changed, flipped, relabelled
+
+
 def _pairs(store, run) -> tuple[dict, int]:
     """(identity -> pair, how many of the run's pairs `cai gc` has collected since)."""
     ids = listed(store, run["summary"]["manifests"]["pairs"])
     found = store.get_records(ids)
-    return {_identity(p): p for p in found.values()}, len(set(ids) - set(found))
+    return {pair_identity(p): p for p in found.values()}, len(set(ids) - set(found))
 
 
-def _identity(pair: dict) -> tuple:
+def pair_identity(pair: dict) -> tuple:
+    """A critique-revision pair by the response it improves on, a comparison by the two
+    responses compared."""
     if pair["kind"] == "comparison":
         return ("comparison",) + tuple(sorted((pair["chosen_id"], pair["rejected_id"])))
     return (pair["kind"], pair["rejected_id"])

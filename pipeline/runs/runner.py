@@ -9,7 +9,7 @@ from cai.inputs.checks import preflight
 from cai.log import quiet_libraries, say, to_file  # noqa: F401 - benches take it here
 from cai.report import html as report_html
 from cai.report import summary as report
-from cai.report.html import PLOTS
+from cai.report.figures import PLOTS
 from cai.runs import tracking
 from cai.runs.estimate import timing_row
 from cai.runs.iterations import base_row, iteration_config, iteration_row, stop_reason
