@@ -160,7 +160,7 @@ def test_a_dumped_and_edited_config_does_what_it_says(tmp_path):
     dumped = dump_yaml(load_config(None, ["train_sft.epochs=2"]))
     assert "epochs: 2.0  # shadows" not in dumped  # nothing to shadow yet
     data = yaml.safe_load(dumped)
-    assert set(data["train_rm"]) == {"base", "depth", "use_margin"}  # no pinned shared knob
+    assert set(data["train_rm"]) == {"base", "depth", "use_margin", "ensemble", "aggregate", "penalty"}
     data["train"]["epochs"] = 3
     (tmp_path / "my.yaml").write_text(yaml.safe_dump(data))
     edited = load_config(tmp_path / "my.yaml")

@@ -112,6 +112,14 @@ class TrainRMConfig(TrainConfig):
     use_margin: bool = Field(True, description=(
         "pass each pair's margin 2·P(chosen ≻ rejected) − 1 to RewardTrainer (confident pairs must be "
         "separated more; pairs without a probability get none)"))
+    ensemble: int = Field(1, ge=1, le=32, description=(
+        "reward models trained, differing in seed and batch order; their scores carry a mean, a "
+        "spread and the `aggregate` GRPO/RLOO use; k members cost k trainings (one took ~85 s "
+        "of the default run on 2 CPU cores)"))
+    aggregate: Literal["mean", "min", "mean_minus_std"] = Field("mean", description=(
+        "how an ensemble's scores combine: mean, min (the most pessimistic member), or "
+        "mean − penalty·std (uncertainty-weighted, Coste et al. 2023)"))
+    penalty: float = Field(1.0, ge=0, le=100, description="λ of aggregate mean_minus_std")
 
 
 class TrainPolicyConfig(TrainConfig):

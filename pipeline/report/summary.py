@@ -8,12 +8,13 @@ from cai.evaluation.scorecard import HEADER, ITERATION_HEADER, evaluation_rows, 
 from cai.fsutil import atomic_write_text
 from cai.publish.card import effective_line, ensemble_line
 from cai.report import html as report_html
+from cai.report.figures import PLOTS
 from cai.report.headline import answer_lines, meta_lines, run_meta
-from cai.report.html import PLOTS
 from cai.review.agreement import review_metrics, stats_lines
 from cai.stages import STAGES
 from cai.stages.calibrate import current_fit
 from cai.stages.freshness import stale_lines, stale_stages
+from cai.training.ensemble import ENSEMBLE
 
 
 def collect(ctx, stage_stats) -> dict:
@@ -44,6 +45,7 @@ def collect(ctx, stage_stats) -> dict:
                          ("path", "train_pairs", "train_accuracy", "train_accuracy_pairs",
                           "heldout_accuracy", "heldout_auc", "train_heldout_gap", "reward_length_corr",
                           "heldout_scores", "heldout_lengths")},
+        "reward_ensemble": _ensemble(ctx),
         "ai_value": _ai_value(ctx.store, meta, ctx.config.seed),
         "loss": {s: meta[s]["loss"] for s in ("train-sft", "train-rm", "train-policy")
                  if meta[s].get("loss")},
@@ -58,6 +60,15 @@ def collect(ctx, stage_stats) -> dict:
         "stages": {s.stage: {"seconds": round(s.seconds, 2), "made": s.made, "reused": s.cached,
                              "model_calls": s.calls, "dropped": s.dropped} for s in stage_stats},
     }
+
+
+def _ensemble(ctx) -> dict | None:
+    """The reward-model ensemble (`train_rm.ensemble` > 1): each member's held-out accuracy, the
+    aggregate's and the members' mean spread."""
+    if ctx.config.train_rm.ensemble < 2:
+        return None
+    meta = ctx.store.manifest_meta(ENSEMBLE) or {}
+    return {k: v for k, v in meta.items() if k != "paths"} or None
 
 
 def _ai_value(store, meta: dict, seed: int) -> dict | None:
@@ -149,6 +160,26 @@ def judge_lines(a: dict, composition: dict | None) -> list[str]:
             ensemble_line(a)]
 
 
+def ensemble_lines(e: dict | None) -> list[str]:
+    if not e:
+        return []
+    return [f"- reward-model ensemble of {e['k']}: held-out accuracy of the members "
+            f"{', '.join(fmt(x) for x in e['member_accuracy'])}; of their {e['aggregate']} "
+            f"{fmt(e['accuracy'])}; mean spread (the members' disagreement) {fmt(e['mean_spread'])}"]
+
+
+def strength_lines(a: dict) -> list[str]:
+    """Each principle's strength on the human slice, strongest first (`cai principles score`)."""
+    rows = a.get("strength") or {}
+    if not rows:
+        return []
+    order = sorted(rows, key=lambda pid: (-rows[pid]["strength"], pid))
+    return ["- principles by strength on the human slice (relevance × 2(accuracy − 0.5), 95 % "
+            "interval, pairs): " + "; ".join(
+                f"{pid} {fmt(rows[pid]['strength'])} [{fmt(rows[pid]['ci95'][0])}, "
+                f"{fmt(rows[pid]['ci95'][1])}] n={rows[pid]['pairs']}" for pid in order)]
+
+
 def sft_line(m: dict) -> str:
     """SL-CAI SFT, and whether trust gated it."""
     c = m["counts"]
@@ -185,11 +216,13 @@ def summary(m: dict) -> str:
              f"{c['comparisons']} judge comparisons → {c['ai_pairs']} AI pairs",
              f"- blended training set: {_composition(c['blend'])}; SFT rows: {c['sft']}",
              *judge_lines(a, c["blend"]),
+             *strength_lines(a),
              f"- reward model: held-out accuracy {fmt(m['reward_model'].get('heldout_accuracy'))}, "
              f"train accuracy {fmt(m['reward_model'].get('train_accuracy'))} on "
              f"{m['reward_model'].get('train_accuracy_pairs') or '–'} training pairs (gap "
              f"{fmt(m['reward_model'].get('train_heldout_gap'))}), held-out ROC-AUC "
              f"{fmt(m['reward_model'].get('heldout_auc'))}",
+             *ensemble_lines(m.get("reward_ensemble")),
              sft_line(m),
              f"- policy ({(m['policy'].get('method') or '–').upper()} from "
              f"{m['policy'].get('init') or '–'}): final loss {fmt(m['policy'].get('final_loss'))}",

@@ -19,6 +19,7 @@ from cai.stages.context import StageStats, timed
 from cai.stats import roc_auc
 from cai.training.arguments import batch_order, lora_config, trl_args
 from cai.training.base import base_model, load_tokenizer, seed_everything
+from cai.training.ensemble import ENSEMBLE, ensemble_report, member_name
 from cai.training.inputs import load_prefs, with_margin
 from cai.training.reuse import train_or_reuse, training_stage
 from cai.training.saving import correlation, fit, loss_curve, pair_accuracy, save_model, train_seconds
@@ -39,7 +40,25 @@ def run(ctx) -> StageStats:
     stats.metrics["human_only"] = {k: human.get(k) for k in KEYS}
     stats.metrics["ai_value"] = remembered_ai_value(ctx.store, full["heldout_scores"],
                                                     human["heldout_scores"], ctx.config.seed)
+    if section.ensemble > 1:
+        stats.metrics["ensemble"] = _ensemble(ctx, stats, section, full)
     return stats
+
+
+def _ensemble(ctx, stats, section, first: dict) -> dict:
+    """Members 2..k (member 1 is the run's reward model), each named and reused on its own;
+    the manifest `train-rm-ensemble` lists them for GRPO/RLOO and the report."""
+    done = [(ctx.store.get_manifest("train-rm")["meta"]["path"], first)]
+    for i in range(1, section.ensemble):
+        done.append(train_or_reuse(ctx, member_name(i), section, stats,
+                                   lambda path, i=i: _train(ctx, path, stats, member=i),
+                                   part="prefs", manifest=f"train-{member_name(i)}"))
+    report = ensemble_report([meta["heldout_scores"] for _, meta in done], section.aggregate,
+                             section.penalty)
+    hashes = [ctx.store.get_manifest("train-rm")["ids"][0]] + [
+        ctx.store.get_manifest(f"train-{member_name(i)}")["ids"][0] for i in range(1, section.ensemble)]
+    ctx.store.put_manifest(ENSEMBLE, hashes, {"paths": [path for path, _ in done], **report})
+    return report
 
 
 # Training pairs the train accuracy is measured on (a seeded sample): scoring all 268 of the
@@ -102,7 +121,7 @@ def keep_lower_layers(model, depth: float):
         model.config.layer_types = model.config.layer_types[:n]
 
 
-def rm_setup(ctx, path, tokenizer, human_only: bool = False) -> tuple:
+def rm_setup(ctx, path, tokenizer, human_only: bool = False, seed: int | None = None) -> tuple:
     """(RewardConfig, training rows in their order, texts protected): every setting the reward
     model trains with, which bench/train.py's like-for-like TRL script takes from here too."""
     from trl import RewardConfig
@@ -114,23 +133,25 @@ def rm_setup(ctx, path, tokenizer, human_only: bool = False) -> tuple:
         train = train.filter(lambda row: row["source"] == "human")
     train = train.remove_columns("source")
     train = with_margin(train) if cfg.use_margin else train
-    train, order = batch_order(protected(train, tokenizer), cfg, ctx.config.seed)
-    return trl_args(RewardConfig, cfg, path, ctx, train_sampling_strategy=order), train
+    seed = ctx.config.seed if seed is None else seed
+    train, order = batch_order(protected(train, tokenizer), cfg, seed)
+    return trl_args(RewardConfig, cfg, path, ctx, train_sampling_strategy=order, seed=seed), train
 
 
-def _train(ctx, path, stats, human_only: bool = False) -> dict:
+def _train(ctx, path, stats, human_only: bool = False, member: int = 0) -> dict:
     from transformers import AutoModelForSequenceClassification
     from trl import RewardTrainer
 
     cfg = ctx.config.train_rm
     base_dir, identity = base_model(ctx, rm=True)
-    seed_everything(ctx.config.seed)
+    seed = ctx.config.seed + member  # an ensemble's members differ in seed and batch order
+    seed_everything(seed)
     tokenizer = load_tokenizer(base_dir)
     model = AutoModelForSequenceClassification.from_pretrained(base_dir, num_labels=1)
     model.config.pad_token_id = tokenizer.pad_token_id
     keep_lower_layers(model, cfg.depth)
     float32_reward(model)
-    args, train = rm_setup(ctx, path, tokenizer, human_only)
+    args, train = rm_setup(ctx, path, tokenizer, human_only, seed)
     test = load_prefs(ctx, "test")
     trainer = RewardTrainer(model=model, args=args, train_dataset=train, processing_class=tokenizer,
                             peft_config=lora_config(cfg, "SEQ_CLS"))
@@ -141,7 +162,8 @@ def _train(ctx, path, stats, human_only: bool = False) -> dict:
     device = next(trainer.model.parameters()).device
     meta = {
         "base": identity, "train_pairs": len(trainer.train_dataset), "heldout_pairs": len(test),
-        "human_only": human_only, "margin": cfg.use_margin, "layers": model.config.num_hidden_layers,
+        "human_only": human_only, "member": member + 1, "seed": seed, "margin": cfg.use_margin,
+        "layers": model.config.num_hidden_layers,
         "processes": args.world_size, "resumed_from": resumed,
         "train_seconds": train_seconds(trainer),
         **_scores(trainer, tokenizer, train, test, device, ctx.config.seed),

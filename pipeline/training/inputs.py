@@ -4,6 +4,7 @@ is reused while it is unchanged), and the preference rows handed to TRL."""
 from cai.errors import CaiError
 from cai.hashing import content_hash
 from cai.training.base import TEXT_COLUMNS, base_identity
+from cai.training.ensemble import ENSEMBLE_KEYS, member_name
 
 
 def dataset_hash(ctx, name: str, part: str | None = None) -> str:
@@ -29,7 +30,8 @@ def input_hash(ctx, name: str, section, part: str | None = None) -> str:
     of the same rows are one model, whatever part of the dataset they came from."""
     from cai.training.scoring import TEXT_VERSION
     return content_hash(name, dataset_hash(ctx, name, part), _settings(section),
-                        base_identity(ctx, tuned=name == "policy", rm=name == "rm"), ctx.config.seed,
+                        base_identity(ctx, tuned=name == "policy", rm=name.startswith("rm")),
+                        ctx.config.seed,
                         reward_inputs(ctx) if name == "policy" else None, TEXT_VERSION)
 
 
@@ -41,7 +43,11 @@ def reward_inputs(ctx) -> dict | None:
         return None
     out = {}
     if "rm" in cfg.train_policy.reward:
-        out["rm"] = input_hash(ctx, "rm", cfg.train_rm)
+        rm = cfg.train_rm
+        out["rm"] = input_hash(ctx, "rm", rm)
+        if rm.ensemble > 1:  # every member, and how their scores combine
+            out["rm_ensemble"] = [[input_hash(ctx, member_name(i), rm) for i in range(1, rm.ensemble)],
+                                  rm.aggregate, rm.penalty]
     if "judge" in cfg.train_policy.reward:
         out["judge"] = judge_identity(ctx)
     return out
@@ -93,6 +99,8 @@ def check_agreement(ctx, stats):
 
 
 def _settings(section) -> dict:
-    """The section as it names a model; an empty `trainer` pass-through is left out, so models
-    trained before the key existed keep their names."""
-    return section.model_dump(exclude={"trainer"} if not section.trainer else None)
+    """The section as it names a model; an empty `trainer` pass-through and a reward-model
+    ensemble's own settings are left out, so models trained before those keys existed keep
+    their names, and a member is the same model whatever the ensemble around it."""
+    skip = set() if section.trainer else {"trainer"}
+    return section.model_dump(exclude=skip | {k for k in ENSEMBLE_KEYS if k in type(section).model_fields})

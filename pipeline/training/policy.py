@@ -17,7 +17,8 @@ from cai.backends.weights import resolve
 from cai.errors import ConfigError
 from cai.training.arguments import batch_order, dpo_label_smoothing, lora_config, trl_args
 from cai.training.base import base_model, load_tokenizer, seed_everything
-from cai.training.inputs import load_prefs
+from cai.training.ensemble import ENSEMBLE, ensemble_reward, member_name
+from cai.training.inputs import input_hash, load_prefs
 from cai.training.rewards import judge_reward
 from cai.training.saving import fit, loss_curve, save_model, train_seconds
 from cai.training.scoring import protected, reward_function
@@ -184,15 +185,30 @@ def train_online(ctx, path) -> dict:
 
 
 def _rm_reward(ctx):
-    """The reward model as a reward function that reads texts as cai trained it on them."""
+    """The reward model (or the ensemble's aggregate) as a reward function that reads texts as
+    cai trained them on them."""
     from cai.backends.device import pick_device
-    return reward_function(_rm_path(ctx), pick_device(ctx.config.models.device))
+    rm, device = ctx.config.train_rm, pick_device(ctx.config.models.device)
+    if rm.ensemble == 1:
+        return reward_function(_rm_path(ctx), device)
+    return ensemble_reward(_ensemble_paths(ctx), device, rm.aggregate, rm.penalty)
+
+
+def _ensemble_paths(ctx) -> list[str]:
+    """The members train-rm made from the current inputs, in order."""
+    _rm_path(ctx)  # member 1 is current, or one line says why not
+    rm = ctx.config.train_rm
+    wanted = [input_hash(ctx, member_name(i), rm) for i in range(rm.ensemble)]
+    made = ctx.store.get_manifest(ENSEMBLE)
+    if made is None or made["ids"] != wanted:
+        raise ConfigError(f"train_rm.ensemble={rm.ensemble}: the ensemble train-rm made is missing "
+                          "or out of date; run `cai train-rm` first")
+    return made["meta"]["paths"]
 
 
 def _rm_path(ctx) -> str:
     """The reward model this policy is named after: the one train-rm made from the current
     inputs (an older one would train a policy under the wrong name)."""
-    from cai.training.inputs import input_hash
     rm = ctx.store.get_manifest("train-rm")
     if rm is None or rm["ids"][0] != input_hash(ctx, "rm", ctx.config.train_rm):
         state = "has not run" if rm is None else "is out of date (its inputs changed)"
