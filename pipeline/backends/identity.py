@@ -3,10 +3,11 @@
 Call keys, data stages' fingerprints, trained models' names and the shared call cache all name a
 model through `model_identity(spec, config)`:
 
-- `transformers:` a local directory or a Hub id's cached snapshot (and its commit) by the content of every file a loader reads (weights,
-  tokenizer, chat template, `config.json`, `generation_config.json`: `cai.backends.weights`), a GGUF
-  file or the embedded alias by its hash; plus the dtype it runs in and whether judge prompts
-  share prefilled prefixes (`models.prefix_cache`: exact in float32, within rounding in bf16).
+- `transformers:` a local directory or a Hub id's cached snapshot (and its commit) by the content
+  of every file a loader reads (weights, tokenizer, chat template, `config.json`,
+  `generation_config.json`: `cai.backends.weights`), a GGUF file or the embedded alias by its
+  hash; plus the dtype it runs in and whether judge prompts share prefilled prefixes
+  (`models.prefix_cache`: exact in float32, within rounding in bf16).
 - `vllm:` a local directory as above; a hub name only with a pinned revision
   (`org/name@REVISION`); plus dtype, context length, prefix caching and tensor parallelism.
 - `openai:` the server as far as cai can see it: the base URLs the model is sent to, what each

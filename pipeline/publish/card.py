@@ -16,10 +16,10 @@ def dataset_card(ctx, n: dict, blend_meta, calibration, digest) -> str:
         "- config_name: kto", "  data_files: [{split: train, path: kto.jsonl}]", "---", "",
         f"# cai preference dataset `{digest}`", "",
         "Made by [cai](https://pypi.org/project/cai-pipeline/) (`pip install cai-pipeline`) from a "
-        "constitution: a policy model answered prompts, an AI judge critiqued and revised each answer against a principle "
-        "(critique-revision pairs: revision ≻ original) and compared candidate answers under "
-        "principles in both orders (comparison pairs, with the judge's probability), blended "
-        "with human pairs.",
+        "constitution: a policy model answered prompts, an AI judge critiqued and revised each "
+        "answer against a principle (critique-revision pairs: revision ≻ original) and compared "
+        "candidate answers under principles in both orders (comparison pairs, with the judge's "
+        "probability), blended with human pairs.",
         "", "## Provenance", "",
         f"- constitution: `{c.name}` version `{c.version}` (content `{c.content_version}`), "
         f"file `{cfg.constitution}`",
