@@ -548,9 +548,13 @@ def test_gc_removes_unused_evaluation_results_from_the_store_and_no_directory(tm
             "stored": "used-kl"}}})
         run = store.start_run("cfg", "v1")
         store.finish_run(run, "finished", {"manifests": {"train-policy": []}})
+        store.put_manifest("train-rm-human", ["rm-h"], {"path": ""})  # no run snapshot names it
         assert collect_garbage(store) == {"calls": 0, "records": 0, "models": 0, "caches": 1}
         assert store.get_artifact("eval-kl", "used-kl") is not None
         assert store.get_artifact("eval-rm", "old-scores") is None
+        # a current manifest keeps its id list, whether or not a run's snapshot names it
+        assert store.get_manifest("evaluate")["ids"] == ["base"]
+        assert store.get_manifest("train-rm-human")["ids"] == ["rm-h"]
     assert (tmp_path / "keep.txt").exists() and (tmp_path / "run" / "cai.sqlite").exists()
 
 

@@ -169,7 +169,12 @@ class Manifests:
         return self.db.execute("SELECT COUNT(*) FROM id_lists WHERE list=?", (name,)).fetchone()[0]
 
     def delete_lists_except(self, keep: set) -> int:
-        """Drop every id list not in `keep` (pending lists of a crashed stage too)."""
+        """Drop every id list not in `keep` (pending lists of a crashed stage too), but never
+        the list of a current manifest, whichever stage wrote it (a reward model's human-only
+        twin, evaluate, an ensemble): without its list a manifest reads as damage."""
+        current = {r[0] for r in self.db.execute(
+            "SELECT list FROM manifests WHERE list IS NOT NULL")}
+        keep = set(keep) | current
         names = [r[0] for r in self.db.execute("SELECT DISTINCT list FROM id_lists")]
         return self._change_in("DELETE FROM id_lists WHERE list IN ({marks})",
                                [n for n in names if n not in keep])
