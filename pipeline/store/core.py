@@ -21,7 +21,14 @@ import time
 from pathlib import Path
 
 from cai.store import health as store_health
-from cai.store.files import DB_NAME, _open_read_only, _open_writable, copy_store, dumps, take_lock  # noqa: F401 - the store's names
+from cai.store.files import (  # noqa: F401 - DB_NAME, copy_store, dumps, take_lock: the store's names
+    DB_NAME,
+    _open_read_only,
+    _open_writable,
+    copy_store,
+    dumps,
+    take_lock,
+)
 from cai.store.manifests import Manifests, _DroppedWriter
 from cai.store.migrations import MIGRATIONS, migrate, transaction  # noqa: F401 - where tests take them
 from cai.store.review_rows import ReviewRows
