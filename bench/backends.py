@@ -175,7 +175,7 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # server and client share 2 cores
     from cai.backends.tiny import tiny_model
     from cai.inputs.sources import load_prompts
-    from cai.runs.runner import quiet_libraries
+    from cai.log import quiet_libraries
     quiet_libraries()
     if sys.argv[1:] == ["--only", "engines"]:
         prompts = [p["prompt"] for p in load_prompts("builtin:redteam")[:32]]

@@ -192,7 +192,7 @@ def main():
     if args.wheels:
         install(args.wheels, args.site)
     from cai.backends.weights import ensure_embedded
-    from cai.runs.runner import quiet_libraries
+    from cai.log import quiet_libraries
     quiet_libraries()
     tokenizer = args.tokenizer or ensure_embedded("smollm2-135m")[0]
     results = {"device": device_name(args.device), "configs": {}}

@@ -104,7 +104,7 @@ def main():
     ap.add_argument("--run-dir", default="outputs/bench-injection", help="caches the judge calls")
     ap.add_argument("--json", help="also write the results here")
     args = ap.parse_args()
-    from cai.runs.runner import quiet_libraries
+    from cai.log import quiet_libraries
     quiet_libraries()
     cfg = load_config(args.config, [*args.overrides, f"run_dir={args.run_dir}"])
     ctx = RunContext(cfg)

@@ -24,7 +24,7 @@ def main():
     from invalidation import prove
 
     from cai import backends
-    from cai.runs.runner import quiet_libraries
+    from cai.log import quiet_libraries
     quiet_libraries()
     backends.BACKENDS["fake"] = lambda model, config: FakeBackend(model)
     with tempfile.TemporaryDirectory(prefix="cai-invalidation-") as tmp:

@@ -55,7 +55,7 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from cai.backends.transformers_backend import TransformersBackend
     from cai.inputs.sources import load_human_pairs
-    from cai.runs.runner import quiet_libraries
+    from cai.log import quiet_libraries
     quiet_libraries()
     backend = TransformersBackend("smollm2-135m")
     default_budget = backend.max_batch_tokens

@@ -97,7 +97,7 @@ def main():
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from cai.backends.tiny import tiny_model
     from cai.config.run import load_config
-    from cai.runs.runner import quiet_libraries
+    from cai.log import quiet_libraries
     quiet_libraries()
     tmp = Path(tempfile.mkdtemp(prefix="cai-bench-"))
     model = f"transformers:{tiny_model(tmp / 'tiny')}"

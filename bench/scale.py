@@ -37,7 +37,8 @@ def one(records: int, run_dir: Path, extra: list[str] = ()) -> dict:
 
     from cai import backends
     from cai.config.run import load_config
-    from cai.runs.runner import quiet_libraries, run_stages
+    from cai.log import quiet_libraries
+    from cai.runs.runner import run_stages
     from cai.stages import DATA_STAGES
     quiet_libraries()
     backends.BACKENDS["fake"] = lambda model, config: FakeBackend(model)

@@ -148,7 +148,8 @@ def main():
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
     from cai.backends.tiny import tiny_model
-    from cai.runs.runner import quiet_libraries, run_stages
+    from cai.log import quiet_libraries
+    from cai.runs.runner import run_stages
     quiet_libraries()
     with tempfile.TemporaryDirectory(prefix="cai-bench-train-") as tmp:
         model = tiny_model(Path(tmp) / "tiny", width=args.width)

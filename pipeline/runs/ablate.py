@@ -15,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from cai.runs.history import compare_pairs, pair_identity
+from cai.runs.principles import ai_pairs, calibration_report
 from cai.stages import STAGES
 from cai.stages.context import RunContext
 from cai.stages.reuse import run_stage
@@ -72,12 +73,8 @@ def outcome(run_dir) -> dict:
     """What an ablation is measured on: the AI pairs by identity, their summed weight, and the
     judge's calibrated agreement with people on the human training pairs."""
     with ReadOnlyStore(run_dir) as store:
-        pairs = {}
-        if store.manifest_meta("pairs") is not None:
-            for page in store.manifest_pages("pairs", 2000):
-                pairs.update({pair_identity(p): p for p in store.get_records(page).values()})
-        fit = store.get_manifest("calibrate")
-        report = (store.get_records(fit["ids"])[fit["ids"][0]]["report"] or {}) if fit else {}
+        pairs = {pair_identity(p): p for p in ai_pairs(store)}
+        report = calibration_report(store)
     return {"pairs": pairs, "effective": sum(p.get("weight") or 0.0 for p in pairs.values()),
             "accuracy": (report.get("calibrated") or {}).get("accuracy")}
 

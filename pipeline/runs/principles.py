@@ -10,23 +10,33 @@ from cai.store.core import ReadOnlyStore
 def principle_scores(run_dir) -> list[dict]:
     """One row per principle judged on the human slice or behind an AI pair, strongest first."""
     with ReadOnlyStore(run_dir) as store:
-        fit = store.get_manifest("calibrate")
-        if fit is None:
+        if store.get_manifest("calibrate") is None:
             raise CaiError(f"{run_dir}: stage 'calibrate' has not run yet; run `cai run` first")
-        report = store.get_records(fit["ids"])[fit["ids"][0]]["report"] or {}
+        report = calibration_report(store)
         produced: dict[str, list[float]] = {}
-        if store.manifest_meta("pairs") is not None:
-            for page in store.manifest_pages("pairs", 2000):
-                for pair in store.get_records(page).values():
-                    if pair.get("source") == "ai":
-                        for pid in principles_of(pair):
-                            produced.setdefault(pid, []).append(pair.get("weight") or 0.0)
+        for pair in ai_pairs(store):
+            for pid in principles_of(pair):
+                produced.setdefault(pid, []).append(pair.get("weight") or 0.0)
     strength, trust = report.get("strength") or {}, report.get("trust") or {}
     rows = [{"principle": pid, **strength.get(pid, {}), "trust": trust.get(pid),
              "ai_pairs": len(produced.get(pid, [])),
              "ai_weight": round(sum(produced.get(pid, [])), 4)}
             for pid in sorted(set(strength) | set(produced))]
     return sorted(rows, key=lambda r: (-(r.get("strength") or 0.0), r["principle"]))
+
+
+def calibration_report(store) -> dict:
+    """The run's calibration report (map, trust, agreement, strength); {} before calibrate."""
+    fit = store.get_manifest("calibrate")
+    return (store.get_records(fit["ids"])[fit["ids"][0]]["report"] or {}) if fit else {}
+
+
+def ai_pairs(store):
+    """The run's AI preference pairs (the pairs manifest), a page at a time."""
+    if store.manifest_meta("pairs") is None:
+        return
+    for page in store.manifest_pages("pairs", 2000):
+        yield from (p for p in store.get_records(page).values() if p.get("source") == "ai")
 
 
 def format_scores(rows: list[dict]) -> str:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cai.fsutil import atomic_write_text
 from cai.inputs.checks import preflight
-from cai.log import quiet_libraries, say, to_file  # noqa: F401 - benches take it here
+from cai.log import quiet_libraries, say, to_file
 from cai.report import html as report_html
 from cai.report import summary as report
 from cai.report.figures import PLOTS

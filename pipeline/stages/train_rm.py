@@ -48,16 +48,16 @@ def run(ctx) -> StageStats:
 def _ensemble(ctx, stats, section, first: dict) -> dict:
     """Members 2..k (member 1 is the run's reward model), each named and reused on its own;
     the manifest `train-rm-ensemble` lists them for GRPO/RLOO and the report."""
-    done = [(ctx.store.get_manifest("train-rm")["meta"]["path"], first)]
+    done = [(ctx.store.manifest_meta("train-rm")["path"], first)]
     for i in range(1, section.ensemble):
         done.append(train_or_reuse(ctx, member_name(i), section, stats,
                                    lambda path, i=i: _train(ctx, path, stats, member=i),
                                    part="prefs", manifest=f"train-{member_name(i)}"))
     report = ensemble_report([meta["heldout_scores"] for _, meta in done], section.aggregate,
                              section.penalty)
-    hashes = [ctx.store.get_manifest("train-rm")["ids"][0]] + [
-        ctx.store.get_manifest(f"train-{member_name(i)}")["ids"][0] for i in range(1, section.ensemble)]
-    ctx.store.put_manifest(ENSEMBLE, hashes, {"paths": [path for path, _ in done], **report})
+    hashes = [ctx.store.get_manifest(f"train-{member_name(i)}")["ids"][0]
+              for i in range(section.ensemble)]
+    ctx.store.put_manifest(ENSEMBLE, hashes, {"paths": [str(path) for path, _ in done], **report})
     return report
 
 
