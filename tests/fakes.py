@@ -82,3 +82,33 @@ class HumanFollowingJudge(FakeBackend):
                 a_wins = self._a_wins(found.group(2), found.group(4))
                 out[i] = [math.log(x) for x in (win if a_wins else win[::-1])]
         return out
+
+
+_REPLY = re.compile(r"The assistant's response:\n(`{3,})response\n(.*?)\n\1\n", re.DOTALL)
+
+
+class PositionBiasedScorer(FakeBackend):
+    """A scripted judge that is useless pairwise and informative pointwise, like small instruct
+    models: shown two replies it picks A (P = `lean`) whatever they are; asked whether one reply
+    violates a principle, it says "No" to the reply people chose and "Yes" to the one they
+    rejected for a set share of the human pairs (`accuracy`), with P = `sure`."""
+
+    def __init__(self, model: str, humans: list[dict], accuracy: float, sure: float = 0.8,
+                 lean: float = 0.95):
+        super().__init__(model)
+        self.replies = {}
+        for h in humans:
+            right = _digest("agree", h["id"])[0] / 256 < accuracy
+            self.replies[h["chosen"]], self.replies[h["rejected"]] = (not right), right
+        self.sure, self.lean = sure, lean
+
+    def choice_logprobs(self, requests):
+        out = super().choice_logprobs(requests)
+        for i, r in enumerate(requests):
+            asked = dict(r.messages[-1])["content"]
+            if tuple(r.choices) == ("A", "B"):
+                out[i] = [math.log(self.lean), math.log(1 - self.lean)]
+            elif (found := _REPLY.search(asked)) and found.group(2) in self.replies:
+                yes = self.sure if self.replies[found.group(2)] else 1 - self.sure
+                out[i] = [math.log(yes), math.log(1 - yes)]
+        return out

@@ -68,13 +68,19 @@ class LabelConfig(Section):
         "is their mean"))
     tags: list[str] | None = Field(["harmlessness"], description=(
         "principles whose comparison questions are asked (null = all)"))
+    mode: Literal["pairwise", "pointwise", "auto"] = Field("pairwise", description=(
+        "how a comparison is asked: 'pairwise' (the judge sees both replies and picks one, in both "
+        "orders), 'pointwise' (each reply is asked its principle's question alone; P(first ≻ second) "
+        "comes from the two P(violates) through the calibration map; no position to be biased by), "
+        "'auto' (both; the calibrate stage keeps, per principle, the mode whose held-out agreement "
+        "with people is higher, and says which)"))
     average: Literal["logit", "probability"] = Field("logit", description=(
         "how the two answer orders combine: 'logit' (mean log-odds: a constant lean towards one "
         "position cancels exactly) or 'probability' (mean probability: a strong lean squashes the label"
         " towards 0.5)"))
     cot: bool = Field(False, description=(
-        "chain of thought: the judge reasons first, then its choice is scored; probabilities are "
-        "clamped to `label.cot_clamp` (CoT answers are overconfident)"))
+        "chain of thought (pairwise labels): the judge reasons first, then its choice is scored; "
+        "probabilities are clamped to `label.cot_clamp` (CoT answers are overconfident)"))
     cot_max_new_tokens: int = Field(96, ge=1, le=MAX_TOKENS, description="token budget of the reasoning")
     cot_clamp: tuple[float, float] = Field((0.4, 0.6), description=(
         "[low, high] band CoT probabilities are clamped to (the CAI paper uses 40-60 %)"))

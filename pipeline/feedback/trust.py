@@ -34,13 +34,22 @@ LEVEL = 0.05  # one-sided 95 %
 STRENGTH_MARGIN = 0.05
 
 
-def judgement(record: dict) -> dict:
-    """A label record of a human pair in the shape calibration works on: the human's choice
-    is the record's `first` reply, so every p is the judge's P(human choice ≻ the other)."""
-    return {"id": record["human_id"], "p": record["p"], "p_order1": record["p_order1"],
-            "p_order2": record["p_order2"],
-            "principles": {x["id"]: {k: x[k] for k in ("p", "p_order1", "p_order2")}
-                           for x in record["principles"] if x["error"] is None}}
+def mode_of(entry: dict) -> str:
+    """How a principle's label was asked: 'pairwise' (both replies shown; the default, so a record
+    made before pointwise labelling existed reads as what it is) or 'pointwise'."""
+    return entry.get("mode", "pairwise")
+
+
+def judgement(record: dict, mode: str = "pairwise") -> dict | None:
+    """A label record of a human pair in the shape calibration works on, from its labels asked
+    in `mode` (None where none answered): the human's choice is the record's `first` reply, so
+    every p is the judge's P(human choice ≻ the other)."""
+    ok = [x for x in record["principles"] if x["error"] is None and mode_of(x) == mode]
+    if not ok:
+        return None
+    return {"id": record["human_id"],
+            **{k: sum(x[k] for x in ok) / len(ok) for k in ("p", "p_order1", "p_order2")},
+            "principles": {x["id"]: {k: x[k] for k in ("p", "p_order1", "p_order2")} for x in ok}}
 
 
 def observations(judgements: list[dict]) -> dict[str, list[tuple[float, int]]]:
@@ -116,11 +125,12 @@ def cross_fit(judgements: list[dict], k: int, shrinkage: float, seed: int) -> li
     folds = folds_of(judgements, k, seed)
     for i, fold in enumerate(folds):
         fit = fit_map([j for f in folds[:i] + folds[i + 1:] for j in f], shrinkage)
-        out += [_calibrated(fit, j) for j in fold]
+        out += [calibrated(fit, j) for j in fold]
     return out
 
 
-def _calibrated(fit: dict, j: dict) -> dict:
+def calibrated(fit: dict, j: dict) -> dict:
+    """A judgement's labels through a calibration map, in the same shape."""
     per = {}
     for pid, e in j["principles"].items():
         per[pid] = {"p_order1": sigmoid(_a_wins(fit, pid, e["p_order1"])),  # chosen shown as A
@@ -156,7 +166,13 @@ def trust_report(judgements: list[dict], k: int, shrinkage: float, seed: int) ->
     if not judgements:
         return {"n": 0, "trust": {}, "overall_trust": 0.0,
                 "map": fit_map([], shrinkage), "raw": {"n": 0}, "calibrated": {"n": 0}}
-    held = cross_fit(judgements, k, shrinkage, seed)
+    return assess(judgements, cross_fit(judgements, k, shrinkage, seed),
+                  fit_map(judgements, shrinkage), k, shrinkage, seed)
+
+
+def assess(judgements: list[dict], held: list[dict], fit: dict, k: int, shrinkage: float,
+           seed: int) -> dict:
+    """The trust report of judgements, their cross-fitted calibrated labels `held` and the map."""
     raw, cal = calibration_report(judgements, seed=seed), calibration_report(held, seed=seed)
     # Per principle, the evidence is pooled towards the judge's overall agreement (`shrinkage`
     # pseudo-pairs at that rate): of fifteen principles judged by a judge at chance, one is
@@ -172,8 +188,7 @@ def trust_report(judgements: list[dict], k: int, shrinkage: float, seed: int) ->
             "calibrated": cal, "trust": trust,
             # how strongly each principle speaks for people's choices (held-out labels)
             "strength": strength_report(held, STRENGTH_MARGIN, seed),
-            "overall_trust": trust_of(cal["accuracy"], cal["n"]),
-            "map": fit_map(judgements, shrinkage)}
+            "overall_trust": trust_of(cal["accuracy"], cal["n"]), "map": fit}
 
 
 def comparison_trust(trust: dict, principles: list[dict]) -> float:
@@ -187,5 +202,14 @@ def worth(report: dict | None, principles: list[dict]) -> tuple[float | None, fl
     no report (no human pair judged) the label is uncalibrated and earns no trust."""
     if not report or not report.get("n"):
         return None, 0.0
+    principles = spoken_for(report["map"], principles)
     return (calibrate_ensemble(report["map"], principles),
             comparison_trust(report["trust"], principles))
+
+
+def spoken_for(fit: dict, principles: list[dict]) -> list[dict]:
+    """The labels a calibration map speaks for: per principle, those asked in the mode the map
+    chose for it (`label.mode: auto` labels a comparison both ways; a map of one mode names none
+    but its default)."""
+    modes, default = fit.get("modes", {}), fit.get("default", "pairwise")
+    return [x for x in principles if mode_of(x) == modes.get(x["id"], default)]

@@ -95,6 +95,26 @@ def ensemble_line(cal: dict) -> str:
             f"calibration.ensemble={train_k} to measure those")
 
 
+def mode_lines(cal: dict) -> list[str]:
+    """How the labels were asked (`label.mode`), and what `auto` kept per principle."""
+    lm = cal.get("label_mode") or {}
+    if lm.get("setting", "pairwise") == "pairwise":
+        return []
+    if lm["setting"] == "pointwise":
+        return ["- labels asked pointwise: each reply scored alone, the pair from the two scores"]
+    by_mode: dict[str, list] = {}
+    for pid, mode in sorted(lm["chosen"].items()):
+        acc = {m: (lm.get("accuracy") or {}).get(m, {}).get(pid) for m in ("pairwise", "pointwise")}
+        by_mode.setdefault(mode, []).append(
+            f"`{pid}` ({_acc(acc['pairwise'])} pairwise, {_acc(acc['pointwise'])} pointwise)")
+    return ["- label mode auto, chosen per principle by held-out agreement with people: "
+            + "; ".join(f"{mode} for {', '.join(v)}" for mode, v in sorted(by_mode.items()))]
+
+
+def _acc(x) -> str:
+    return "–" if x is None else f"{x:.2f}"
+
+
 def calibration_lines(report: dict | None) -> list[str]:
     """The judge-vs-human report (`cai.feedback.trust`) as markdown: raw and calibrated agreement on
     held-out human pairs, per principle, and the trust each principle earned."""
@@ -111,7 +131,7 @@ def calibration_lines(report: dict | None) -> list[str]:
               f"{raw['position_bias_rate']} of pairs and preferred whatever was shown first in "
               f"{raw['first_position_rate']} of answers (0.5 = no bias)",
               f"- trust (lower 95 % bound of 2·accuracy − 1, at least 0): "
-              f"{report['overall_trust']} overall", ensemble_line(report), "",
+              f"{report['overall_trust']} overall", ensemble_line(report), *mode_lines(report), "",
               "| principle | pairs | accuracy raw | accuracy calibrated | trust |",
               "|---|---|---|---|---|"]
     for pid, row in cal["per_principle"].items():

@@ -6,7 +6,7 @@ from cai.evaluation.ai_value import remembered_ai_value
 from cai.evaluation.detectors import describe
 from cai.evaluation.scorecard import HEADER, ITERATION_HEADER, evaluation_rows, fmt, iteration_rows
 from cai.fsutil import atomic_write_text
-from cai.publish.card import effective_line, ensemble_line
+from cai.publish.card import effective_line, ensemble_line, mode_lines
 from cai.report import html as report_html
 from cai.report.figures import PLOTS
 from cai.report.headline import answer_lines, meta_lines, run_meta
@@ -157,7 +157,7 @@ def judge_lines(a: dict, composition: dict | None) -> list[str]:
             f"one position has bias rate 1.00); trust {fmt(a['overall_trust'])}",
             f"- {effective_line(composition)} The judge agrees with humans "
             f"{fmt(cal['accuracy'])} of the time, so its pairs count for what that is worth.",
-            ensemble_line(a)]
+            ensemble_line(a), *mode_lines(a)]
 
 
 def ensemble_lines(e: dict | None) -> list[str]:

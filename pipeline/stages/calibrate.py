@@ -11,7 +11,8 @@ its settings, so new human labels (or a new judge) recompute it and what depends
 nothing else does.
 """
 
-from cai.feedback.trust import judgement, trust_report
+from cai.feedback.modes import label_modes, mode_report
+from cai.feedback.trust import judgement
 from cai.hashing import content_hash
 from cai.stages.common import load_records, require_manifest, save_records
 from cai.stages.context import StageStats, timed
@@ -19,7 +20,7 @@ from cai.stages.reads import Reads
 
 # What this stage reads (cai.stages.reads): its fingerprint and `cai plan` follow it.
 READS = Reads(config=("seed", "calibration.folds", "calibration.shrinkage", "calibration.ensemble",
-                      "label.ensemble"), stages=("label-calibration",))
+                      "label.ensemble", "label.mode"), stages=("label-calibration",))
 
 
 @timed("calibrate")
@@ -28,10 +29,13 @@ def run(ctx) -> StageStats:
     c = cfg.calibration
     ids = require_manifest(ctx, "label-calibration")["ids"]
     records = load_records(ctx, ids)
-    judged = [judgement(r) for r in records if r["p"] is not None]
+    by_mode = {m: [j for j in (judgement(r, m) for r in records) if j is not None]
+               for m in label_modes(cfg.label.mode)}
+    judged = {j["id"] for js in by_mode.values() for j in js}
     stats.drop("human_pair_not_judged", len(records) - len(judged))
-    fit_id = "fit-" + content_hash(sorted(ids), c.folds, c.shrinkage, cfg.seed)
-    report = trust_report(judged, c.folds, c.shrinkage, cfg.seed) if judged else None
+    fit_id = "fit-" + content_hash(sorted(ids), c.folds, c.shrinkage, cfg.seed,
+                                   *([cfg.label.mode] if cfg.label.mode != "pairwise" else []))
+    report = mode_report(cfg.label.mode, by_mode, c.folds, c.shrinkage, cfg.seed) if judged else None
     if report is not None:
         report.update(failed=len(records) - len(judged), ensemble=c.ensemble,
                       training_ensemble=cfg.label.ensemble)

@@ -12,6 +12,9 @@ K principles (`label.ensemble`, ranked by the same rendezvous hash as critique a
 edits move only what they must), each in both answer orders; the label is the mean of the
 order-averaged probabilities (averaged in log-odds by default, so a judge's constant lean towards
 a position cancels), and the gap between orders is kept as the position-bias measure.
+With `label.mode: pointwise` each reply is instead scored alone under each principle and the
+label comes from the two scores (`cai.feedback.pointwise`); `auto` asks both ways and leaves the
+choice, per principle, to the calibrate stage (`cai.feedback.modes`).
 The human training pairs (`calibration.judge_pairs` of them) are labelled by exactly the same
 code, under `calibration.ensemble` principles each; the held-out human pairs are never shown to
 the judge.
@@ -23,7 +26,10 @@ from itertools import combinations, zip_longest
 from cai.constitution import rank_principles
 from cai.errors import CaiError
 from cai.feedback.judge import compare
+from cai.feedback.modes import label_modes
+from cai.feedback.pointwise import score_pairs
 from cai.feedback.probability import ensemble, margin
+from cai.feedback.trust import mode_of
 from cai.hashing import content_hash
 from cai.inputs.human_slice import judged_pairs
 from cai.inputs.sources import BadRows
@@ -73,7 +79,7 @@ def run(ctx) -> StageStats:
     stats.metrics = {"comparisons": out.count, "labelled": sums["labelled"],
                      "human_pairs_judged": sum(r["p"] is not None for _, _, r in judged),
                      "mean_margin": _mean(sums["margin"], sums["labelled"]),
-                     "mean_order_gap": _mean(sums["gap"], sums["labelled"])}
+                     "mean_order_gap": _mean(sums["gap"], sums["labelled"]), "mode": cfg.label.mode}
     return stats
 
 
@@ -136,47 +142,59 @@ def _human_item(h: dict) -> dict:
 
 
 def label_pairs(ctx, stats, principles, items: list[dict], k: int, desc: str) -> list[tuple]:
-    """Each item judged under its top-k principles in both orders -> (id, kind, record)."""
+    """Each item judged under its top-k principles, in each mode of `label.mode` -> (id, kind,
+    record)."""
     cfg = ctx.config
     asks = [(it, p) for it in items for p in rank_principles(principles, it["key"], cfg.seed)[:k]]
-    results = compare(ctx.judge(), ctx.constitution,
-                      [{"principle": p, "prompt": it["prompt"], "first": it["first"],
-                        "second": it["second"]} for it, p in asks],
-                      cfg.judge, cfg.seed, cfg.label.cot, cfg.label.cot_max_new_tokens,
-                      cfg.label.cot_clamp, cfg.label.average, desc=desc)
-    per_item = {}
-    for (it, p), res in zip(asks, results):
-        per_item.setdefault(it["key"], []).append(
-            {"id": p.id, "version": p.version, **{x: v for x, v in res.items() if x != "calls"},
-             "calls": res["calls"]})
+    questions = [{"principle": p, "prompt": it["prompt"], "first": it["first"],
+                  "second": it["second"]} for it, p in asks]
+    modes, per_item = label_modes(cfg.label.mode), {it["key"]: [] for it in items}
+    for mode in modes:
+        for (it, p), res in zip(asks, _ask(ctx, mode, questions, desc)):
+            per_item[it["key"]].append(
+                {"id": p.id, "version": p.version, **{x: v for x, v in res.items() if x != "calls"},
+                 "calls": res["calls"]})
+    # Named by the calls and by how their answers were combined into the label.
+    settings = {"average": cfg.label.average, "clamp": cfg.label.cot_clamp if cfg.label.cot else None}
+    if modes != ("pairwise",):  # a pairwise label keeps the name it had before modes existed
+        settings["mode"] = cfg.label.mode
     records = []
     for it in items:
-        record = _aggregate(it, per_item[it["key"]], ctx.config.models.judge)
+        record = _aggregate(it, per_item[it["key"]], ctx.config.models.judge, modes[0])
         if record["failed"]:
             stats.drop(("human_" if it["kind"] == "human" else "") + record["failed"])
         prefix = "cal-" if it["kind"] == "human" else "cmp-"
-        # Named by the calls and by how their answers were combined into the label.
         rid = prefix + content_hash(it["first_id"], it["second_id"],
-                                    [c for p in record["principles"] for c in p["calls"]],
-                                    {"average": cfg.label.average,
-                                     "clamp": cfg.label.cot_clamp if cfg.label.cot else None})
+                                    [c for p in record["principles"] for c in p["calls"]], settings)
         records.append((rid, "comparison", record))
     return records
 
 
-def _aggregate(item: dict, principles: list[dict], judge: str) -> dict:
-    ok = [p for p in principles if p["error"] is None]
+def _ask(ctx, mode: str, questions: list[dict], desc: str) -> list[dict]:
+    cfg = ctx.config
+    if mode == "pointwise":
+        return score_pairs(ctx.judge(), ctx.constitution, questions, cfg.judge, cfg.seed,
+                           desc=f"{desc} (pointwise)")
+    return compare(ctx.judge(), ctx.constitution, questions, cfg.judge, cfg.seed, cfg.label.cot,
+                   cfg.label.cot_max_new_tokens, cfg.label.cot_clamp, cfg.label.average, desc=desc)
+
+
+def _aggregate(item: dict, principles: list[dict], judge: str, mode: str) -> dict:
+    """The record of a comparison; its raw label is from the labels asked in `mode` (the first
+    of `label.mode`'s), all of them kept under `principles`."""
+    mine = [p for p in principles if mode_of(p) == mode]
+    ok = [p for p in mine if p["error"] is None]
     p = ensemble([x["p"] for x in ok])
     failed = None
     if p is None:
-        errors = {x["error"] for x in principles}
+        errors = {x["error"] for x in mine}
         failed = "comparison_failed" if errors == {"call_failed"} else "comparison_unparseable"
     return {**{k: v for k, v in item.items() if k != "key"}, "judge": judge,
             "p": p, "margin": None if p is None else margin(p),
             "p_order1": ensemble([x["p_order1"] for x in ok]),
             "p_order2": ensemble([x["p_order2"] for x in ok]),
             "gap": ensemble([x["gap"] for x in ok]),
-            "method": principles[0]["method"], "principles": principles, "failed": failed}
+            "method": mine[0]["method"], "principles": principles, "failed": failed}
 
 
 def _mean(total: float, n: int):

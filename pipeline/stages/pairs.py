@@ -215,7 +215,8 @@ def comparison_pair(cmp_id: str, cmp: dict, cfg, weigh) -> tuple:
             # the per-principle p's below are the judge's raw P(first ≻ second), as asked
             "first_id": cmp["first_id"], "p_first": cmp["p"], "order_gap": cmp["gap"],
             "p_first_calibrated": w["p_first"], "trust": w["trust"], **weigh.tag,
-            "principles": [{k: x.get(k) for k in ("id", "version", "p_order1", "p_order2", "p",
-                                                  "error", "votes", "reasoning") if k in x}
+            "principles": [{k: x.get(k) for k in ("id", "version", "mode", "p_order1", "p_order2",
+                                                  "p", "p_violates", "error", "votes", "reasoning")
+                            if k in x}
                            for x in cmp["principles"]],
             "policy": cfg.models.policy, "judge": cmp["judge"], "seed": cfg.seed}})
