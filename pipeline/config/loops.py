@@ -15,6 +15,10 @@ class ReviewConfig(Section):
     adjudicators: list[str] = Field([], description=(
         "annotator names who may resolve ties, beside those invited with `cai review invite "
         "NAME --adjudicator` and whoever starts `cai review`"))
+    order: Literal["routed", "random"] = Field("routed", description=(
+        "which pair `cai review` asks next: 'routed' (where a label is worth most: principles "
+        "whose trust interval is wide with many AI pairs waiting on it, then pairs the judge is "
+        "least sure of; the page says why) or 'random' (a seeded order)"))
     use_labels: bool = Field(True, description=(
         "decided review labels join the human calibration slice's training pairs (never the "
         "held-out ones): the next run recomputes only calibration, trust, blend and what follows"))

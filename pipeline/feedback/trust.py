@@ -160,6 +160,17 @@ def trust_of(accuracy: float | None, n: int, prior: float = 0.5, strength: float
     return round(max(0.0, 2 * lower_bound(accuracy, n, prior, strength) - 1), 4)
 
 
+def trust_interval(accuracy: float | None, n: int, prior: float = 0.5,
+                   strength: float = 0.0) -> list[float]:
+    """[trust, max(0, 2·UB − 1)], UB the upper 95 % bound of the agreement rate: trust's 90 %
+    interval (with no pair judged, the prior's alone). Its width is what one more human label
+    of the principle can narrow (`cai review`'s order)."""
+    if accuracy is None or not n:
+        accuracy, n = 0.0, 0
+    high = max(0.0, 2 * lower_bound(accuracy, n, prior, strength, 1 - LEVEL) - 1)
+    return [trust_of(accuracy, n, prior, strength), round(high, 4)]
+
+
 def trust_report(judgements: list[dict], k: int, shrinkage: float, seed: int) -> dict:
     """Raw vs calibrated held-out agreement (overall and per principle), trust per principle,
     and the map fit on all the pairs (what AI labels are calibrated with)."""
@@ -181,11 +192,14 @@ def assess(judgements: list[dict], held: list[dict], fit: dict, k: int, shrinkag
     # overall agreement (never below chance), worth at most `shrinkage` pairs and never more
     # than the pairs of the other principles (a principle's own pairs must not count twice).
     prior = max(0.5, lower_bound(cal["accuracy"], cal["n"]))
-    trust = {pid: trust_of(row["accuracy"], row["n"], prior,
-                           min(shrinkage, max(0, cal["n"] - row["n"])))
+    pooled = {pid: min(shrinkage, max(0, cal["n"] - row["n"]))
+              for pid, row in cal["per_principle"].items()}
+    trust = {pid: trust_of(row["accuracy"], row["n"], prior, pooled[pid])
              for pid, row in cal["per_principle"].items()}
     return {"n": len(judgements), "folds": k, "shrinkage": shrinkage, "raw": raw,
-            "calibrated": cal, "trust": trust,
+            "calibrated": cal, "trust": trust, "trust_prior": round(prior, 4),
+            "trust_interval": {pid: trust_interval(row["accuracy"], row["n"], prior, pooled[pid])
+                               for pid, row in cal["per_principle"].items()},
             # how strongly each principle speaks for people's choices (held-out labels)
             "strength": strength_report(held, STRENGTH_MARGIN, seed),
             "overall_trust": trust_of(cal["accuracy"], cal["n"]), "map": fit}

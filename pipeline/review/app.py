@@ -20,6 +20,7 @@ from cai.errors import CaiError
 from cai.review import access
 from cai.review.agreement import decide, review_metrics
 from cai.review.items import latest, next_item, shown_swapped, to_choice
+from cai.review.routing import route, routing_principles
 from cai.store.core import Store
 
 MODES = ("label", "evaluate")
@@ -33,6 +34,7 @@ def create_app(run_dir, config, host: str = "127.0.0.1", allow_hosts=()) -> Flas
     need = config.review.annotators_per_item
     listed = set(config.review.adjudicators)
     hosts = access.allowed_hosts(host, allow_hosts)
+    principles = routing_principles(config) if config.review.order == "routed" else None
 
     @app.before_request
     def _open():
@@ -110,11 +112,13 @@ def create_app(run_dir, config, host: str = "127.0.0.1", allow_hosts=()) -> Flas
     @app.get("/a/<token>/<mode>")
     def item_page(token, mode):
         _known_mode(mode)
-        items = g.store.review_items(mode, queued=True)
-        item = next_item(items, g.store.review_labels(), g.annotator, need)
+        items, labels = g.store.review_items(mode, queued=True), g.store.review_labels()
+        worth = route(g.store, items, labels, principles, config.calibration.ensemble,
+                      config.seed) if mode == "label" and principles else {}
+        item = next_item(items, labels, g.annotator, need, worth)
         if item is None:
             return page("done.html", mode=mode)
-        return _show(mode, item, items[item], role="annotator")
+        return _show(mode, item, items[item], role="annotator", why=worth.get(item, (0, ""))[1])
 
     @app.get("/a/<token>/<mode>/<item_id>")
     def one_item(token, mode, item_id):
@@ -129,7 +133,7 @@ def create_app(run_dir, config, host: str = "127.0.0.1", allow_hosts=()) -> Flas
         if mode not in MODES:
             abort(404)
 
-    def _show(mode, item_id, item, role):
+    def _show(mode, item_id, item, role, why=""):
         swapped = shown_swapped(item_id, g.annotator)
         a, b = (item["second"], item["first"]) if swapped else (item["first"], item["second"])
         judge = item.get("judge_p_first")
@@ -140,7 +144,7 @@ def create_app(run_dir, config, host: str = "127.0.0.1", allow_hosts=()) -> Flas
         return page("item.html", mode=mode, item_id=item_id, item=item, a=a, b=b, role=role,
                     order="ba" if swapped else "ab", judge_p_a=judge, progress=progress,
                     show_context=mode == "label", cut={"a": _maybe_cut(a), "b": _maybe_cut(b)},
-                    limit=limit)
+                    limit=limit, why=why)
 
     @app.post("/a/<token>/<mode>/<item_id>")
     def label(token, mode, item_id):

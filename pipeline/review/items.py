@@ -119,14 +119,18 @@ def latest(labels: list[dict], role: str = "annotator") -> dict:
     return {item: votes for item, votes in out.items() if votes}
 
 
-def next_item(items: dict, labels: list[dict], annotator: str, need: int) -> str | None:
+def next_item(items: dict, labels: list[dict], annotator: str, need: int,
+              worth: dict | None = None) -> str | None:
     """The item this annotator labels next: one they have not labelled (or skipped) that has
     fewer than `need` labels, the most-labelled first (finish items before starting new ones),
-    then in a fixed seeded order, so annotators converge on the same items."""
+    then the most worth a label (`cai.review.routing`, where given), then in a fixed seeded
+    order, so annotators converge on the same items."""
     votes = latest(labels)
     counted = {i: sum(c != "skip" for c in v.values()) for i, v in votes.items()}
     open_items = [i for i in items
                   if annotator not in votes.get(i, {}) and counted.get(i, 0) < need]
     if not open_items:
         return None
-    return min(open_items, key=lambda i: (-counted.get(i, 0), content_hash("review", i)))
+    worth = worth or {}
+    return min(open_items, key=lambda i: (-counted.get(i, 0), -worth.get(i, (0.0,))[0],
+                                          content_hash("review", i)))
