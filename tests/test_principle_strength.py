@@ -79,3 +79,39 @@ def test_an_ablation_recomputes_exactly_the_records_the_principle_owned(tmp_path
     [again] = ablate(cfg, [pid])  # the calls it made are in the shared call cache now
     assert again["model_calls"] == 0 and {k: again[k] for k in again if k != "model_calls"} == \
         {k: row[k] for k in row if k != "model_calls"}
+
+
+def test_the_general_arm_and_the_reward_model_an_ablation_trains(tmp_path, tiny_model_dir,
+                                                                  fake_backend):
+    """`--general` relabels every record under one principle; `--train` gives each arm's reward
+    model: the run's own where the blend did not change, one trained in the copy where it did;
+    the run's models and store are left as they were."""
+    from conftest import small_config
+
+    from cai.runs.ablate import GENERAL_ARM, ablate
+    from cai.runs.runner import run_stages
+    from cai.stages import DATA_STAGES
+    from cai.store.core import ReadOnlyStore
+    cfg = small_config(tmp_path / "run", **{
+        "prompts.limit": 8, "calibration.use_trust": "false", "train_sft.enabled": "false",
+        "train_rm.base": f"transformers:{tiny_model_dir}", "train_rm.max_steps": 2,
+        "models.shared_cache": str(tmp_path / "calls.sqlite")})
+    run = run_stages(cfg, DATA_STAGES + ["train-rm"], echo=lambda s: None)
+    models = sorted((tmp_path / "run" / "models").iterdir())
+    with ReadOnlyStore(tmp_path / "run") as store:
+        chains = len(store.get_manifest("critique")["ids"])
+        pid = next(iter(store.get_records(store.get_manifest("critique")["ids"]).values())
+                   )["rounds"][0]["principle"]
+    rows = ablate(cfg, [pid], general=True, train=True)
+    assert [r["principle"] for r in rows] == [pid, GENERAL_ARM]
+    without, general = rows
+    assert general["records_recomputed"]["critique"] == chains  # every chain, under one principle
+    assert general["model_calls"] > without["model_calls"] > 0
+    assert general["records_recomputed"]["train-rm"] == 1  # new pairs: its own reward model
+    base_acc = run["reward_model"]["heldout_accuracy"]
+    for r in rows:
+        assert r["rm_heldout_accuracy_run"] == base_acc and r["rm_heldout_accuracy"] is not None
+        # AI pairs count here (use_trust off), so a changed blend trains a reward model of its own
+        assert ("train-rm" in r["records_recomputed"]) == (r["pairs_added"] + r["pairs_removed"]
+                                                          + r["pairs_changed"] > 0)
+    assert sorted((tmp_path / "run" / "models").iterdir()) == models

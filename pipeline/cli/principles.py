@@ -26,14 +26,19 @@ def principles_score_cmd(config, as_json):
 @principles_cmd.command("ablate")
 @common_options
 @click.argument("ids", nargs=-1)
+@click.option("--general", is_flag=True, help=(
+    "also (alone, without IDS) the whole constitution replaced by one general principle"))
+@click.option("--train", is_flag=True, help=(
+    "also train the reward model of each arm and give its held-out accuracy"))
 @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
-def principles_ablate_cmd(config, ids, as_json):
+def principles_ablate_cmd(config, ids, general, train, as_json):
     """Leave each principle (or IDS) out in turn: what the run would lose without it — pairs
     added, removed and flipped, the judge's agreement with people and the effective AI pairs —
     computed through the store and the call cache (only the principle's records cost calls)."""
-    from cai.runs.ablate import HEADER, ablate
+    from cai.runs.ablate import ablate, header
     if not as_json:
-        click.echo(HEADER)
-    rows = ablate(config, ids, echo=(lambda line: None) if as_json else click.echo)
+        click.echo(header(train))
+    rows = ablate(config, ids, echo=(lambda line: None) if as_json else click.echo,
+                  general=general, train=train)
     if as_json:
         click.echo(json.dumps(rows, indent=2))

@@ -42,7 +42,7 @@ def _run(ctx, config, names: list[str], echo) -> dict:
     start, done = time.perf_counter(), []
     try:
         for name in names:
-            stats = _run_one(ctx, name)
+            stats = run_one(ctx, name)
             done.append(stats)
             echo(stats.line())
     except BaseException:
@@ -72,7 +72,7 @@ def _run(ctx, config, names: list[str], echo) -> dict:
     return metrics
 
 
-def _run_one(ctx, name: str):
+def run_one(ctx, name: str):
     """A data stage whose inputs are unchanged is skipped whole (`cai.stages.reuse`)."""
     if name not in DATA_STAGES:
         return STAGES[name](ctx)
