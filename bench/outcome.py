@@ -19,11 +19,22 @@
 4. the reward model's held-out human accuracy with and without the AI pairs: the run's own
    `ai_value` (the same settings, the same held-out pairs; difference with a bootstrap interval).
 
+    python bench/outcome.py --rm-ensemble 5 --k 3 --run-dir outputs/default   # after `cai run`
+
+`--rm-ensemble M` measures reward-model ensembles instead: it trains M reward models of the run's
+recipe (`train_rm.ensemble`: the run's own is member 1, the others differ in seed and batch
+order; the data stages are reused) and scores them on the run's held-out human pairs
+(`calibration.heldout`, never trained on): each alone (single reward models over M seeds: mean
+and standard deviation of the accuracy) and each window of `--k` consecutive members as an
+ensemble under every aggregate (mean, min, mean − std), so both come with their spread over
+seeds. Add `--set calibration.heldout=N` for a larger held-out slice (a run of its own).
+
 Dev prompts are for measuring only: the default prompts never contain one (a test enforces it).
 """
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 
@@ -40,7 +51,8 @@ from cai.runs.runner import run_stages  # noqa: E402
 from cai.stages import STAGES  # noqa: E402
 from cai.stages.context import RunContext  # noqa: E402
 from cai.stats import detector_accuracy  # noqa: E402
-from cai.store.core import Store  # noqa: E402
+from cai.store.core import ReadOnlyStore, Store  # noqa: E402
+from cai.training.ensemble import ensemble_report  # noqa: E402
 
 SETS = {"harmful": "builtin:harmful-{part}", "unsafe": "builtin:unsafe-{part}",
         "safe": "builtin:safe-{part}", "redteam": "builtin:redteam"}
@@ -76,8 +88,14 @@ def main():
     ap.add_argument("--recipe-only", action="store_true", help=(
         "the recipe of `--set` against the base alone: no human-only twin, no evaluate stage "
         "(comparing recipes on the tuning half)"))
+    ap.add_argument("--rm-ensemble", type=int, default=0, metavar="M", help=(
+        "train M reward models of the run's recipe and compare single vs ensemble accuracy"))
+    ap.add_argument("--k", type=int, default=3, help="members per ensemble (--rm-ensemble)")
     args = ap.parse_args()
     base_sets = [f"run_dir={args.run_dir}", *args.sets]
+    if args.rm_ensemble:
+        return rm_ensembles(load_config(None, base_sets + [f"train_rm.ensemble={args.rm_ensemble}"]),
+                            args.k)
     cfg, names = load_config(None, base_sets), list(STAGES)
     default = run_stages(cfg, names[:names.index("evaluate")] if args.recipe_only else names,
                          echo=print)
@@ -107,6 +125,29 @@ def main():
           "error, 95 % intervals\n")
     print(table(rates, default.get("ai_value")))
     print("\n".join(["", *lines]))
+
+
+def rm_ensembles(cfg, k: int):
+    """Single reward models vs ensembles of k on the run's held-out human pairs (module doc)."""
+    names = list(STAGES)
+    m = run_stages(cfg, names[:names.index("train-rm") + 1], echo=lambda line: print(line, file=sys.stderr))
+    with ReadOnlyStore(cfg.run_dir) as store:
+        paths = store.get_manifest("train-rm-ensemble")["meta"]["paths"]
+    scores = [json.loads((Path(p) / "cai-model.json").read_text())["heldout_scores"] for p in paths]
+    singles = [ensemble_report([s], "mean", 0.0)["accuracy"] for s in scores]
+    print(f"held-out human pairs: {len(scores[0])}; reward models: {len(scores)} (train-rm took "
+          f"{m['stages']['train-rm']['seconds']:.0f} s, {m['stages']['train-rm']['made']} trained)")
+    print(f"{'what':<30} {'n':>3} {'mean acc.':>10} {'sd':>6}  each")
+    rows = [("single reward model", singles)]
+    windows = [scores[i:i + k] for i in range(len(scores) - k + 1)]
+    for how in ("mean", "min", "mean_minus_std"):
+        rows.append((f"ensemble of {k}, {how}", [ensemble_report(w, how, 1.0)["accuracy"] for w in windows]))
+    for what, accs in rows:
+        print(f"{what:<30} {len(accs):>3} {statistics.fmean(accs):>10.4f} "
+              f"{statistics.pstdev(accs):>6.4f}  {', '.join(f'{x:.3f}' for x in accs)}")
+    spreads = [ensemble_report(w, "mean", 1.0)["mean_spread"] for w in windows]
+    print(f"members' mean spread (std of scores per reply), per window: "
+          f"{', '.join(f'{x:.3f}' for x in spreads)}")
 
 
 def table(rates: dict, ai_value: dict | None) -> str:
