@@ -61,3 +61,11 @@ def test_a_tracker_that_is_not_installed_stops_the_run_before_any_work(tmp_path,
     with pytest.raises(ConfigError, match=r"pip install 'cai-pipeline\[wandb\]'"):
         run_stages(small_config(tmp_path / "run", tracking="wandb"), ["generate"], echo=lambda s: None)
     assert not (tmp_path / "run").exists()
+
+
+def test_a_key_set_after_the_shorthand_joins_it(tmp_path):
+    """`--set tracking=mlflow --set tracking.project=x` (and a config file's `tracking: mlflow`
+    with a key set on top) is one tracking section, not an error."""
+    cfg = small_config(tmp_path, **{"tracking": "mlflow", "tracking.project": "x"})
+    assert (cfg.tracking.to, cfg.tracking.project) == ("mlflow", "x")
+    assert small_config(tmp_path, tracking="wandb").tracking.to == "wandb"

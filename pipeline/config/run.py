@@ -160,6 +160,11 @@ def _read_yaml(read, where: str):
                           "levels deep") from None
 
 
+# Sections a plain value stands for (`tracking: mlflow` is `tracking.to: mlflow`): a key set
+# under one after the shorthand joins it instead of failing.
+SHORTHAND = {"tracking": "to"}
+
+
 def _apply_override(data: dict, item: str):
     key, sep, value = item.partition("=")
     if not sep or not key:
@@ -167,6 +172,8 @@ def _apply_override(data: dict, item: str):
     node = data
     *parents, leaf = key.strip().split(".")
     for part in parents:
+        if isinstance(node.get(part), str) and part in SHORTHAND:  # `tracking: mlflow`, then a key
+            node[part] = {SHORTHAND[part]: node[part]}
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {item!r}: '{part}' is not a section")
