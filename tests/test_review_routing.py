@@ -45,7 +45,7 @@ def test_a_wide_interval_with_pairs_waiting_is_asked_first_then_the_judges_doubt
     assert order[:2] == ["i-wide-unsure", "i-wide"]
     assert order.index("i-narrow-unsure") < order.index("i-narrow")
     assert w["i-wide"][0] > w["i-idle"][0] > w["i-narrow"][0]
-    assert re.fullmatch(r"asked because principle `wide` has 4 human labels, trust \[0\.00, "
+    assert re.fullmatch(r"asked because principle wide has 4 human labels, trust \[0\.00, "
                         r"0\.\d\d\], and 40 AI pairs wait on it", w["i-wide"][1])
     assert w["i-narrow-unsure"][1].endswith("; the judge is unsure of this pair (P 0.50)")
     # the routed order is what next_item serves, after items already begun

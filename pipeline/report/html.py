@@ -13,7 +13,7 @@ import html
 
 from cai.evaluation.scorecard import HEADER, ITERATION_HEADER, evaluation_rows, iteration_rows
 from cai.evaluation.verdicts import TITLES
-from cai.publish.card import effective_line
+from cai.publish.card import effective_line, mode_lines
 from cai.report.figures import PlotCache
 from cai.report.headline import answer_lines, meta_lines
 from cai.review.agreement import stats_lines
@@ -57,7 +57,7 @@ def _intro(m: dict) -> str:
         f"{a.get('n', 0)} human training pairs (cross-fitted): accuracy "
         f"{(a.get('raw') or {}).get('accuracy')} raw, "
         f"{cal.get('accuracy')} calibrated, trust {a.get('overall_trust')}. "
-        f"{effective_line(c.get('blend'))}")
+        f"{effective_line(c.get('blend'))}" + "".join(f" {line[2:]}." for line in mode_lines(a)))
 
 
 def _evaluation_html(m: dict) -> str:
@@ -87,7 +87,8 @@ def _plots(m):
     judged = m.get("judge_agreement") or {}
     rm_meta = m.get("reward_model") or {}
     yield ("Judge-human agreement per principle on cross-fitted human training pairs (n under "
-           "each), and the trust it earned", _agreement, judged if judged.get("n") else None)
+           "each), and the trust it earned with its 90 % interval", _agreement,
+           judged if judged.get("n") else None)
     yield ("Reliability diagram (judge P vs human choice), raw and calibrated", _reliability,
            judged if judged.get("n") else None)
     yield ("Strength of each principle on the human slice: relevance × 2(accuracy − 0.5), 95 % "
@@ -123,7 +124,8 @@ def _strength(rows: dict):
 
 
 def _agreement(report):
-    """Per principle: cross-fitted accuracy raw and calibrated, and the trust it earned."""
+    """Per principle: cross-fitted accuracy raw and calibrated, and the trust it earned with its
+    90 % interval (what `cai review` narrows)."""
     def draw(ax):
         cal, raw = report["calibrated"]["per_principle"], report["raw"]["per_principle"]
         names, x = list(cal), range(len(cal))
@@ -132,8 +134,14 @@ def _agreement(report):
         ax.bar(list(x), [cal[n]["accuracy"] for n in names], width=0.27, color="#4c72b0",
                label="accuracy, calibrated")
         # trust as markers: a trust of 0 is a visible point, not an invisible bar
-        ax.scatter([i + 0.27 for i in x], [report["trust"].get(n, 0) for n in names], marker="D",
-                   color="#c44e52", zorder=3, label="trust")
+        trust = [report["trust"].get(n, 0) for n in names]
+        ax.scatter([i + 0.27 for i in x], trust, marker="D", color="#c44e52", zorder=3,
+                   label="trust")
+        intervals = report.get("trust_interval") or {}
+        if intervals:  # trust is the interval's lower end; the bar shows how far it may reach
+            ax.errorbar([i + 0.27 for i in x], trust, fmt="none", ecolor="#c44e52", lw=1,
+                        yerr=[[0] * len(names), [intervals.get(n, [t, t])[1] - t
+                                                 for n, t in zip(names, trust)]])
         ax.axhline(0.5, color="grey", ls="--", lw=1, label="chance")
         ax.set_xticks(list(x), [f"{n}\nn={cal[n].get('n', 0)}" for n in names])
         ax.set_ylim(-0.03, 1), ax.legend(fontsize=7, ncol=2)

@@ -124,8 +124,9 @@ def _why(parts: dict, doubt: float, p, evidence: Evidence, waiting: Counter) -> 
     if top is None or not parts[top]:
         return "asked because " + (unsure or "no pair is worth more now")
     lo, hi = evidence.interval(top)
-    return (f"asked because principle `{top}` has {evidence.n[top]} human labels, trust "
-            f"[{lo:.2f}, {hi:.2f}], and {waiting[top]} AI pairs wait on it"
+    n, w = evidence.n[top], waiting[top]
+    return (f"asked because principle {top} has {n} human label{'s' * (n != 1)}, trust "
+            f"[{lo:.2f}, {hi:.2f}], and {w} AI pair{'s' * (w != 1)} wait{'s' * (w == 1)} on it"
             + (f"; {unsure}" if unsure else ""))
 
 
