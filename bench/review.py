@@ -80,9 +80,9 @@ def run(n_items, n_people, accuracy, seed=0) -> dict:
 def _report(outcomes: dict, pairs: list[int], shrinkage: float) -> dict:
     """The calibration report's evidence: per principle its agreements (1 agree, 0 not), and
     per labelled pair whether the judge agreed under the (first of) its principles."""
-    from cai.feedback.trust import lower_bound
+    from cai.feedback.trust import trust_prior
     n = len(pairs)
-    prior = max(0.5, lower_bound(sum(pairs) / n, n)) if n else 0.5
+    prior = trust_prior(sum(pairs) / n if n else None, n)
     per = {pid: {"n": len(v), "accuracy": sum(v) / len(v)} for pid, v in outcomes.items() if v}
     return {"n": n, "shrinkage": shrinkage, "trust_prior": prior,
             "calibrated": {"n": n, "per_principle": per}}

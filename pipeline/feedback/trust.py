@@ -171,6 +171,18 @@ def trust_interval(accuracy: float | None, n: int, prior: float = 0.5,
     return [trust_of(accuracy, n, prior, strength), round(high, 4)]
 
 
+def trust_prior(accuracy: float | None, n: int) -> float:
+    """What the judge has shown overall, conservatively: the lower bound of its agreement on
+    all `n` pairs, never below chance (each principle's evidence is pooled towards it)."""
+    return max(0.5, lower_bound(accuracy, n)) if n else 0.5
+
+
+def pooled_pairs(shrinkage: float, total: int, n: int) -> float:
+    """Pseudo-pairs at the prior pooled into a principle judged on `n` of `total` pairs: at
+    most `shrinkage`, and never more than the other principles' pairs."""
+    return min(shrinkage, max(0, total - n))
+
+
 def trust_report(judgements: list[dict], k: int, shrinkage: float, seed: int) -> dict:
     """Raw vs calibrated held-out agreement (overall and per principle), trust per principle,
     and the map fit on all the pairs (what AI labels are calibrated with)."""
@@ -191,8 +203,8 @@ def assess(judgements: list[dict], held: list[dict], fit: dict, k: int, shrinkag
     # The prior is what the judge has shown overall, conservatively: the lower bound of its
     # overall agreement (never below chance), worth at most `shrinkage` pairs and never more
     # than the pairs of the other principles (a principle's own pairs must not count twice).
-    prior = max(0.5, lower_bound(cal["accuracy"], cal["n"]))
-    pooled = {pid: min(shrinkage, max(0, cal["n"] - row["n"]))
+    prior = trust_prior(cal["accuracy"], cal["n"])
+    pooled = {pid: pooled_pairs(shrinkage, cal["n"], row["n"])
               for pid, row in cal["per_principle"].items()}
     trust = {pid: trust_of(row["accuracy"], row["n"], prior, pooled[pid])
              for pid, row in cal["per_principle"].items()}

@@ -26,7 +26,7 @@ models there would take minutes on a CPU.
 from collections import Counter
 
 from cai.constitution import rank_principles
-from cai.feedback.trust import LEVEL, lower_bound, trust_interval
+from cai.feedback.trust import LEVEL, lower_bound, pooled_pairs, trust_interval
 from cai.review.items import latest
 
 # The judge's doubt breaks ties between pairs that inform the same principles; it is not traded
@@ -61,8 +61,7 @@ class Evidence:
         return self.prior if accuracy is None else accuracy
 
     def _pooled(self, pid: str, n_extra: int = 0, total_extra: int = 0) -> float:
-        # as the calibrate stage pools: the other principles' pairs, at most `shrinkage`
-        return min(self.shrinkage, max(0, self.total + total_extra - self.n[pid] - n_extra))
+        return pooled_pairs(self.shrinkage, self.total + total_extra, self.n[pid] + n_extra)
 
     def interval(self, pid: str) -> list[float]:
         """Trust's 90 % interval, as the report shows it (clipped at 0)."""
