@@ -8,7 +8,7 @@ for the most (1 A, 1 B, 1 tie; or 1 A, 1 B) puts it in the adjudication queue.
 
 from collections import Counter
 
-from cai.review.items import CHOICES, latest
+from cai.review.items import CHOICES, latest, reviewed_id
 from cai.stats import wilson
 
 VALUES = {c: i for i, c in enumerate(CHOICES)}  # nominal codes for Krippendorff's alpha
@@ -128,7 +128,7 @@ def reviewed_pairs(store, need: int) -> list[dict]:
         if d["decision"] in ("first", "second"):
             item = items[i]
             win, lose = ("first", "second") if d["decision"] == "first" else ("second", "first")
-            pairs.append({"id": "review-" + i[len("item-"):], "prompt": item["prompt"],
+            pairs.append({"id": reviewed_id(i), "prompt": item["prompt"],
                           "chosen": item[win], "rejected": item[lose]})
     return sorted(pairs, key=lambda p: p["id"])
 

@@ -23,6 +23,11 @@ def item_id(mode: str, prompt: str, first: str, second: str, *tag) -> str:
     return "item-" + content_hash(mode, prompt, first, second, *tag, n=16)
 
 
+def reviewed_id(item: str) -> str:
+    """The id of the human pair a decided label item becomes (`item-…` -> `review-…`)."""
+    return "review-" + item[len("item-"):]
+
+
 def pair_items(store) -> list[tuple]:
     """(id, 'label', item) for every AI pair of the run's last `pairs` stage."""
     manifest = store.get_manifest("pairs")

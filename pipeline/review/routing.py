@@ -27,7 +27,9 @@ from collections import Counter
 
 from cai.constitution import rank_principles
 from cai.feedback.trust import LEVEL, lower_bound, pooled_pairs, trust_interval
-from cai.review.items import latest
+from cai.review.items import latest, reviewed_id
+from cai.stages.calibrate import stored_report
+from cai.stages.label import human_key
 
 # The judge's doubt breaks ties between pairs that inform the same principles; it is not traded
 # against trust (a pair the judge is unsure of counts once, a principle's trust for every pair
@@ -38,8 +40,7 @@ DOUBT = 1e-3
 def informs(item_id: str, principles: list, k: int, seed: int) -> list[str]:
     """The principles a decided label of this item is judged under (the label stage's key of
     a reviewed pair: `human/review-…`)."""
-    key = "human/review-" + item_id[len("item-"):]
-    return [p.id for p in rank_principles(principles, key, seed)[:k]]
+    return [p.id for p in rank_principles(principles, human_key(reviewed_id(item_id)), seed)[:k]]
 
 
 class Evidence:
@@ -141,20 +142,17 @@ def route(store, items: dict, labels: list[dict], principles: list, k: int, seed
     informed = {i: informs(i, principles, k, seed) for i in items}
     report, judged = _calibration(store)
     pending = [i for i, votes in latest(labels).items()
-               if i in informed and "review-" + i[len("item-"):] not in judged
+               if i in informed and reviewed_id(i) not in judged
                and any(v != "skip" for v in votes.values())]
     evidence = Evidence(report, Counter(pid for i in pending for pid in informed[i]), len(pending))
     return worth(items, informed, evidence, waiting_pairs(items))
 
 
-def _calibration(store) -> tuple[dict | None, set]:
+def _calibration(store) -> tuple[dict, set]:
     """(the last calibration report, the human pair ids it was measured on)."""
-    fit = store.get_manifest("calibrate")
     cal = store.get_manifest("label-calibration")
-    report = store.get_records(fit["ids"][:1]).get(fit["ids"][0], {}).get("report") \
-        if fit and fit["ids"] else None
     judged = {r.get("human_id") for r in store.get_records(cal["ids"]).values()} if cal else set()
-    return report, judged
+    return stored_report(store), judged
 
 
 def routing_principles(config) -> list:

@@ -22,8 +22,9 @@ from pathlib import Path
 import yaml
 
 from cai.runs.history import compare_pairs, pair_identity
-from cai.runs.principles import ai_pairs, calibration_report
+from cai.runs.principles import ai_pairs
 from cai.runs.runner import run_one
+from cai.stages.calibrate import stored_report
 from cai.stages.context import RunContext
 from cai.store.core import DB_NAME, ReadOnlyStore, copy_store
 
@@ -116,7 +117,7 @@ def outcome(run_dir) -> dict:
     model's held-out accuracy (None where none was trained)."""
     with ReadOnlyStore(run_dir) as store:
         pairs = {pair_identity(p): p for p in ai_pairs(store)}
-        report = calibration_report(store)
+        report = stored_report(store)
         rm = store.manifest_meta("train-rm") or {}
     return {"pairs": pairs, "effective": sum(p.get("weight") or 0.0 for p in pairs.values()),
             "accuracy": (report.get("calibrated") or {}).get("accuracy"),

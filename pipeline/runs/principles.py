@@ -3,6 +3,7 @@ its strength on the human slice (`cai.feedback.strength`), the trust it earned, 
 it produced with what they counted for in training (their summed weight)."""
 
 from cai.errors import CaiError
+from cai.stages.calibrate import stored_report
 from cai.stages.pairs import principles_of
 from cai.store.core import ReadOnlyStore
 
@@ -12,7 +13,7 @@ def principle_scores(run_dir) -> list[dict]:
     with ReadOnlyStore(run_dir) as store:
         if store.get_manifest("calibrate") is None:
             raise CaiError(f"{run_dir}: stage 'calibrate' has not run yet; run `cai run` first")
-        report = calibration_report(store)
+        report = stored_report(store)
         produced: dict[str, list[float]] = {}
         for pair in ai_pairs(store):
             for pid in principles_of(pair):
@@ -23,12 +24,6 @@ def principle_scores(run_dir) -> list[dict]:
              "ai_weight": round(sum(produced.get(pid, [])), 4)}
             for pid in sorted(set(strength) | set(produced))]
     return sorted(rows, key=lambda r: (-(r.get("strength") or 0.0), r["principle"]))
-
-
-def calibration_report(store) -> dict:
-    """The run's calibration report (map, trust, agreement, strength); {} before calibrate."""
-    fit = store.get_manifest("calibrate")
-    return (store.get_records(fit["ids"])[fit["ids"][0]]["report"] or {}) if fit else {}
 
 
 def ai_pairs(store):

@@ -51,3 +51,10 @@ def current_fit(ctx) -> tuple[str, dict | None]:
     the report is None where no human pair was judged."""
     fit_id = require_manifest(ctx, "calibrate")["ids"][0]
     return fit_id, load_records(ctx, [fit_id])[0]["report"]
+
+
+def stored_report(store) -> dict:
+    """The run's calibration report read from its store (map, trust, agreement, strength); {}
+    before calibrate or where no human pair was judged."""
+    fit = store.get_manifest("calibrate")
+    return (store.get_records(fit["ids"])[fit["ids"][0]]["report"] or {}) if fit else {}

@@ -135,8 +135,13 @@ def candidate_pairs(ctx, group: list[tuple]) -> list[dict]:
     return items
 
 
+def human_key(pair_id: str) -> str:
+    """What a human pair's principles are ranked by (`cai review` routes by it too)."""
+    return f"human/{pair_id}"
+
+
 def _human_item(h: dict) -> dict:
-    return {"key": f"human/{h['id']}", "kind": "human", "prompt_id": h["id"], "human_id": h["id"],
+    return {"key": human_key(h["id"]), "kind": "human", "prompt_id": h["id"], "human_id": h["id"],
             "prompt": h["prompt"], "first_id": "chosen", "second_id": "rejected",
             "first": h["chosen"], "second": h["rejected"]}
 
