@@ -1,7 +1,7 @@
 """Config sections of the loops around a run: people reviewing it, iterations of it, and the
 engine its model calls run on."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -83,7 +83,9 @@ class TrackingConfig(Section):
         "<run_dir>/mlruns); W&B: the directory its run files go to (default: the run directory; "
         "offline unless WANDB_API_KEY or WANDB_MODE says otherwise)"))
 
+    SHORTHAND: ClassVar[str] = "to"  # `tracking: mlflow` is `tracking.to: mlflow`
+
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, data):
-        return {"to": data} if isinstance(data, str) else data
+        return {cls.SHORTHAND: data} if isinstance(data, str) else data

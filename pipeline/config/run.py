@@ -160,11 +160,6 @@ def _read_yaml(read, where: str):
                           "levels deep") from None
 
 
-# Sections a plain value stands for (`tracking: mlflow` is `tracking.to: mlflow`): a key set
-# under one after the shorthand joins it instead of failing.
-SHORTHAND = {"tracking": "to"}
-
-
 def _apply_override(data: dict, item: str):
     key, sep, value = item.partition("=")
     if not sep or not key:
@@ -172,12 +167,19 @@ def _apply_override(data: dict, item: str):
     node = data
     *parents, leaf = key.strip().split(".")
     for part in parents:
-        if isinstance(node.get(part), str) and part in SHORTHAND:  # `tracking: mlflow`, then a key
-            node[part] = {SHORTHAND[part]: node[part]}
+        short = _shorthand(part) if node is data and isinstance(node.get(part), str) else None
+        if short:  # `tracking: mlflow`, then a key under it: the key joins the section
+            node[part] = {short: node[part]}
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise ConfigError(f"--set {item!r}: '{part}' is not a section")
     node[leaf] = _read_yaml(lambda: value, f"--set {key.strip()}") if value.strip() else None
+
+
+def _shorthand(section: str) -> str | None:
+    """The key a section's plain value stands for (its class's SHORTHAND), if it has one."""
+    field = RunConfig.model_fields.get(section)
+    return getattr(field.annotation, "SHORTHAND", None) if field else None
 
 
 def _explain(exc: ValidationError, where: str) -> str:
