@@ -14,6 +14,7 @@ figures are measured on those.
 """
 
 from cai.feedback.calibration import calibration_report
+from cai.feedback.probability import ensemble
 from cai.feedback.trust import assess, calibrated, cross_fit, fit_map, folds_of, trust_report
 from cai.stats import logit, sigmoid
 
@@ -107,6 +108,4 @@ def merge(by_mode: dict[str, list[dict]], chosen: dict[str, str], mean_logodds: 
 
 
 def _mean(ps: list[float], logodds: bool) -> float:
-    if logodds:
-        return sigmoid(sum(logit(p) for p in ps) / len(ps))
-    return sum(ps) / len(ps)
+    return sigmoid(sum(logit(p) for p in ps) / len(ps)) if logodds else ensemble(ps)

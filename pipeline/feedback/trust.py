@@ -24,6 +24,7 @@ rejected) with the chosen reply shown as A) and `p_order2` (with it shown as B).
 
 
 from cai.feedback.calibration import calibration_report
+from cai.feedback.probability import ensemble
 from cai.feedback.strength import strength_report
 from cai.hashing import content_hash
 from cai.stats import logit, sigmoid
@@ -48,7 +49,7 @@ def judgement(record: dict, mode: str = "pairwise") -> dict | None:
     if not ok:
         return None
     return {"id": record["human_id"],
-            **{k: sum(x[k] for x in ok) / len(ok) for k in ("p", "p_order1", "p_order2")},
+            **{k: ensemble([x[k] for x in ok]) for k in ("p", "p_order1", "p_order2")},
             "principles": {x["id"]: {k: x[k] for k in ("p", "p_order1", "p_order2")} for x in ok}}
 
 
