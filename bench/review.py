@@ -146,8 +146,8 @@ def order_run(budget: int, routed: bool, seed: int, waiting, pooled) -> dict:
     rng.shuffle(order)
     outcomes, pairs, out = {pid: [] for pid in pooled["principles"]}, [], {"mean": [], "max": []}
     waited = [p for p in waiting if waiting[p] and p in outcomes]
+    evidence = Evidence(_report(outcomes, pairs, cfg.calibration.shrinkage), Counter())
     for _ in range(min(budget, len(pool))):
-        evidence = Evidence(_report(outcomes, pairs, cfg.calibration.shrinkage), Counter())
         if routed:
             w = worth(pool, {i: it["informs"] for i, it in pool.items()}, evidence, waiting)
             item = next_item(pool, [], "bench", 1, w)
